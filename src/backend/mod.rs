@@ -1,0 +1,203 @@
+//! The backend trait: every numeric operation that training needs, on one kind of device.
+//!
+//! The CPU backend (`cpu`) is the specification: each op's doc comment here says what it computes,
+//! the CPU code computes exactly that, and the CUDA backend (`cuda`) is tested against it.
+//!
+//! Conventions shared by every op:
+//! - Tensors are dense, contiguous, row-major; images are NCHW, matrices are [rows, cols].
+//! - Every op returns a new tensor (the allocator behind it caches memory); the only ops that write
+//!   into an existing tensor are marked `_inplace` and work on flat parameter/state buffers.
+//! - "Sample" axis = dim 0; "channel" axis = dim 1 (for a 2-D tensor [N, F] the channel is F);
+//!   the "inner" extent of a 4-D tensor is H·W (1 for a 2-D tensor).
+//! - Scalars that are hyperparameters are passed as `f64` and rounded to the tensor's element type.
+//! - Ops never broadcast implicitly: binary elementwise ops need equal shapes, and broadcasting over
+//!   a group is spelled out with the `group_*` ops.
+
+pub mod cpu;
+pub mod cuda;
+
+use std::fmt::Debug;
+
+/// Which elements a group reduction gathers together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Group {
+    /// All elements: the reduction has shape [1].
+    All,
+    /// One group per sample (dim 0): shape [N]. Layer norm over (C,H,W) uses this.
+    Sample,
+    /// One group per channel (dim 1): shape [C]. Bias add and batch norm use this.
+    Channel,
+}
+
+impl Group {
+    /// Number of groups of a tensor of `shape`.
+    pub fn count(self, shape: &[usize]) -> usize {
+        match self {
+            Group::All => 1,
+            Group::Sample => shape[0],
+            Group::Channel => shape[1],
+        }
+    }
+    /// The group of flat element `i` of a tensor of `shape`.
+    #[inline]
+    pub fn index(self, shape: &[usize], i: usize) -> usize {
+        match self {
+            Group::All => 0,
+            Group::Sample => i / (numel(shape) / shape[0]),
+            Group::Channel => (i / inner(shape)) % shape[1],
+        }
+    }
+}
+
+/// Geometry of a square-kernel 2-D convolution; the kernel size comes from the weight's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvParams {
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvParams {
+    pub fn new(stride: usize, pad: usize) -> Self {
+        ConvParams { stride, pad }
+    }
+    /// Output extent of a convolution over an input extent `n` with kernel size `k`.
+    pub fn out_size(&self, n: usize, k: usize) -> usize {
+        (n + 2 * self.pad - k) / self.stride + 1
+    }
+    /// Output extent of the transposed convolution (the data gradient) of an input extent `n`.
+    pub fn transposed_out_size(&self, n: usize, k: usize) -> usize {
+        (n - 1) * self.stride + k - 2 * self.pad
+    }
+}
+
+/// Gradient-penalty form. Per sample i with g_i = ∇ₓD(x̂)_i and n_i = sqrt(Σ g_i² + eps):
+/// two-sided (n_i − 1)², one-sided max(0, n_i − 1)².
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PenaltyKind {
+    TwoSided,
+    OneSided,
+}
+
+/// Adam hyperparameters for one step, PyTorch semantics: `t` is the 1-based step number,
+/// m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², p ← p − (lr/(1−β₁ᵗ)) · m / (sqrt(v)/sqrt(1−β₂ᵗ) + eps).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub t: u64,
+}
+
+/// RMSProp hyperparameters, PyTorch semantics (no momentum, not centred):
+/// v ← αv + (1−α)g², p ← p − lr · g / (sqrt(v) + eps), then, if `clip` is set, p ← clamp(p, −c, c).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsPropStep {
+    pub lr: f64,
+    pub alpha: f64,
+    pub eps: f64,
+    pub clip: Option<f64>,
+}
+
+/// Number of elements of a shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// The extent after the channel axis: H·W for NCHW, 1 for [N, F].
+pub fn inner(shape: &[usize]) -> usize {
+    shape[2.min(shape.len())..].iter().product()
+}
+
+/// A compute device. Cloning is cheap (a handle).
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// A dense tensor on this device: shape plus storage. Cloning shares the storage.
+    type Tensor: Clone + Debug;
+
+    /// Short device description, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H100".
+    fn name(&self) -> String;
+    fn shape<'a>(&self, t: &'a Self::Tensor) -> &'a [usize];
+
+    // ---- host transfer and creation ----
+    fn from_f32(&self, data: &[f32], shape: &[usize]) -> Self::Tensor;
+    fn from_f64(&self, data: &[f64], shape: &[usize]) -> Self::Tensor;
+    fn to_f32(&self, t: &Self::Tensor) -> Vec<f32>;
+    fn to_f64(&self, t: &Self::Tensor) -> Vec<f64>;
+    /// A tensor of `shape` filled with `value`.
+    fn fill(&self, shape: &[usize], value: f64) -> Self::Tensor;
+    /// A view of `numel(shape)` elements of `t`'s storage starting at flat `offset` (shares storage).
+    fn view(&self, t: &Self::Tensor, offset: usize, shape: &[usize]) -> Self::Tensor;
+    /// Copies `src` into `dst`'s storage at flat `offset` (dst[offset..offset+numel(src)] = src).
+    fn copy_into_inplace(&self, dst: &Self::Tensor, offset: usize, src: &Self::Tensor);
+    /// A fresh copy that shares no storage with `t`.
+    fn deep_copy(&self, t: &Self::Tensor) -> Self::Tensor;
+    /// Blocks until all queued work is done (no-op on the CPU). Only for timing and logging.
+    fn synchronize(&self) {}
+
+    // ---- elementwise ----
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor;
+    fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor;
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor;
+    /// c · a
+    fn scale(&self, a: &Self::Tensor, c: f64) -> Self::Tensor;
+    /// a + c
+    fn add_scalar(&self, a: &Self::Tensor, c: f64) -> Self::Tensor;
+    /// aᵖ, elementwise (used with a > 0 only, e.g. p = −0.5 for 1/sqrt).
+    fn powf(&self, a: &Self::Tensor, p: f64) -> Self::Tensor;
+    /// x if x > 0 else slope·x (slope 0 is ReLU).
+    fn leaky_relu(&self, x: &Self::Tensor, slope: f64) -> Self::Tensor;
+    /// g if x > 0 else slope·g: the backward of leaky_relu, linear in g.
+    fn leaky_relu_backward(&self, g: &Self::Tensor, x: &Self::Tensor, slope: f64) -> Self::Tensor;
+    fn tanh(&self, x: &Self::Tensor) -> Self::Tensor;
+    /// g · (1 − y²) where y = tanh(x): the backward of tanh from its output.
+    fn tanh_backward(&self, g: &Self::Tensor, y: &Self::Tensor) -> Self::Tensor;
+
+    // ---- groups (reductions and broadcasts) ----
+    /// Sum of `x` within each group: shape [group.count(x.shape)].
+    fn group_sum(&self, x: &Self::Tensor, group: Group) -> Self::Tensor;
+    /// out[i] = v[group.index(shape, i)]: the transpose of group_sum.
+    fn group_broadcast(&self, v: &Self::Tensor, group: Group, shape: &[usize]) -> Self::Tensor;
+    /// out[i] = x[i] · s[group.index(i)]
+    fn group_mul(&self, x: &Self::Tensor, s: &Self::Tensor, group: Group) -> Self::Tensor;
+    /// out[i] = x[i] + b[group.index(i)] (bias add with Group::Channel)
+    fn group_add(&self, x: &Self::Tensor, b: &Self::Tensor, group: Group) -> Self::Tensor;
+
+    // ---- dense layers ----
+    /// C = op(A)·op(B) for 2-D A, B where op transposes when the flag is set.
+    fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor, ta: bool, tb: bool) -> Self::Tensor;
+    /// Cross-correlation as in PyTorch's conv2d: x [N,Ci,H,W], w [Co,Ci,K,K] → [N,Co,Ho,Wo].
+    fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, p: ConvParams) -> Self::Tensor;
+    /// The data gradient of conv2d (= transposed convolution): gy [N,Co,Ho,Wo], w [Co,Ci,K,K]
+    /// → [N,Ci,H,W] with (H,W) = `out_hw`.
+    fn conv2d_data_grad(&self, gy: &Self::Tensor, w: &Self::Tensor, p: ConvParams, out_hw: (usize, usize)) -> Self::Tensor;
+    /// The weight gradient of conv2d: x [N,Ci,H,W], gy [N,Co,Ho,Wo] → [Co,Ci,K,K], K = `k`.
+    fn conv2d_weight_grad(&self, x: &Self::Tensor, gy: &Self::Tensor, p: ConvParams, k: usize) -> Self::Tensor;
+
+    // ---- normalisation ----
+    /// x̂ = (x − mean)/sqrt(var + eps) with mean and biased variance taken within each group
+    /// (Group::Sample: layer norm over (C,H,W); Group::Channel: batch norm over (N,H,W)).
+    fn normalize(&self, x: &Self::Tensor, group: Group, eps: f64) -> Self::Tensor;
+    /// The backward of `normalize` for upstream g: (1/σ)(g − mean(g) − x̂·mean(g·x̂)) per group.
+    fn normalize_backward(&self, g: &Self::Tensor, x: &Self::Tensor, group: Group, eps: f64) -> Self::Tensor;
+
+    // ---- WGAN-GP ----
+    /// x̂ = ε·x + (1−ε)·x̃ with one ε per sample: `eps` has shape [N].
+    fn interpolate(&self, x: &Self::Tensor, x_tilde: &Self::Tensor, eps: &Self::Tensor) -> Self::Tensor;
+    /// One pass over g = ∇ₓD(x̂) [N, ...]: returns (P, dP/dg) where P = mean over samples of the
+    /// per-sample penalty (shape [1]) with n_i = sqrt(Σ g_i² + eps) taken over all of the sample.
+    fn penalty(&self, g: &Self::Tensor, kind: PenaltyKind, eps: f64) -> (Self::Tensor, Self::Tensor);
+
+    // ---- random numbers (Philox4x32-10, see `crate::rng`) ----
+    /// Standard normal numbers; element i comes from counter i of stream `stream` under `seed`.
+    fn randn(&self, shape: &[usize], seed: u64, stream: u64) -> Self::Tensor;
+    /// Uniform numbers in (0, 1); same counter layout as `randn`.
+    fn rand_uniform(&self, shape: &[usize], seed: u64, stream: u64) -> Self::Tensor;
+
+    // ---- optimizers: one pass over flat buffers, in place ----
+    fn adam_inplace(&self, p: &Self::Tensor, g: &Self::Tensor, m: &Self::Tensor, v: &Self::Tensor, s: AdamStep);
+    fn rmsprop_inplace(&self, p: &Self::Tensor, g: &Self::Tensor, v: &Self::Tensor, s: RmsPropStep);
+    /// p ← clamp(p, −c, c)
+    fn clamp_inplace(&self, p: &Self::Tensor, c: f64);
+    /// y ← a·y + b·x (running statistics of batch norm)
+    fn axpby_inplace(&self, y: &Self::Tensor, a: f64, x: &Self::Tensor, b: f64);
+}

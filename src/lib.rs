@@ -1,0 +1,8 @@
+//! wgan: WGAN and WGAN-GP training on hand-written CUDA kernels, with a CPU reference backend and a
+//! small autograd tape that supports double backward.
+
+pub mod backend;
+pub mod error;
+pub mod rng;
+
+pub use error::{Context, Error, Result};
