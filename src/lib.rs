@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod fsutil;
 pub mod rng;
 
 pub use error::{Context, Error, Result};
