@@ -4,6 +4,8 @@
 pub mod backend;
 pub mod error;
 pub mod fsutil;
+pub mod nn;
 pub mod rng;
+pub mod tape;
 
 pub use error::{Context, Error, Result};

@@ -1,0 +1,251 @@
+//! A small define-by-run autograd tape that supports double backward.
+//!
+//! Every op appends a node (its value and how it was made) to the tape and returns a `Var`, an index
+//! into it. `grad(outputs, inputs, create_graph)` walks the nodes backwards and applies each op's
+//! vector–Jacobian product (`vjp.rs`). Those backward rules are written with tape ops themselves,
+//! so with `create_graph = true` the backward pass is recorded like any forward pass and its result
+//! can be differentiated again: this is how the WGAN-GP penalty on ∇ₓD(x̂) sends gradient to the
+//! critic's weights. The op set is closed under differentiation: every op's VJP uses only ops that
+//! themselves have VJPs.
+//!
+//! A tape lives for one training step; dropping it frees every intermediate.
+
+mod ops;
+mod vjp;
+
+use crate::backend::{Backend, ConvParams, Group, PenaltyKind};
+
+/// A value on the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Var(pub(crate) usize);
+
+/// How a node was computed. Only nodes that require grad keep their op; the rest are leaves.
+#[derive(Clone, Debug)]
+pub(crate) enum Op {
+    Leaf,
+    Add(Var, Var),
+    Sub(Var, Var),
+    Mul(Var, Var),
+    Scale(Var, f64),
+    AddScalar(Var),
+    Pow(Var, f64),
+    LeakyRelu(Var, f64),
+    /// (g, x, slope): linear in g, piecewise constant in x.
+    LeakyReluBackward(Var, Var, f64),
+    Tanh(Var),
+    /// (g, y) with y = tanh(x).
+    TanhBackward(Var, Var),
+    GroupSum(Var, Group),
+    GroupBroadcast(Var, Group),
+    GroupMul(Var, Var, Group),
+    GroupAdd(Var, Var, Group),
+    Reshape(Var),
+    MatMul(Var, Var, bool, bool),
+    Conv2d(Var, Var, ConvParams),
+    /// (gy, w): the transposed convolution.
+    ConvDataGrad(Var, Var, ConvParams),
+    /// (x, gy)
+    ConvWeightGrad(Var, Var, ConvParams),
+    Normalize(Var, Group, f64),
+    /// (g, x)
+    NormalizeBackward(Var, Var, Group, f64),
+    /// (x, x̃, ε): ε is a constant.
+    Interpolate(Var, Var, Var),
+    /// The node's `aux` holds dP/dg from the fused forward pass.
+    Penalty(Var, PenaltyKind, f64),
+    /// (g, u): u · dP/dg with u a [1] tensor.
+    PenaltyBackward(Var, Var, PenaltyKind, f64),
+}
+
+impl Op {
+    /// The inputs of this op (constants such as ε included).
+    pub(crate) fn inputs(&self) -> Vec<Var> {
+        use Op::*;
+        match *self {
+            Leaf => vec![],
+            Scale(a, _) | AddScalar(a) | Pow(a, _) | LeakyRelu(a, _) | Tanh(a) | GroupSum(a, _) => vec![a],
+            GroupBroadcast(a, _) | Reshape(a) | Normalize(a, _, _) | Penalty(a, _, _) => vec![a],
+            Add(a, b) | Sub(a, b) | Mul(a, b) | LeakyReluBackward(a, b, _) | TanhBackward(a, b) => vec![a, b],
+            GroupMul(a, b, _) | GroupAdd(a, b, _) | MatMul(a, b, _, _) | Conv2d(a, b, _) => vec![a, b],
+            ConvDataGrad(a, b, _) | ConvWeightGrad(a, b, _) | NormalizeBackward(a, b, _, _) => vec![a, b],
+            PenaltyBackward(a, b, _, _) => vec![a, b],
+            Interpolate(a, b, c) => vec![a, b, c],
+        }
+    }
+}
+
+pub(crate) struct Node<B: Backend> {
+    pub(crate) value: B::Tensor,
+    pub(crate) op: Op,
+    pub(crate) requires_grad: bool,
+    /// A tensor an op saved in its forward pass for its backward (the penalty's dP/dg).
+    pub(crate) aux: Option<B::Tensor>,
+}
+
+/// The tape: a backend handle and the nodes recorded so far.
+pub struct Tape<B: Backend> {
+    pub(crate) backend: B,
+    pub(crate) nodes: Vec<Node<B>>,
+    grad_enabled: bool,
+}
+
+impl<B: Backend> Tape<B> {
+    pub fn new(backend: B) -> Self {
+        Tape { backend, nodes: Vec::new(), grad_enabled: true }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Number of nodes recorded (for tests and diagnostics).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// A leaf that gradients flow to (a parameter or an input we differentiate with respect to).
+    pub fn leaf(&mut self, value: B::Tensor) -> Var {
+        self.nodes.push(Node { value, op: Op::Leaf, requires_grad: true, aux: None });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// A constant: no gradient flows to it.
+    pub fn constant(&mut self, value: B::Tensor) -> Var {
+        self.nodes.push(Node { value, op: Op::Leaf, requires_grad: false, aux: None });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// A new leaf holding `v`'s value, cut off from `v`'s history (PyTorch's `detach()`), that
+    /// gradients flow to: x̂ in the penalty is made this way from constant real and fake batches.
+    pub fn detached_leaf(&mut self, v: Var) -> Var {
+        let value = self.value(v).clone();
+        self.leaf(value)
+    }
+
+    /// A constant holding `v`'s value (PyTorch's `detach()`).
+    pub fn detach(&mut self, v: Var) -> Var {
+        let value = self.value(v).clone();
+        self.constant(value)
+    }
+
+    pub fn value(&self, v: Var) -> &B::Tensor {
+        &self.nodes[v.0].value
+    }
+
+    pub fn shape(&self, v: Var) -> Vec<usize> {
+        self.backend.shape(&self.nodes[v.0].value).to_vec()
+    }
+
+    pub fn requires_grad(&self, v: Var) -> bool {
+        self.nodes[v.0].requires_grad
+    }
+
+    pub fn to_f64(&self, v: Var) -> Vec<f64> {
+        self.backend.to_f64(self.value(v))
+    }
+
+    pub fn to_f32(&self, v: Var) -> Vec<f32> {
+        self.backend.to_f32(self.value(v))
+    }
+
+    /// Turns recording off (`false`) or on; returns the previous setting. With recording off every
+    /// new node is a constant, as under PyTorch's `no_grad`.
+    pub fn set_grad_enabled(&mut self, on: bool) -> bool {
+        std::mem::replace(&mut self.grad_enabled, on)
+    }
+
+    /// Runs `f` with recording off.
+    pub fn no_grad<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let prev = self.set_grad_enabled(false);
+        let r = f(self);
+        self.set_grad_enabled(prev);
+        r
+    }
+
+    /// Appends the result of an op.
+    pub(crate) fn push(&mut self, value: B::Tensor, op: Op) -> Var {
+        self.push_with_aux(value, op, None)
+    }
+
+    pub(crate) fn push_with_aux(&mut self, value: B::Tensor, op: Op, aux: Option<B::Tensor>) -> Var {
+        let requires_grad = self.grad_enabled && op.inputs().iter().any(|v| self.nodes[v.0].requires_grad);
+        let op = if requires_grad { op } else { Op::Leaf };
+        let aux = if requires_grad { aux } else { None };
+        self.nodes.push(Node { value, op, requires_grad, aux });
+        Var(self.nodes.len() - 1)
+    }
+
+    /// Gradients of Σ outputs with respect to `inputs` (each output seeded with ones), like
+    /// `torch.autograd.grad(outputs, inputs, create_graph=...)`. An input the outputs do not depend
+    /// on gets zeros. With `create_graph` the backward pass is recorded, so the returned gradients
+    /// can be differentiated again; without it they are constants.
+    pub fn grad(&mut self, outputs: &[Var], inputs: &[Var], create_graph: bool) -> Vec<Var> {
+        let seeds: Vec<Var> = outputs
+            .iter()
+            .map(|&o| {
+                let shape = self.shape(o);
+                let ones = self.backend.fill(&shape, 1.0);
+                self.constant(ones)
+            })
+            .collect();
+        self.grad_with_seeds(outputs, &seeds, inputs, create_graph)
+    }
+
+    /// Like `grad` with explicit upstream gradients (`seeds[i]` has the shape of `outputs[i]`).
+    pub fn grad_with_seeds(&mut self, outputs: &[Var], seeds: &[Var], inputs: &[Var], create_graph: bool) -> Vec<Var> {
+        assert_eq!(outputs.len(), seeds.len(), "grad: one seed per output");
+        let n0 = self.nodes.len();
+        // needed[i]: node i is an input or depends on one, so gradient must flow through it.
+        let mut needed = vec![false; n0];
+        for v in inputs {
+            needed[v.0] = true;
+        }
+        let lo = inputs.iter().map(|v| v.0).min().unwrap_or(n0);
+        for i in lo..n0 {
+            if !needed[i] && self.nodes[i].requires_grad {
+                needed[i] = self.nodes[i].op.inputs().iter().any(|v| needed[v.0]);
+            }
+        }
+        let prev = self.set_grad_enabled(create_graph);
+        let mut grads: Vec<Option<Var>> = vec![None; n0];
+        for (&o, &s) in outputs.iter().zip(seeds) {
+            if needed[o.0] {
+                grads[o.0] = Some(match grads[o.0] {
+                    Some(g) => self.add(g, s),
+                    None => s,
+                });
+            }
+        }
+        let hi = outputs.iter().map(|v| v.0 + 1).max().unwrap_or(0);
+        for i in (lo..hi).rev() {
+            let Some(g) = grads[i] else { continue };
+            if !needed[i] || !self.nodes[i].requires_grad {
+                continue;
+            }
+            let op = self.nodes[i].op.clone();
+            for (input, contribution) in self.vjp(Var(i), &op, g, &needed) {
+                grads[input.0] = Some(match grads[input.0] {
+                    Some(acc) => self.add(acc, contribution),
+                    None => contribution,
+                });
+            }
+        }
+        let result = inputs
+            .iter()
+            .map(|&v| match grads[v.0] {
+                Some(g) if create_graph || !self.nodes[g.0].requires_grad => g,
+                Some(g) => self.detach(g),
+                None => {
+                    let zeros = self.backend.fill(&self.shape(v), 0.0);
+                    self.constant(zeros)
+                }
+            })
+            .collect();
+        self.set_grad_enabled(prev);
+        result
+    }
+}
