@@ -7,5 +7,6 @@ pub mod fsutil;
 pub mod nn;
 pub mod rng;
 pub mod tape;
+pub mod train;
 
 pub use error::{Context, Error, Result};

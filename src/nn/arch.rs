@@ -15,9 +15,11 @@ pub const LEAKY_SLOPE: f64 = 0.2;
 
 /// Critic normalisation: none, or layer norm over (C,H,W) per sample (the WGAN-GP paper's choice;
 /// batch norm is not allowed in a WGAN-GP critic).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CriticNorm {
+    #[serde(rename = "none")]
     None,
+    #[serde(rename = "layer")]
     Layer,
 }
 

@@ -1,0 +1,285 @@
+//! The resolved configuration of a training run: every choice, defaults filled in, checked, and
+//! saved as `config.json` in the run folder (a resumed run reads it back).
+
+use crate::backend::PenaltyKind;
+use crate::error::Result;
+use crate::nn::arch::CriticNorm;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where training data comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DatasetKind {
+    #[serde(rename = "mnist")]
+    Mnist,
+    #[serde(rename = "cifar10")]
+    Cifar10,
+    #[serde(rename = "folder")]
+    Folder,
+    #[serde(rename = "8gaussians")]
+    EightGaussians,
+    #[serde(rename = "25gaussians")]
+    TwentyFiveGaussians,
+    #[serde(rename = "swissroll")]
+    SwissRoll,
+}
+
+impl DatasetKind {
+    pub const NAMES: &'static str = "mnist, cifar10, folder, 8gaussians, 25gaussians or swissroll";
+
+    pub fn is_toy(self) -> bool {
+        matches!(self, Self::EightGaussians | Self::TwentyFiveGaussians | Self::SwissRoll)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mnist => "mnist",
+            Self::Cifar10 => "cifar10",
+            Self::Folder => "folder",
+            Self::EightGaussians => "8gaussians",
+            Self::TwentyFiveGaussians => "25gaussians",
+            Self::SwissRoll => "swissroll",
+        }
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "mnist" => Self::Mnist,
+            "cifar10" => Self::Cifar10,
+            "folder" => Self::Folder,
+            "8gaussians" => Self::EightGaussians,
+            "25gaussians" => Self::TwentyFiveGaussians,
+            "swissroll" => Self::SwissRoll,
+            _ => return Err(format!("expected {}, got {s:?}", Self::NAMES)),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Loss {
+    #[serde(rename = "wgan")]
+    Wgan,
+    #[serde(rename = "wgan-gp")]
+    WganGp,
+}
+
+impl std::str::FromStr for Loss {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "wgan" => Ok(Loss::Wgan),
+            "wgan-gp" => Ok(Loss::WganGp),
+            _ => Err(format!("expected wgan or wgan-gp, got {s:?}")),
+        }
+    }
+}
+
+/// Two-sided (‖g‖−1)² or one-sided max(0, ‖g‖−1)².
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Penalty {
+    #[serde(rename = "two-sided")]
+    TwoSided,
+    #[serde(rename = "one-sided")]
+    OneSided,
+}
+
+impl Penalty {
+    pub fn kind(self) -> PenaltyKind {
+        match self {
+            Penalty::TwoSided => PenaltyKind::TwoSided,
+            Penalty::OneSided => PenaltyKind::OneSided,
+        }
+    }
+}
+
+impl std::str::FromStr for Penalty {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "two-sided" => Ok(Penalty::TwoSided),
+            "one-sided" => Ok(Penalty::OneSided),
+            _ => Err(format!("expected two-sided or one-sided, got {s:?}")),
+        }
+    }
+}
+
+/// Everything a run needs, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub dataset: DatasetKind,
+    /// `None` with `mnist`: the embedded 10,000 digits.
+    pub data: Option<PathBuf>,
+    pub loss: Loss,
+    pub penalty: Penalty,
+    pub lambda: f64,
+    pub n_critic: usize,
+    pub clip: f64,
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub batch_size: usize,
+    pub steps: u64,
+    /// Image side (image datasets); 2-D points for toy data.
+    pub image_size: usize,
+    /// Image channels (1 for MNIST, 3 for CIFAR-10, chosen for folders).
+    pub channels: usize,
+    pub width: usize,
+    pub nz: usize,
+    pub critic_norm: CriticNorm,
+    pub wgan_schedule: bool,
+    pub seed: u64,
+    pub device: String,
+    pub out: PathBuf,
+    pub sample_every: u64,
+    pub checkpoint_every: u64,
+    /// The crate version that wrote this configuration.
+    pub version: String,
+}
+
+/// What the command line may set; `None` takes the default for the dataset and loss.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub dataset: Option<DatasetKind>,
+    pub data: Option<PathBuf>,
+    pub loss: Option<Loss>,
+    pub penalty: Option<Penalty>,
+    pub lambda: Option<f64>,
+    pub n_critic: Option<usize>,
+    pub clip: Option<f64>,
+    pub lr: Option<f64>,
+    pub betas: Option<(f64, f64)>,
+    pub batch_size: Option<usize>,
+    pub steps: Option<u64>,
+    pub image_size: Option<usize>,
+    pub channels: Option<usize>,
+    pub width: Option<usize>,
+    pub nz: Option<usize>,
+    pub critic_norm: Option<CriticNorm>,
+    pub wgan_schedule: bool,
+    pub seed: Option<u64>,
+    pub device: Option<String>,
+    pub out: Option<PathBuf>,
+    pub sample_every: Option<u64>,
+    pub checkpoint_every: Option<u64>,
+}
+
+impl TrainOptions {
+    /// Fills in defaults and checks every value.
+    ///
+    /// Defaults follow the papers: WGAN-GP Adam(1e-4, betas (0, 0.9)), λ = 10; WGAN RMSProp 5e-5,
+    /// clip 0.01; n_critic 5. The toy data sets follow the WGAN-GP paper's gan_toy.py instead
+    /// (λ = 0.1, betas (0.5, 0.9), batch 256), the configuration its toy figures come from.
+    pub fn resolve(self) -> Result<TrainConfig> {
+        let dataset = self.dataset.unwrap_or(DatasetKind::Mnist);
+        let loss = self.loss.unwrap_or(Loss::WganGp);
+        let toy = dataset.is_toy();
+        let lambda = self.lambda.unwrap_or(if toy { 0.1 } else { 10.0 });
+        let betas = self.betas.unwrap_or(if toy { (0.5, 0.9) } else { (0.0, 0.9) });
+        let lr = self.lr.unwrap_or(match loss {
+            Loss::WganGp => 1e-4,
+            Loss::Wgan => 5e-5,
+        });
+        let clip = self.clip.unwrap_or(0.01);
+        let n_critic = self.n_critic.unwrap_or(5);
+        let batch_size = self.batch_size.unwrap_or(if toy { 256 } else { 64 });
+        let steps = self.steps.unwrap_or(if toy { 1000 } else { 400 });
+        let channels = self.channels.unwrap_or(match dataset {
+            DatasetKind::Mnist => 1,
+            DatasetKind::Cifar10 | DatasetKind::Folder => 3,
+            _ => 1,
+        });
+        let image_size = self.image_size.unwrap_or(match dataset {
+            DatasetKind::Mnist => 28,
+            _ => if toy { 2 } else { 32 },
+        });
+        let width = self.width.unwrap_or(if toy { crate::nn::arch::TOY_DIM } else { 32 });
+        let nz = self.nz.unwrap_or(if toy { crate::nn::arch::TOY_NZ } else { 100 });
+        let critic_norm = self.critic_norm.unwrap_or(match loss {
+            Loss::WganGp => CriticNorm::Layer,
+            Loss::Wgan => CriticNorm::None,
+        });
+        let cfg = TrainConfig {
+            dataset,
+            data: self.data,
+            loss,
+            penalty: self.penalty.unwrap_or(Penalty::TwoSided),
+            lambda,
+            n_critic,
+            clip,
+            lr,
+            betas,
+            batch_size,
+            steps,
+            image_size,
+            channels,
+            width,
+            nz,
+            critic_norm,
+            wgan_schedule: self.wgan_schedule,
+            seed: self.seed.unwrap_or(0),
+            device: self.device.unwrap_or_else(|| "auto".into()),
+            out: self.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
+            sample_every: self.sample_every.unwrap_or(if toy { 250 } else { 50 }),
+            checkpoint_every: self.checkpoint_every.unwrap_or(if toy { 500 } else { 100 }),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value, naming the flag at fault and what it must be.
+    pub fn validate(&self) -> Result<()> {
+        let finite_pos = |v: f64| v.is_finite() && v > 0.0;
+        if !finite_pos(self.lr) {
+            crate::bail!("--lr {}: the learning rate must be a positive number", self.lr);
+        }
+        if self.n_critic == 0 {
+            crate::bail!("--n-critic 0: the critic must train at least once per generator step");
+        }
+        if self.loss == Loss::Wgan && !finite_pos(self.clip) {
+            crate::bail!("--clip {}: the weight clipping bound must be a positive number", self.clip);
+        }
+        if self.loss == Loss::WganGp && !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            crate::bail!("--lambda {}: the penalty weight must be a number ≥ 0", self.lambda);
+        }
+        let (b1, b2) = self.betas;
+        if !((0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2)) {
+            crate::bail!("--betas {b1},{b2}: each beta must be in [0, 1)");
+        }
+        if self.batch_size == 0 {
+            crate::bail!("--batch-size 0: expected at least 1");
+        }
+        if self.steps == 0 {
+            crate::bail!("--steps 0: expected at least 1 generator step");
+        }
+        if self.nz == 0 {
+            crate::bail!("--nz 0: the latent size must be at least 1");
+        }
+        if self.sample_every == 0 || self.checkpoint_every == 0 {
+            crate::bail!("--sample-every and --checkpoint-every must be at least 1");
+        }
+        if self.dataset.is_toy() {
+            if self.data.is_some() {
+                crate::bail!("--data: the {} toy data set is generated, it reads no file", self.dataset.name());
+            }
+        } else {
+            if ![28, 32, 64].contains(&self.image_size) {
+                crate::bail!("--image-size {}: the DCGAN models make 28, 32 or 64 pixel images", self.image_size);
+            }
+            if ![1, 3].contains(&self.channels) {
+                crate::bail!("--channels {}: expected 1 (grey) or 3 (RGB)", self.channels);
+            }
+            if self.width == 0 || self.width > 1024 {
+                crate::bail!("--width {}: expected a channel width between 1 and 1024", self.width);
+            }
+            if matches!(self.dataset, DatasetKind::Cifar10 | DatasetKind::Folder) && self.data.is_none() {
+                crate::bail!("--dataset {} needs --data PATH (the data set's folder)", self.dataset.name());
+            }
+        }
+        Ok(())
+    }
+}

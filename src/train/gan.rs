@@ -1,0 +1,255 @@
+//! One WGAN / WGAN-GP training step on any backend: the critic's loss (with the gradient penalty
+//! differentiated through ∇ₓD(x̂)), the generator's loss, and the schedule of critic iterations.
+//!
+//! Randomness: every draw of latent noise or of ε takes the next Philox stream
+//! (`STREAM_DRAWS + draws`), so the whole run is a function of the seed and the draw counter, on the
+//! CPU and the GPU alike, and a checkpoint only needs the counter to resume exactly.
+
+use super::optim::{OptimKind, Optimizer};
+use crate::backend::{Backend, PenaltyKind};
+use crate::nn::{BatchNormMode, Model, Net};
+use crate::tape::{Tape, Var};
+
+/// Philox streams of a run (all under the run's seed).
+pub const STREAM_GEN_INIT: u64 = 1;
+pub const STREAM_CRITIC_INIT: u64 = 2;
+pub const STREAM_FIXED_NOISE: u64 = 3;
+pub const STREAM_TOY_DATA: u64 = 4;
+/// Draw k of latent noise or ε uses stream STREAM_DRAWS + k.
+pub const STREAM_DRAWS: u64 = 1 << 32;
+
+/// Epsilon inside the square root of the gradient norm: ‖g‖ = sqrt(Σg² + PENALTY_EPS), so g = 0
+/// gives a finite norm and a zero gradient instead of NaN.
+pub const PENALTY_EPS: f64 = 1e-12;
+
+/// The two kinds of training.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LossKind {
+    /// Weight clipping (Arjovsky et al. 2017): the clamp is fused into the critic's RMSProp step.
+    Wgan { clip: f64 },
+    /// Gradient penalty (Gulrajani et al. 2017): loss += λ · penalty.
+    WganGp { lambda: f64, penalty: PenaltyKind },
+}
+
+/// Hyperparameters of the step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepConfig {
+    pub loss: LossKind,
+    pub n_critic: usize,
+    /// WGAN's schedule: 100 critic iterations for the first 25 generator steps and every 500th.
+    pub wgan_schedule: bool,
+    pub batch: usize,
+    pub nz: usize,
+    pub seed: u64,
+}
+
+/// The critic's loss and its parts (each [1]-shaped on the tape).
+pub struct CriticLoss {
+    /// mean D(fake) − mean D(real) [+ λ·penalty]: what the critic minimises.
+    pub loss: Var,
+    /// mean D(real) − mean D(fake): the Wasserstein estimate.
+    pub wdist: Var,
+    /// The gradient penalty (WGAN-GP only), before λ.
+    pub penalty: Option<Var>,
+}
+
+/// Builds the critic's loss on `t`. `real` and `fake` are constants; with a penalty, `eps` ([N],
+/// constant) picks x̂ = ε·real + (1−ε)·fake per sample, and ∇ₓD(x̂) is taken with create_graph so
+/// that the penalty's gradient reaches `params` through it.
+pub fn critic_loss<B: Backend>(
+    t: &mut Tape<B>,
+    critic: &Net,
+    params: &[Var],
+    real: Var,
+    fake: Var,
+    gp: Option<(Var, f64, PenaltyKind)>,
+) -> CriticLoss {
+    let d_real = critic.forward(t, params, real, BatchNormMode::Train(None));
+    let d_fake = critic.forward(t, params, fake, BatchNormMode::Train(None));
+    let (m_real, m_fake) = (t.mean(d_real), t.mean(d_fake));
+    let wdist = t.sub(m_real, m_fake);
+    let mut loss = t.sub(m_fake, m_real);
+    let mut penalty = None;
+    if let Some((eps, lambda, kind)) = gp {
+        let mixed = t.interpolate(real, fake, eps);
+        let x_hat = t.detached_leaf(mixed);
+        let d_hat = critic.forward(t, params, x_hat, BatchNormMode::Train(None));
+        let s = t.sum(d_hat);
+        let g = t.grad(&[s], &[x_hat], true)[0];
+        let p = t.penalty(g, kind, PENALTY_EPS);
+        let lp = t.scale(p, lambda);
+        loss = t.add(loss, lp);
+        penalty = Some(p);
+    }
+    CriticLoss { loss, wdist, penalty }
+}
+
+/// Scalars of one training step, still on the device (read them only when logging).
+pub struct StepStats<B: Backend> {
+    pub critic_loss: B::Tensor,
+    pub wdist: B::Tensor,
+    pub penalty: Option<B::Tensor>,
+    pub gen_loss: B::Tensor,
+    pub critic_iters: usize,
+}
+
+/// Host values of `StepStats`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepValues {
+    pub critic_loss: f64,
+    pub wdist: f64,
+    pub penalty: Option<f64>,
+    pub gen_loss: f64,
+}
+
+impl<B: Backend> StepStats<B> {
+    pub fn read(&self, be: &B) -> StepValues {
+        StepValues {
+            critic_loss: be.to_f64(&self.critic_loss)[0],
+            wdist: be.to_f64(&self.wdist)[0],
+            penalty: self.penalty.as_ref().map(|p| be.to_f64(p)[0]),
+            gen_loss: be.to_f64(&self.gen_loss)[0],
+        }
+    }
+}
+
+/// A generator and a critic with their optimizers and the run's random draw counter.
+pub struct Gan<B: Backend> {
+    pub be: B,
+    pub cfg: StepConfig,
+    pub gen: Model<B>,
+    pub critic: Model<B>,
+    pub opt_g: Optimizer<B>,
+    pub opt_d: Optimizer<B>,
+    /// Random draws taken so far (noise and ε).
+    pub draws: u64,
+    /// Generator steps taken so far.
+    pub gen_steps: u64,
+}
+
+impl<B: Backend> Gan<B> {
+    /// A fresh pair, initialised from the seed. Under weight clipping the critic starts clamped,
+    /// as the WGAN code clamps before its first critic iteration.
+    pub fn new(be: B, cfg: StepConfig, gen_net: Net, critic_net: Net, opt_g: OptimKind, opt_d: OptimKind) -> Self {
+        let gen = Model::new(&be, gen_net, cfg.seed, STREAM_GEN_INIT);
+        let critic = Model::new(&be, critic_net, cfg.seed, STREAM_CRITIC_INIT);
+        if let LossKind::Wgan { clip } = cfg.loss {
+            be.clamp_inplace(&critic.params, clip);
+        }
+        let opt_g = Optimizer::new(&be, opt_g, gen.net.num_params());
+        let opt_d = Optimizer::new(&be, opt_d, critic.net.num_params());
+        Gan { be, cfg, gen, critic, opt_g, opt_d, draws: 0, gen_steps: 0 }
+    }
+
+    fn next_stream(&mut self) -> u64 {
+        self.draws += 1;
+        STREAM_DRAWS + self.draws - 1
+    }
+
+    /// Latent noise for `n` samples from the next draw.
+    pub fn noise(&mut self, n: usize) -> B::Tensor {
+        let s = self.next_stream();
+        self.be.randn(&[n, self.cfg.nz], self.cfg.seed, s)
+    }
+
+    /// Critic iterations before the next generator step.
+    pub fn critic_iters(&self) -> usize {
+        let g = self.gen_steps;
+        if self.cfg.wgan_schedule && (g < 25 || g % 500 == 0) {
+            100
+        } else {
+            self.cfg.n_critic
+        }
+    }
+
+    /// Generated samples in training mode (batch statistics; running statistics updated, as
+    /// PyTorch's `G(z).detach()` does), without recording a graph.
+    fn generate_detached(&mut self, n: usize) -> B::Tensor {
+        let z = self.noise(n);
+        let mut t = Tape::new(self.be.clone());
+        let zv = t.constant(z);
+        let params = self.gen.param_consts(&mut t);
+        let fake = self.gen.forward_train(&mut t, &params, zv);
+        t.value(fake).clone()
+    }
+
+    /// One critic iteration on a real batch; returns (loss, Wasserstein estimate, penalty).
+    pub fn critic_step(&mut self, real: &B::Tensor) -> (B::Tensor, B::Tensor, Option<B::Tensor>) {
+        let n = self.be.shape(real)[0];
+        let fake = self.generate_detached(n);
+        let mut t = Tape::new(self.be.clone());
+        let (real, fake) = (t.constant(real.clone()), t.constant(fake));
+        let params = self.critic.param_leaves(&mut t);
+        let gp = match self.cfg.loss {
+            LossKind::WganGp { lambda, penalty } => {
+                let s = self.next_stream();
+                let eps = t.constant(self.be.rand_uniform(&[n], self.cfg.seed, s));
+                Some((eps, lambda, penalty))
+            }
+            LossKind::Wgan { .. } => None,
+        };
+        let l = critic_loss(&mut t, &self.critic.net, &params, real, fake, gp);
+        let grads = t.grad(&[l.loss], &params, false);
+        self.critic.store_grads(&t, &grads);
+        self.opt_d.step(&self.be, &self.critic.params, &self.critic.grads);
+        (t.value(l.loss).clone(), t.value(l.wdist).clone(), l.penalty.map(|p| t.value(p).clone()))
+    }
+
+    /// One generator iteration: minimise −mean D(G(z)); returns the loss.
+    pub fn generator_step(&mut self) -> B::Tensor {
+        let n = self.cfg.batch;
+        let z = self.noise(n);
+        let mut t = Tape::new(self.be.clone());
+        let zv = t.constant(z);
+        let gp = self.gen.param_leaves(&mut t);
+        let cp = self.critic.param_consts(&mut t);
+        let fake = self.gen.forward_train(&mut t, &gp, zv);
+        let d = self.critic.net.forward(&mut t, &cp, fake, BatchNormMode::Train(None));
+        let m = t.mean(d);
+        let loss = t.scale(m, -1.0);
+        let grads = t.grad(&[loss], &gp, false);
+        self.gen.store_grads(&t, &grads);
+        self.opt_g.step(&self.be, &self.gen.params, &self.gen.grads);
+        self.gen_steps += 1;
+        t.value(loss).clone()
+    }
+
+    /// One generator step with its critic iterations before it; `next_real` supplies a fresh real
+    /// batch for every critic iteration.
+    pub fn train_step(&mut self, mut next_real: impl FnMut() -> B::Tensor) -> StepStats<B> {
+        let iters = self.critic_iters();
+        let mut last = None;
+        for _ in 0..iters {
+            let real = next_real();
+            last = Some(self.critic_step(&real));
+        }
+        let (critic_loss, wdist, penalty) = last.expect("n_critic ≥ 1");
+        let gen_loss = self.generator_step();
+        StepStats { critic_loss, wdist, penalty, gen_loss, critic_iters: iters }
+    }
+
+    /// Generated samples in eval mode (running statistics) for pictures and metrics.
+    pub fn sample(&self, z: &B::Tensor) -> B::Tensor {
+        sample_with(&self.be, &self.gen, z)
+    }
+
+    /// Critic values of a batch, without recording a graph.
+    pub fn critic_values(&self, x: &B::Tensor) -> B::Tensor {
+        let mut t = Tape::new(self.be.clone());
+        t.set_grad_enabled(false);
+        let xv = t.constant(x.clone());
+        let p = self.critic.param_consts(&mut t);
+        let d = self.critic.net.forward(&mut t, &p, xv, BatchNormMode::Train(None));
+        t.value(d).clone()
+    }
+}
+
+/// G(z) in eval mode.
+pub fn sample_with<B: Backend>(be: &B, gen: &Model<B>, z: &B::Tensor) -> B::Tensor {
+    let mut t = Tape::new(be.clone());
+    t.set_grad_enabled(false);
+    let zv = t.constant(z.clone());
+    let p = gen.param_consts(&mut t);
+    let y = gen.forward_eval(&mut t, &p, zv);
+    t.value(y).clone()
+}

@@ -1,0 +1,10 @@
+//! Training: optimizers, the WGAN / WGAN-GP step, the run configuration and the run loop with its
+//! outputs (metrics, pictures, checkpoints).
+
+pub mod config;
+pub mod gan;
+pub mod optim;
+
+pub use config::{DatasetKind, Loss, Penalty, TrainConfig, TrainOptions};
+pub use gan::{Gan, LossKind, StepConfig};
+pub use optim::{OptimKind, Optimizer};
