@@ -2,6 +2,7 @@
 //! small autograd tape that supports double backward.
 
 pub mod backend;
+pub mod device;
 pub mod error;
 pub mod fsutil;
 pub mod nn;

@@ -48,6 +48,11 @@ pub fn toy_generator() -> Net {
     mlp(TOY_NZ, 2)
 }
 
+/// The toy generator with another latent size.
+pub fn toy_generator_nz(nz: usize) -> Net {
+    mlp(nz, 2)
+}
+
 /// Linear(2,512) ReLU ×3 → Linear(512, 1).
 pub fn toy_critic() -> Net {
     mlp(2, 1)

@@ -283,3 +283,57 @@ impl TrainConfig {
         Ok(())
     }
 }
+
+impl TrainConfig {
+    /// The generator and critic networks this configuration trains.
+    pub fn networks(&self) -> Result<(crate::nn::Net, crate::nn::Net)> {
+        use crate::nn::arch;
+        if self.dataset.is_toy() {
+            Ok((arch::toy_generator_nz(self.nz), arch::toy_critic()))
+        } else {
+            Ok((
+                arch::dcgan_generator(self.image_size, self.channels, self.width, self.nz)?,
+                arch::dcgan_critic(self.image_size, self.channels, self.width, self.critic_norm)?,
+            ))
+        }
+    }
+
+    /// The optimizers of the generator and the critic.
+    pub fn optimizers(&self) -> (super::OptimKind, super::OptimKind) {
+        use super::optim::{OptimKind, OPTIM_EPS, RMSPROP_ALPHA};
+        match self.loss {
+            Loss::WganGp => {
+                let k = OptimKind::Adam { lr: self.lr, beta1: self.betas.0, beta2: self.betas.1, eps: OPTIM_EPS };
+                (k, k)
+            }
+            Loss::Wgan => {
+                let g = OptimKind::RmsProp { lr: self.lr, alpha: RMSPROP_ALPHA, eps: OPTIM_EPS, clip: None };
+                let d = OptimKind::RmsProp { lr: self.lr, alpha: RMSPROP_ALPHA, eps: OPTIM_EPS, clip: Some(self.clip) };
+                (g, d)
+            }
+        }
+    }
+
+    /// What one training step needs to know.
+    pub fn step_config(&self) -> super::StepConfig {
+        use super::LossKind;
+        super::StepConfig {
+            loss: match self.loss {
+                Loss::WganGp => LossKind::WganGp { lambda: self.lambda, penalty: self.penalty.kind() },
+                Loss::Wgan => LossKind::Wgan { clip: self.clip },
+            },
+            n_critic: self.n_critic,
+            wgan_schedule: self.wgan_schedule,
+            batch: self.batch_size,
+            nz: self.nz,
+            seed: self.seed,
+        }
+    }
+
+    /// A fresh generator–critic pair on `be`.
+    pub fn build<B: crate::backend::Backend>(&self, be: B) -> Result<super::Gan<B>> {
+        let (g, d) = self.networks()?;
+        let (og, od) = self.optimizers();
+        Ok(super::Gan::new(be, self.step_config(), g, d, og, od))
+    }
+}

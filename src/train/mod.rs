@@ -4,6 +4,8 @@
 pub mod config;
 pub mod gan;
 pub mod optim;
+pub mod run;
+pub mod snapshot;
 
 pub use config::{DatasetKind, Loss, Penalty, TrainConfig, TrainOptions};
 pub use gan::{Gan, LossKind, StepConfig};

@@ -1,0 +1,311 @@
+//! Command-line interface (clap). Parsing and dispatch only: the work is in the library.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use wgan::backend::Backend;
+use wgan::device::{self, Device, DeviceChoice};
+use wgan::nn::arch::CriticNorm;
+use wgan::train::run::{self, Start};
+use wgan::train::{DatasetKind, Loss, Penalty, TrainConfig, TrainOptions};
+use wgan::{Context, Result};
+
+#[derive(Parser)]
+#[command(name = "wgan", version, about = "WGAN and WGAN-GP training on hand-written CUDA kernels, with a CPU reference backend")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a WGAN or WGAN-GP (with no arguments: WGAN-GP on the embedded MNIST digits).
+    Train(TrainArgs),
+    /// Draw samples from a trained generator into a PNG grid (or a CSV of points for 2-D data).
+    Sample(SampleArgs),
+    /// Show the devices, the CUDA driver and NVRTC versions, and the kernel cache.
+    Info,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// mnist | cifar10 | folder | 8gaussians | 25gaussians | swissroll
+    #[arg(long)]
+    dataset: Option<DatasetKind>,
+    /// An IDX file (mnist), the CIFAR-10 binary folder (cifar10) or an image folder (folder).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// wgan (weight clipping) | wgan-gp (gradient penalty)
+    #[arg(long)]
+    loss: Option<Loss>,
+    /// two-sided | one-sided
+    #[arg(long)]
+    penalty: Option<Penalty>,
+    /// Gradient-penalty weight λ (default 10; 0.1 on toy data, as gan_toy.py).
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// Critic iterations per generator step (default 5).
+    #[arg(long)]
+    n_critic: Option<usize>,
+    /// Weight-clipping bound c for --loss wgan (default 0.01).
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Learning rate (default 1e-4 for wgan-gp with Adam, 5e-5 for wgan with RMSProp).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Adam betas as B1,B2 (default 0,0.9; 0.5,0.9 on toy data).
+    #[arg(long, value_parser = parse_betas)]
+    betas: Option<(f64, f64)>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Generator steps to train for (the total, when resuming).
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Image side: 28, 32 or 64.
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Image channels for folder data: 1 (grey) or 3 (RGB).
+    #[arg(long)]
+    channels: Option<usize>,
+    /// DCGAN channel width (default 32).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Latent size (default 100; 2 on toy data).
+    #[arg(long)]
+    nz: Option<usize>,
+    /// none | layer (default layer for wgan-gp, none for wgan)
+    #[arg(long)]
+    critic_norm: Option<CriticNorm>,
+    /// WGAN's schedule: 100 critic iterations for the first 25 generator steps and every 500th.
+    #[arg(long)]
+    wgan_schedule: bool,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long)]
+    device: Option<String>,
+    /// Run folder (default runs/latest).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint (only --steps, --device, --sample-every and
+    /// --checkpoint-every may change).
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    sample_every: Option<u64>,
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// A run folder, a checkpoint folder or a generator.safetensors file.
+    #[arg(long)]
+    from: PathBuf,
+    /// Number of samples.
+    #[arg(long, default_value_t = 64)]
+    n: usize,
+    /// Output: a .png grid, or for 2-D data a .png figure or a .csv of `x,y` lines.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn parse_betas(s: &str) -> std::result::Result<(f64, f64), String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    match parts.as_slice() {
+        [a, b] => match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => Err(format!("expected two numbers B1,B2, got {s:?}")),
+        },
+        _ => Err(format!("expected two numbers B1,B2, got {s:?}")),
+    }
+}
+
+pub fn run() -> Result<()> {
+    match Cli::parse().command {
+        Command::Train(a) => train(a),
+        Command::Sample(a) => sample(a),
+        Command::Info => info(),
+    }
+}
+
+fn open_device(name: &str) -> Result<Device> {
+    let choice: DeviceChoice = name.parse().map_err(|e| wgan::Error(format!("--device: {e}")))?;
+    device::open(choice, |msg| eprintln!("{msg}"))
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let (cfg, start) = if a.resume { resume_config(a)? } else { (fresh_config(a)?, Start::Fresh) };
+    let dev = open_device(&cfg.device)?;
+    eprintln!(
+        "training {} on {} ({}), {} generator steps, device {}, output {}",
+        match cfg.loss {
+            Loss::WganGp => "WGAN-GP",
+            Loss::Wgan => "WGAN",
+        },
+        cfg.dataset.name(),
+        if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist { "embedded 10,000 digits".to_string() } else { cfg.data.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated".into()) },
+        cfg.steps,
+        dev.name(),
+        cfg.out.display()
+    );
+    let summary = match dev {
+        Device::Cpu(be) => run::train(be, &cfg, start)?,
+        Device::Cuda(be) => run::train(be, &cfg, start)?,
+    };
+    let mut msg = format!("done: {} steps in {:.1} s", summary.steps, summary.seconds);
+    if let Some(v) = summary.last {
+        msg += &format!("; Wasserstein estimate {:.4}", v.wdist);
+    }
+    if let Some(w1) = summary.w1 {
+        msg += &format!("; exact W1 {w1:.4} ({} vs {} points)", run::EVAL_POINTS, run::EVAL_POINTS);
+    }
+    if let Some((c, t)) = summary.modes {
+        msg += &format!("; modes captured {c}/{t}");
+    }
+    eprintln!("{msg}\noutputs in {}", summary.out.display());
+    Ok(())
+}
+
+fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
+    TrainOptions {
+        dataset: a.dataset,
+        data: a.data,
+        loss: a.loss,
+        penalty: a.penalty,
+        lambda: a.lambda,
+        n_critic: a.n_critic,
+        clip: a.clip,
+        lr: a.lr,
+        betas: a.betas,
+        batch_size: a.batch_size,
+        steps: a.steps,
+        image_size: a.image_size,
+        channels: a.channels,
+        width: a.width,
+        nz: a.nz,
+        critic_norm: a.critic_norm,
+        wgan_schedule: a.wgan_schedule,
+        seed: a.seed,
+        device: a.device,
+        out: a.out,
+        sample_every: a.sample_every,
+        checkpoint_every: a.checkpoint_every,
+    }
+    .resolve()
+}
+
+fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
+    let fixed: [(&str, bool); 18] = [
+        ("--dataset", a.dataset.is_some()),
+        ("--data", a.data.is_some()),
+        ("--loss", a.loss.is_some()),
+        ("--penalty", a.penalty.is_some()),
+        ("--lambda", a.lambda.is_some()),
+        ("--n-critic", a.n_critic.is_some()),
+        ("--clip", a.clip.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--betas", a.betas.is_some()),
+        ("--batch-size", a.batch_size.is_some()),
+        ("--image-size", a.image_size.is_some()),
+        ("--channels", a.channels.is_some()),
+        ("--width", a.width.is_some()),
+        ("--nz", a.nz.is_some()),
+        ("--critic-norm", a.critic_norm.is_some()),
+        ("--wgan-schedule", a.wgan_schedule),
+        ("--seed", a.seed.is_some()),
+        ("--out", a.out.is_none()),
+    ];
+    for (flag, bad) in fixed {
+        if bad {
+            if flag == "--out" {
+                wgan::bail!("--resume needs --out RUN_FOLDER (the run to continue)");
+            }
+            wgan::bail!("{flag}: a resumed run keeps its configuration; only --steps, --device, --sample-every and --checkpoint-every may change");
+        }
+    }
+    let out = a.out.unwrap();
+    let path = out.join("config.json");
+    let text = std::fs::read_to_string(&path).context(|| format!("--resume: cannot read {}", path.display()))?;
+    let mut cfg: TrainConfig =
+        serde_json::from_str(&text).context(|| format!("--resume: {} is not a wgan run configuration", path.display()))?;
+    cfg.out = out;
+    if let Some(s) = a.steps {
+        cfg.steps = s;
+    }
+    if let Some(d) = a.device {
+        cfg.device = d;
+    }
+    if let Some(s) = a.sample_every {
+        cfg.sample_every = s;
+    }
+    if let Some(s) = a.checkpoint_every {
+        cfg.checkpoint_every = s;
+    }
+    cfg.version = env!("CARGO_PKG_VERSION").to_string();
+    cfg.validate()?;
+    Ok((cfg, Start::Resume))
+}
+
+fn sample(a: SampleArgs) -> Result<()> {
+    if a.n == 0 {
+        wgan::bail!("--n 0: expected at least one sample");
+    }
+    let ext = a.out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    if ext != "png" && ext != "csv" {
+        wgan::bail!("--out {}: expected a .png or .csv file name", a.out.display());
+    }
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            wgan::bail!("--out {}: the folder {} does not exist", a.out.display(), parent.display());
+        }
+    }
+    match open_device(&a.device)? {
+        Device::Cpu(be) => sample_on(be, &a, &ext),
+        Device::Cuda(be) => sample_on(be, &a, &ext),
+    }
+}
+
+fn sample_on<B: Backend>(be: B, a: &SampleArgs, ext: &str) -> Result<()> {
+    let (cfg, gen) = wgan::train::snapshot::load_generator(&be, &a.from)?;
+    if ext == "csv" && !cfg.dataset.is_toy() {
+        wgan::bail!(
+            "--out {}: CSV output is for 2-D data, and this generator makes {}×{} images; use a .png name",
+            a.out.display(),
+            cfg.image_size,
+            cfg.image_size
+        );
+    }
+    let z = be.randn(&[a.n, cfg.nz], a.seed, wgan::train::gan::STREAM_FIXED_NOISE + 100);
+    let x = be.to_f32(&wgan::train::gan::sample_with(&be, &gen, &z));
+    if cfg.dataset.is_toy() {
+        if ext == "csv" {
+            let mut s = String::with_capacity(a.n * 24);
+            for p in x.chunks(2) {
+                s += &format!("{},{}\n", p[0], p[1]);
+            }
+            wgan::fsutil::atomic_write(&a.out, s.as_bytes())?;
+        } else {
+            let set: wgan::toy::ToyDataset = cfg.dataset.name().parse().map_err(wgan::Error)?;
+            let real = set.sample(&mut wgan::rng::HostRng::new(a.seed, 7), a.n);
+            wgan::plot::toy_figure(&a.out, &real, &x, None)?;
+        }
+    } else {
+        let (c, s) = (cfg.channels, cfg.image_size);
+        let cols = (a.n as f64).sqrt().ceil() as usize;
+        wgan::plot::image_grid(&a.out, &x, a.n, c, s, s, cols)?;
+    }
+    eprintln!("wrote {} samples to {}", a.n, a.out.display());
+    Ok(())
+}
+
+fn info() -> Result<()> {
+    println!("wgan {}", env!("CARGO_PKG_VERSION"));
+    println!("cpu: {}", wgan::backend::cpu::Cpu::<f32>::new().name());
+    println!("{}", wgan::backend::cuda::system_report());
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! The run loop behind `wgan train`: data, steps, and the run folder.
+//!
+//! RUN/config.json      the resolved configuration (read back by `--resume`)
+//! RUN/metrics.jsonl    one line per generator step
+//! RUN/samples/         sample grids (images) or critic-contour figures (2-D data)
+//! RUN/loss.png         the Wasserstein estimate over steps
+//! RUN/checkpoint/      the latest checkpoint (see `snapshot`)
+
+use super::config::{DatasetKind, TrainConfig};
+use super::gan::{Gan, StepValues, STREAM_FIXED_NOISE, STREAM_TOY_DATA};
+use super::snapshot::{self, Progress};
+use crate::backend::Backend;
+use crate::data::{self, ImageDataset, Prefetcher};
+use crate::error::{Context, Result};
+use crate::fsutil::{atomic_write, ensure_writable_dir};
+use crate::rng::HostRng;
+use crate::toy::ToyDataset;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Points drawn from each side for the exact W1 and mode coverage of 2-D runs.
+pub const EVAL_POINTS: usize = 2048;
+/// Samples in a picture grid.
+const GRID_SAMPLES: usize = 64;
+
+/// Where real batches come from.
+pub enum Source {
+    Toy { set: ToyDataset, rng: HostRng },
+    Images { data: Arc<ImageDataset>, batches: Prefetcher },
+}
+
+impl Source {
+    /// Opens the data set of `cfg`, checks it against the model, and positions it at `position`.
+    pub fn open(cfg: &TrainConfig, position: u64) -> Result<Source> {
+        if cfg.dataset.is_toy() {
+            let set: ToyDataset = cfg.dataset.name().parse().map_err(crate::Error)?;
+            let mut rng = HostRng::new(cfg.seed, STREAM_TOY_DATA);
+            rng.counter = position;
+            return Ok(Source::Toy { set, rng });
+        }
+        let data = Arc::new(load_images(cfg)?);
+        if cfg.batch_size > data.n {
+            crate::bail!(
+                "--batch-size {}: larger than the data set ({} images); choose at most {}",
+                cfg.batch_size,
+                data.n,
+                data.n
+            );
+        }
+        let sampler = data::BatchSampler::new(data.n, cfg.batch_size, cfg.seed)?;
+        let batches = Prefetcher::new(data.clone(), sampler, position, 4);
+        Ok(Source::Images { data, batches })
+    }
+
+    /// The next real batch as an [N, ...] tensor.
+    pub fn next<B: Backend>(&mut self, be: &B, batch: usize) -> B::Tensor {
+        match self {
+            Source::Toy { set, rng } => be.from_f32(&set.sample(rng, batch), &[batch, 2]),
+            Source::Images { data, batches } => {
+                let (_, pixels) = batches.next();
+                be.from_f32(&pixels, &[batch, data.channels, data.height, data.width])
+            }
+        }
+    }
+
+    /// The position to store in a checkpoint.
+    pub fn position(&self) -> u64 {
+        match self {
+            Source::Toy { rng, .. } => rng.counter,
+            Source::Images { batches, .. } => batches.next_index(),
+        }
+    }
+}
+
+/// Loads an image data set and brings it to the model's channels and size.
+pub fn load_images(cfg: &TrainConfig) -> Result<ImageDataset> {
+    let ds = match (cfg.dataset, &cfg.data) {
+        (DatasetKind::Mnist, None) => data::embedded_mnist(),
+        (DatasetKind::Mnist, Some(p)) => data::read_idx_images(p)?,
+        (DatasetKind::Cifar10, Some(p)) => data::read_cifar10(p)?,
+        (DatasetKind::Folder, Some(p)) => data::read_image_folder(p, cfg.image_size, cfg.channels)?,
+        (d, None) => crate::bail!("--dataset {} needs --data PATH", d.name()),
+        (d, Some(_)) => crate::bail!("--dataset {} is not an image data set", d.name()),
+    };
+    let ds = if ds.channels != cfg.channels { data::convert_channels(&ds, cfg.channels)? } else { ds };
+    if ds.height != cfg.image_size || ds.width != cfg.image_size {
+        data::resize_dataset(&ds, cfg.image_size)
+    } else {
+        Ok(ds)
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub out: PathBuf,
+    pub steps: u64,
+    pub last: Option<StepValues>,
+    pub seconds: f64,
+    /// Exact W1 and modes captured of 2-D runs at the end.
+    pub w1: Option<f64>,
+    pub modes: Option<(usize, usize)>,
+}
+
+/// How `train` starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    Resume,
+}
+
+/// Trains `cfg` on `be`, writing the run folder `cfg.out`.
+pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSummary> {
+    let out = cfg.out.clone();
+    let ckpt_dir = out.join("checkpoint");
+    if start == Start::Fresh && snapshot::find(&ckpt_dir).is_some() {
+        crate::bail!(
+            "--out {}: this folder already holds a run; pass --resume to continue it, or choose another --out",
+            out.display()
+        );
+    }
+    ensure_writable_dir(&out)?;
+    let mut gan = cfg.build(be.clone())?;
+    let mut progress = Progress { step: 0, data_position: 0 };
+    if start == Start::Resume {
+        let dir = snapshot::find(&ckpt_dir)
+            .ok_or_else(|| crate::Error(format!("--resume: no checkpoint in {}", ckpt_dir.display())))?;
+        progress = snapshot::load(&dir, &mut gan)?;
+    }
+    let mut source = Source::open(cfg, progress.data_position)?;
+    let samples_dir = out.join("samples");
+    std::fs::create_dir_all(&samples_dir).context(|| format!("cannot create {}", samples_dir.display()))?;
+    atomic_write(&out.join("config.json"), serde_json::to_string_pretty(cfg).expect("config serialises").as_bytes())?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut history = read_history(&metrics_path, progress.step)?;
+    let mut metrics = open_metrics(&metrics_path, &history)?;
+
+    let fixed_noise = be.randn(&[if cfg.dataset.is_toy() { 512 } else { GRID_SAMPLES }, cfg.nz], cfg.seed, STREAM_FIXED_NOISE);
+    let mut bar = crate::progress::Progress::new(cfg.steps, progress.step);
+    let t0 = Instant::now();
+    let mut last = None;
+    let abort_after: Option<u64> = std::env::var("WGAN_ABORT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
+    for step in progress.step + 1..=cfg.steps {
+        let ts = Instant::now();
+        let stats = gan.train_step(|| source.next(&be, cfg.batch_size));
+        let v = stats.read(&be);
+        let secs = ts.elapsed().as_secs_f64();
+        if let Some(what) = non_finite(&v) {
+            bar.finish();
+            let kept = match snapshot::find(&ckpt_dir) {
+                Some(d) => format!("the last good checkpoint is kept in {}", d.display()),
+                None => "no checkpoint had been written yet".to_string(),
+            };
+            crate::bail!("step {step}: the {what} became {}; stopping ({kept}). Try a lower --lr.", describe(&v, what));
+        }
+        let mut line = serde_json::json!({
+            "step": step,
+            "critic_loss": v.critic_loss,
+            "wasserstein": v.wdist,
+            "penalty": v.penalty,
+            "gen_loss": v.gen_loss,
+            "critic_iters": stats.critic_iters,
+            "seconds": secs,
+            "samples_per_sec": (cfg.batch_size * stats.critic_iters) as f64 / secs.max(1e-9),
+        });
+        let last_step = step == cfg.steps;
+        if step % cfg.sample_every == 0 || last_step {
+            let ev = write_samples(&gan, cfg, &fixed_noise, &samples_dir, step)?;
+            if let Some((w1, captured, total)) = ev {
+                line["w1"] = w1.into();
+                line["modes_captured"] = captured.into();
+                line["modes_total"] = total.into();
+                bar.message(&format!("step {step}: exact W1 {w1:.4}, modes {captured}/{total}"));
+            }
+        }
+        writeln!(metrics, "{line}").and_then(|_| metrics.flush()).context(|| format!("cannot write {}", metrics_path.display()))?;
+        history.push((step, v.wdist));
+        bar.update(step, &[("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)]);
+        if step % cfg.checkpoint_every == 0 || last_step {
+            snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: source.position() })?;
+        }
+        if step % cfg.sample_every == 0 || last_step {
+            write_loss_plot(&out.join("loss.png"), &history)?;
+        }
+        last = Some(v);
+        if abort_after == Some(step) {
+            // Test hook: die like a killed process, without any cleanup.
+            std::process::abort();
+        }
+    }
+    bar.finish();
+    let (w1, modes) = if cfg.dataset.is_toy() { final_eval(&gan, cfg)? } else { (None, None) };
+    Ok(RunSummary { out, steps: cfg.steps, last, seconds: t0.elapsed().as_secs_f64(), w1, modes })
+}
+
+fn non_finite(v: &StepValues) -> Option<&'static str> {
+    if !v.critic_loss.is_finite() {
+        Some("critic loss")
+    } else if !v.gen_loss.is_finite() {
+        Some("generator loss")
+    } else {
+        None
+    }
+}
+
+fn describe(v: &StepValues, what: &str) -> String {
+    let x = if what == "critic loss" { v.critic_loss } else { v.gen_loss };
+    if x.is_nan() { "NaN".into() } else { format!("{x}") }
+}
+
+/// (step, Wasserstein estimate) of the steps already in metrics.jsonl up to `upto`.
+fn read_history(path: &Path, upto: u64) -> Result<Vec<(u64, f64)>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(vec![]) };
+    let mut h = Vec::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let (Some(s), Some(w)) = (v["step"].as_u64(), v["wasserstein"].as_f64()) {
+            if s <= upto {
+                h.push((s, w));
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// Opens metrics.jsonl for appending; on resume, first drops lines past the checkpoint (steps the
+/// interrupted run did after its last checkpoint are done again).
+fn open_metrics(path: &Path, kept: &[(u64, f64)]) -> Result<std::fs::File> {
+    let keep_upto = kept.last().map(|k| k.0).unwrap_or(0);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let kept_text: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= keep_upto))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    atomic_write(path, kept_text.as_bytes())?;
+    std::fs::OpenOptions::new().append(true).open(path).context(|| format!("cannot open {}", path.display()))
+}
+
+fn write_loss_plot(path: &Path, history: &[(u64, f64)]) -> Result<()> {
+    let pts: Vec<(f64, f64)> = history.iter().map(|&(s, w)| (s as f64, w)).collect();
+    crate::plot::line_plot(path, &[("Wasserstein estimate", pts)], "Wasserstein estimate (critic) over generator steps")
+}
+
+/// Writes the pictures of `step`; for 2-D data also returns (exact W1, modes captured, modes).
+fn write_samples<B: Backend>(
+    gan: &Gan<B>,
+    cfg: &TrainConfig,
+    fixed_noise: &B::Tensor,
+    dir: &Path,
+    step: u64,
+) -> Result<Option<(f64, usize, usize)>> {
+    let be = &gan.be;
+    let path = dir.join(format!("step_{step:06}.png"));
+    let fake = be.to_f32(&gan.sample(fixed_noise));
+    if !cfg.dataset.is_toy() {
+        let (c, s) = (cfg.channels, cfg.image_size);
+        crate::plot::image_grid(&path, &fake, fake.len() / (c * s * s), c, s, s, 8)?;
+        return Ok(None);
+    }
+    let set: ToyDataset = cfg.dataset.name().parse().map_err(crate::Error)?;
+    let mut rng = HostRng::new(cfg.seed ^ 0x9e37_79b9, STREAM_TOY_DATA + 1);
+    let real = set.sample(&mut rng, fake.len() / 2);
+    let (lo, hi) = crate::plot::toy_plot_range(&real);
+    const GRID: usize = 64;
+    let mut pts = Vec::with_capacity(GRID * GRID * 2);
+    for i in 0..GRID {
+        for j in 0..GRID {
+            let y = hi - (hi - lo) * (i as f64 + 0.5) / GRID as f64;
+            let x = lo + (hi - lo) * (j as f64 + 0.5) / GRID as f64;
+            pts.extend([x as f32, y as f32]);
+        }
+    }
+    let d = be.to_f32(&gan.critic_values(&be.from_f32(&pts, &[GRID * GRID, 2])));
+    crate::plot::toy_figure(&path, &real, &fake, Some((&d, GRID, lo, hi)))?;
+    let (w1, captured, total) = evaluate_toy(gan, cfg, step)?;
+    Ok(Some((w1, captured, total)))
+}
+
+/// Exact W1 between EVAL_POINTS generated and real points, and the modes captured.
+pub fn evaluate_toy<B: Backend>(gan: &Gan<B>, cfg: &TrainConfig, salt: u64) -> Result<(f64, usize, usize)> {
+    let be = &gan.be;
+    let set: ToyDataset = cfg.dataset.name().parse().map_err(crate::Error)?;
+    let z = be.randn(&[EVAL_POINTS, cfg.nz], cfg.seed ^ 0x5a5a, salt);
+    let fake = be.to_f32(&gan.sample(&z));
+    let mut rng = HostRng::new(cfg.seed ^ 0xa5a5, salt);
+    let real = set.sample(&mut rng, EVAL_POINTS);
+    let w1 = crate::metrics::wasserstein1_exact(&fake, &real);
+    let (captured, total) = match set.modes() {
+        Some((modes, sigma)) => {
+            let c = crate::metrics::mode_coverage(&fake, &modes, sigma);
+            (c.modes_captured, c.n_modes)
+        }
+        None => (0, 0),
+    };
+    Ok((w1, captured, total))
+}
+
+fn final_eval<B: Backend>(gan: &Gan<B>, cfg: &TrainConfig) -> Result<(Option<f64>, Option<(usize, usize)>)> {
+    let (w1, c, t) = evaluate_toy(gan, cfg, u64::MAX)?;
+    Ok((Some(w1), if t > 0 { Some((c, t)) } else { None }))
+}
