@@ -2,8 +2,10 @@
 //! small autograd tape that supports double backward.
 
 pub mod backend;
+pub mod bench_util;
 pub mod device;
 pub mod error;
+pub mod flops;
 pub mod fsutil;
 pub mod nn;
 pub mod rng;

@@ -1,0 +1,168 @@
+//! Training-step benchmark: milliseconds per generator step (n_critic = 5 critic iterations + 1
+//! generator iteration) for the toy MLPs at batch 256 and the DCGANs at batch 64, WGAN-GP and WGAN,
+//! on the CPU and (when one works) the GPU. Prints each step's FLOPs and the floor they imply at
+//! the peak measured in the same run, and — when `WGAN_TORCH_JSON` names the output of
+//! `benches/reference/wgan_torch.py --json` from the same machine — PyTorch's time and the ratio.
+//! Writes `bench-results/<date>-<device>.json`.
+//!
+//!   cargo bench --bench train_step                # all CPU cases that finish in minutes
+//!   cargo bench --bench train_step -- toy         # only cases whose name contains "toy"
+//!   WGAN_BENCH_STEPS=20 cargo bench --bench train_step
+
+use wgan::backend::cpu::Cpu;
+use wgan::backend::cuda::Cuda;
+use wgan::backend::Backend;
+use wgan::bench_util::time_ms;
+use wgan::flops::step_flops;
+use wgan::train::run::Source;
+use wgan::train::{DatasetKind, Loss, TrainConfig, TrainOptions};
+
+struct Case {
+    name: String,
+    cfg: TrainConfig,
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for (work, dataset, size, channels, batch) in [
+        ("toy", DatasetKind::EightGaussians, 2, 1, 256),
+        ("dcgan28", DatasetKind::Mnist, 28, 1, 64),
+        ("dcgan64", DatasetKind::Mnist, 64, 3, 64),
+    ] {
+        for loss in [Loss::WganGp, Loss::Wgan] {
+            let toy = dataset.is_toy();
+            let cfg = TrainOptions {
+                dataset: Some(dataset),
+                loss: Some(loss),
+                batch_size: Some(batch),
+                image_size: if toy { None } else { Some(size) },
+                channels: if toy { None } else { Some(channels) },
+                width: if toy { None } else { Some(64) },
+                // The reference script's toy benchmark uses the paper's defaults (λ 10, betas (0, 0.9)).
+                lambda: Some(10.0),
+                betas: Some((0.0, 0.9)),
+                steps: Some(1),
+                out: Some(std::env::temp_dir().join("wgan-bench")),
+                ..Default::default()
+            }
+            .resolve()
+            .expect("bench configuration");
+            let l = if loss == Loss::WganGp { "wgan-gp" } else { "wgan" };
+            v.push(Case { name: format!("step/{work}/{l}/b{batch}"), cfg });
+        }
+    }
+    v
+}
+
+/// A measured peak: FLOP/s of a large f32 matrix product on this backend.
+fn peak_flops<B: Backend>(be: &B) -> f64 {
+    let n = 1024;
+    let a = be.randn(&[n, n], 1, 1);
+    let b = be.randn(&[n, n], 1, 2);
+    let (ms, _) = time_ms(2, 5, || {
+        let c = be.matmul(&a, &b, false, false);
+        be.synchronize();
+        drop(c);
+    });
+    2.0 * (n * n * n) as f64 / (ms * 1e-3)
+}
+
+fn torch_times() -> Vec<serde_json::Value> {
+    let Ok(path) = std::env::var("WGAN_TORCH_JSON") else { return vec![] };
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("WGAN_TORCH_JSON={path}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("WGAN_TORCH_JSON={path}: {e}"));
+    match v {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(o) => o.get("records").and_then(|r| r.as_array()).cloned().unwrap_or_default(),
+        _ => vec![],
+    }
+}
+
+fn run_cases<B: Backend>(be: B, device: &str, filter: &[String], records: &mut Vec<serde_json::Value>) {
+    let steps: usize = std::env::var("WGAN_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let peak = peak_flops(&be);
+    println!("\n{device}: measured f32 matmul peak {:.1} GFLOP/s (1024³)", peak / 1e9);
+    println!("{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}", "case", "ms/step", "min ms", "GFLOP", "floor ms", "torch ms", "ratio");
+    let torch = torch_times();
+    let is_cpu = device == "cpu";
+    for c in cases() {
+        if !filter.is_empty() && !filter.iter().any(|f| c.name.contains(f.as_str())) {
+            continue;
+        }
+        // DCGAN-64 on a 2-core CPU takes minutes per step: run it only when asked for by name.
+        if is_cpu && c.name.contains("dcgan64") && filter.is_empty() {
+            continue;
+        }
+        let mut gan = c.cfg.build(be.clone()).expect("build");
+        let mut source = Source::open(&c.cfg, 0).expect("data");
+        let batch = c.cfg.batch_size;
+        let reals: Vec<B::Tensor> = (0..8).map(|_| source.next(&be, batch)).collect();
+        let mut k = 0;
+        let (runs, warm) = if is_cpu && !c.name.contains("toy") { (steps.min(3), 1) } else { (steps, 2) };
+        let (med, min) = time_ms(warm, runs, || {
+            let s = gan.train_step(|| {
+                k += 1;
+                reals[k % reals.len()].clone()
+            });
+            let _ = s.read(&be); // the step's one host synchronisation (logging)
+        });
+        let (g, d) = c.cfg.networks().unwrap();
+        let flops = step_flops(&g, &d, batch, c.cfg.n_critic, c.cfg.loss == Loss::WganGp);
+        let floor = flops / peak * 1e3;
+        let t = torch.iter().find(|r| {
+            r["case"] == c.name.as_str() && r["mode"].as_str().unwrap_or("eager") == "eager" && (r["device"].as_str().unwrap_or("") == "cpu") == is_cpu
+        });
+        let torch_ms = t.and_then(|r| r["torch_ms"].as_f64());
+        let ratio = torch_ms.map(|tm| tm / med);
+        println!(
+            "{:<28} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10} {:>8}",
+            c.name,
+            med,
+            min,
+            flops / 1e9,
+            floor,
+            torch_ms.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
+            ratio.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
+        );
+        records.push(serde_json::json!({
+            "case": c.name, "device": device, "ours_ms": med, "ours_min_ms": min, "torch_ms": torch_ms,
+            "ratio": ratio, "flops": flops, "floor_ms": floor, "peak_gflops": peak / 1e9,
+        }));
+    }
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut records = Vec::new();
+    let cpu = Cpu::<f32>::new();
+    let cpu_name = cpu.name();
+    run_cases(cpu, "cpu", &filter, &mut records);
+    let mut device = cpu_name;
+    match Cuda::new(0) {
+        Ok(gpu) => {
+            device = gpu.name();
+            let name = device.clone();
+            run_cases(gpu, &name, &filter, &mut records);
+        }
+        Err(e) => println!("\nno GPU benchmark: {e}"),
+    }
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    for r in &mut records {
+        r["commit"] = commit.clone().into();
+    }
+    let date = wgan::bench_util::today();
+    let slug: String = device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let dir = std::path::Path::new("bench-results");
+    let _ = std::fs::create_dir_all(dir);
+    let path = dir.join(format!("{date}-{}.json", slug.trim_matches('-')));
+    let text = serde_json::to_string_pretty(&records).unwrap();
+    match wgan::fsutil::atomic_write(&path, text.as_bytes()) {
+        Ok(()) => println!("\nwrote {}", path.display()),
+        Err(e) => println!("\ncould not write results: {e}"),
+    }
+}
