@@ -287,7 +287,7 @@ pub fn evaluate_toy<B: Backend>(gan: &Gan<B>, cfg: &TrainConfig, salt: u64) -> R
     let fake = be.to_f32(&gan.sample(&z));
     let mut rng = HostRng::new(cfg.seed ^ 0xa5a5, salt);
     let real = set.sample(&mut rng, EVAL_POINTS);
-    let w1 = crate::metrics::wasserstein1_exact(&fake, &real);
+    let w1 = crate::metrics::wasserstein1_exact_f32(&fake, &real);
     let (captured, total) = match set.modes() {
         Some((modes, sigma)) => {
             let c = crate::metrics::mode_coverage(&fake, &modes, sigma);
