@@ -1,0 +1,119 @@
+//! The tape and the training step on the GPU against the CPU reference: the double-backward
+//! penalty gradient, and one full WGAN-GP and one WGAN step (critic iterations + generator step).
+//! Ignored without a GPU; `WGAN_REQUIRE_GPU=1 cargo test --release -- --include-ignored` runs
+//! them and fails rather than passes when no GPU is found.
+//!
+//! Tolerances: both sides compute in f32 with different summation orders, so values agree to a
+//! relative 1e-3 of the tensor's largest magnitude. After an optimizer step, parameters may differ
+//! by up to one step size where a gradient is near zero and its sign differs (Adam's and RMSProp's
+//! first steps move every weight by about ±lr whatever the gradient's size), so parameters are
+//! compared with an absolute tolerance of 2·lr·(updates) on top.
+
+use wgan::backend::cpu::Cpu;
+use wgan::backend::cuda::Cuda;
+use wgan::backend::Backend;
+use wgan::tape::{Tape, Var};
+use wgan::train::gan::critic_loss;
+use wgan::train::{Gan, Loss, TrainConfig, TrainOptions};
+
+fn gpu() -> Option<Cuda> {
+    match Cuda::new(0) {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var("WGAN_REQUIRE_GPU").as_deref() == Ok("1") => panic!("WGAN_REQUIRE_GPU=1 but no GPU: {e}"),
+        Err(e) => {
+            eprintln!("skipped: no GPU ({e})");
+            None
+        }
+    }
+}
+
+fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, atol: f64) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    let scale = cpu.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        let d = (*g as f64 - *c as f64).abs();
+        assert!(g.is_finite() && d <= atol + rtol * scale, "{what}[{i}]: gpu {g} cpu {c} (scale {scale})");
+    }
+}
+
+fn cfg(loss: Loss) -> TrainConfig {
+    TrainOptions { loss: Some(loss), width: Some(8), batch_size: Some(5), steps: Some(1), seed: Some(11), ..Default::default() }
+        .resolve()
+        .unwrap()
+}
+
+fn batches(n: usize, len: usize) -> Vec<Vec<f32>> {
+    let mut r = wgan::rng::HostRng::new(4, 4);
+    (0..n).map(|_| (0..len).map(|_| (r.uniform() * 2.0 - 1.0) as f32).collect()).collect()
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn penalty_double_backward_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    let c = Cpu::<f32>::new();
+    let cfg = cfg(Loss::WganGp);
+    let (_, net) = cfg.networks().unwrap();
+    let shape = [5, 1, 28, 28];
+    let data = batches(2, 5 * 28 * 28);
+    let eps: Vec<f32> = vec![0.1, 0.5, 0.9, 0.33, 0.71];
+    fn grads<B: Backend>(be: B, net: &wgan::nn::Net, data: &[Vec<f32>], eps: &[f32], shape: &[usize]) -> Vec<Vec<f32>> {
+        let m = wgan::nn::Model::new(&be, net.clone(), 11, 2);
+        let mut t = Tape::new(be.clone());
+        let p = m.param_leaves(&mut t);
+        let real = t.constant(be.from_f32(&data[0], shape));
+        let fake = t.constant(be.from_f32(&data[1], shape));
+        let e = t.constant(be.from_f32(eps, &[shape[0]]));
+        let l = critic_loss(&mut t, net, &p, real, fake, Some((e, 10.0, wgan::backend::PenaltyKind::TwoSided)));
+        let mut out = vec![t.to_f32(l.loss), t.to_f32(l.penalty.unwrap())];
+        let gs: Vec<Var> = t.grad(&[l.loss], &p, false);
+        out.extend(gs.iter().map(|&v| t.to_f32(v)));
+        out
+    }
+    let a = grads(g, &net, &data, &eps, &shape);
+    let b = grads(c, &net, &data, &eps, &shape);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        close(&format!("output {i} (loss, penalty, then gradients)"), x, y, 1e-3, 1e-6);
+    }
+}
+
+fn one_step<B: Backend>(be: B, cfg: &TrainConfig, data: &[Vec<f32>]) -> (Gan<B>, Vec<f32>) {
+    let mut gan = cfg.build(be.clone()).unwrap();
+    let shape = [cfg.batch_size, 1, 28, 28];
+    let mut k = 0;
+    let reals: Vec<B::Tensor> = data.iter().map(|d| be.from_f32(d, &shape)).collect();
+    // The first critic iteration's gradients, before any update has moved the two apart.
+    gan.critic_step(&reals[0]);
+    let first_grads = be.to_f32(&gan.critic.grads);
+    gan.train_step(|| {
+        k += 1;
+        reals[k % reals.len()].clone()
+    });
+    (gan, first_grads)
+}
+
+fn compare_steps(loss: Loss) {
+    let Some(g) = gpu() else { return };
+    let cfg = cfg(loss);
+    let data = batches(6, cfg.batch_size * 28 * 28);
+    let (a, ga) = one_step(g, &cfg, &data);
+    let (b, gb) = one_step(Cpu::<f32>::new(), &cfg, &data);
+    close("critic gradient of the first iteration", &ga, &gb, 1e-3, 1e-7);
+    let updates = (cfg.n_critic + 1) as f64;
+    let atol = 2.0 * cfg.lr * updates * if loss == Loss::Wgan { 10.0 } else { 1.0 };
+    close("critic parameters after a step", &a.be.to_f32(&a.critic.params), &b.be.to_f32(&b.critic.params), 1e-3, atol);
+    close("generator parameters after a step", &a.be.to_f32(&a.gen.params), &b.be.to_f32(&b.gen.params), 1e-3, atol);
+    close("batch-norm running statistics", &a.be.to_f32(&a.gen.buffers), &b.be.to_f32(&b.gen.buffers), 1e-3, 1e-5);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgan_gp_step_matches_cpu() {
+    compare_steps(Loss::WganGp);
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn wgan_clip_step_matches_cpu() {
+    compare_steps(Loss::Wgan);
+}
