@@ -4,8 +4,10 @@
 pub mod backend;
 pub mod error;
 pub mod fsutil;
+pub mod metrics;
 pub mod nn;
 pub mod rng;
 pub mod tape;
+pub mod toy;
 
 pub use error::{Context, Error, Result};
