@@ -6,6 +6,8 @@ pub mod error;
 pub mod fsutil;
 pub mod metrics;
 pub mod nn;
+pub mod plot;
+pub mod progress;
 pub mod rng;
 pub mod tape;
 pub mod toy;
