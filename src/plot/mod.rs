@@ -310,15 +310,15 @@ fn draw_critic(cv: &mut Canvas, m: &CriticMap, lo: f64, hi: f64) {
         cv.fill_rect(bx, t + r, bx + bw, t + r + 1, band_fill(band_of(v)));
     }
     cv.rect_outline(bx - 1, t - 1, bx + bw, t + p, AXIS_COLOR);
-    let mut last_label_y = i64::MIN;
+    let mut last_label_y: Option<i64> = None;
     let marks: Vec<f64> = if levels.is_empty() { vec![vmin] } else { levels.clone() };
     for &v in marks.iter().rev() {
         let r = t + (((vmax - v) / span) * p as f64).round() as i64;
         let r = r.clamp(t, t + p - 1);
         cv.fill_rect(bx + bw, r, bx + bw + 4, r + 1, AXIS_COLOR);
-        if r - last_label_y >= 10 {
+        if last_label_y.map_or(true, |y| r - y >= 10) {
             cv.text(bx + bw + 7, r - 3, &format_tick(v, step), 1, TEXT_COLOR);
-            last_label_y = r;
+            last_label_y = Some(r);
         }
     }
 }
