@@ -40,7 +40,7 @@ pub fn format_eta(secs: f64) -> String {
 
 /// Steps per second, or `None` when nothing can be said yet (no steps, or no time elapsed).
 pub fn rate(steps_done: u64, elapsed_secs: f64) -> Option<f64> {
-    if steps_done == 0 || !(elapsed_secs > 0.0) {
+    if steps_done == 0 || elapsed_secs.is_nan() || elapsed_secs <= 0.0 {
         None
     } else {
         Some(steps_done as f64 / elapsed_secs)

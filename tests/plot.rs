@@ -179,7 +179,8 @@ fn line_plot_draws_series_where_expected() {
 #[test]
 fn line_plot_handles_long_empty_and_flat_series() {
     let mut rng = HostRng::new(3, 3);
-    let noisy: Vec<(f64, f64)> = (0..5000).map(|i| (i as f64, (-(i as f64) / 1000.0).exp() + 0.1 * rng.normal())).collect();
+    let noisy: Vec<(f64, f64)> =
+        (0..5000).map(|i| (i as f64, (-(i as f64) / 1000.0).exp() + 0.1 * rng.normal())).collect();
     let path = out("loss_long.png");
     line_plot(&path, &[("W estimate".to_string(), noisy)], "long").unwrap();
     assert_eq!(load_rgb(&path).dimensions(), LINE_PLOT_SIZE);
@@ -311,10 +312,7 @@ fn progress_formatting() {
     assert_eq!(format_bar(5, 10, 10), "[#####.....]");
     assert_eq!(format_bar(0, 10, 10), "[..........]");
     assert_eq!(format_bar(12, 10, 10), "[##########]");
-    assert_eq!(
-        format_status(120, 2000, Some(3.2), &[("W", 0.123)]),
-        "step 120/2000  3.2 it/s  ETA 9m48s  W 0.123"
-    );
+    assert_eq!(format_status(120, 2000, Some(3.2), &[("W", 0.123)]), "step 120/2000  3.2 it/s  ETA 9m48s  W 0.123");
     assert_eq!(format_status(0, 10, None, &[]), "step 0/10  -- it/s  ETA --");
 }
 

@@ -195,7 +195,7 @@ pub fn toy_figure(path: &Path, real: &[f32], fake: &[f32], critic: Option<Critic
             if m.n < 2 || m.values.len() != m.n * m.n {
                 bail!("critic map: {} values for a {}×{} grid (need n ≥ 2 and n² values)", m.values.len(), m.n, m.n);
             }
-            if !(m.hi > m.lo) || !m.lo.is_finite() || !m.hi.is_finite() {
+            if !m.lo.is_finite() || !m.hi.is_finite() || m.hi <= m.lo {
                 bail!("critic map: range [{}, {}] is empty or not finite", m.lo, m.hi);
             }
             (m.lo, m.hi)
@@ -261,7 +261,7 @@ fn draw_critic(cv: &mut Canvas, m: &CriticMap, lo: f64, hi: f64) {
     }
     // Band boundaries at nice values strictly inside (vmin, vmax).
     let (levels, step): (Vec<f64>, f64) = if vmax > vmin {
-        let (ticks, step) = nice_ticks(vmin, vmax, 8);
+        let (ticks, step) = nice_ticks(vmin, vmax, 12);
         (ticks.into_iter().filter(|&v| v > vmin && v < vmax).collect(), step)
     } else {
         (Vec::new(), 1.0)
