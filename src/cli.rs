@@ -290,7 +290,7 @@ fn sample_on<B: Backend>(be: B, a: &SampleArgs, ext: &str) -> Result<()> {
             }
             wgan::fsutil::atomic_write(&a.out, s.as_bytes())?;
         } else {
-            let set: wgan::toy::ToyDataset = cfg.dataset.name().parse().map_err(wgan::Error)?;
+            let set: wgan::toy::ToyDataset = cfg.dataset.name().parse()?;
             let real = set.sample(&mut wgan::rng::HostRng::new(a.seed, 7), a.n);
             wgan::plot::toy_figure(&a.out, &real, &x, None)?;
         }

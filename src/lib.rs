@@ -3,13 +3,19 @@
 
 pub mod backend;
 pub mod bench_util;
+pub mod checkpoint;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod flops;
 pub mod fsutil;
+pub mod metrics;
 pub mod nn;
+pub mod plot;
+pub mod progress;
 pub mod rng;
 pub mod tape;
+pub mod toy;
 pub mod train;
 
 pub use error::{Context, Error, Result};

@@ -35,7 +35,7 @@ impl Source {
     /// Opens the data set of `cfg`, checks it against the model, and positions it at `position`.
     pub fn open(cfg: &TrainConfig, position: u64) -> Result<Source> {
         if cfg.dataset.is_toy() {
-            let set: ToyDataset = cfg.dataset.name().parse().map_err(crate::Error)?;
+            let set: ToyDataset = cfg.dataset.name().parse()?;
             let mut rng = HostRng::new(cfg.seed, STREAM_TOY_DATA);
             rng.counter = position;
             return Ok(Source::Toy { set, rng });
@@ -260,21 +260,14 @@ fn write_samples<B: Backend>(
         crate::plot::image_grid(&path, &fake, fake.len() / (c * s * s), c, s, s, 8)?;
         return Ok(None);
     }
-    let set: ToyDataset = cfg.dataset.name().parse().map_err(crate::Error)?;
+    let set: ToyDataset = cfg.dataset.name().parse()?;
     let mut rng = HostRng::new(cfg.seed ^ 0x9e37_79b9, STREAM_TOY_DATA + 1);
     let real = set.sample(&mut rng, fake.len() / 2);
     let (lo, hi) = crate::plot::toy_plot_range(&real);
     const GRID: usize = 64;
-    let mut pts = Vec::with_capacity(GRID * GRID * 2);
-    for i in 0..GRID {
-        for j in 0..GRID {
-            let y = hi - (hi - lo) * (i as f64 + 0.5) / GRID as f64;
-            let x = lo + (hi - lo) * (j as f64 + 0.5) / GRID as f64;
-            pts.extend([x as f32, y as f32]);
-        }
-    }
+    let pts = crate::plot::critic_grid_points(GRID, lo, hi);
     let d = be.to_f32(&gan.critic_values(&be.from_f32(&pts, &[GRID * GRID, 2])));
-    crate::plot::toy_figure(&path, &real, &fake, Some((&d, GRID, lo, hi)))?;
+    crate::plot::toy_figure(&path, &real, &fake, Some(crate::plot::CriticMap { values: &d, n: GRID, lo, hi }))?;
     let (w1, captured, total) = evaluate_toy(gan, cfg, step)?;
     Ok(Some((w1, captured, total)))
 }
@@ -282,7 +275,7 @@ fn write_samples<B: Backend>(
 /// Exact W1 between EVAL_POINTS generated and real points, and the modes captured.
 pub fn evaluate_toy<B: Backend>(gan: &Gan<B>, cfg: &TrainConfig, salt: u64) -> Result<(f64, usize, usize)> {
     let be = &gan.be;
-    let set: ToyDataset = cfg.dataset.name().parse().map_err(crate::Error)?;
+    let set: ToyDataset = cfg.dataset.name().parse()?;
     let z = be.randn(&[EVAL_POINTS, cfg.nz], cfg.seed ^ 0x5a5a, salt);
     let fake = be.to_f32(&gan.sample(&z));
     let mut rng = HostRng::new(cfg.seed ^ 0xa5a5, salt);
