@@ -1,1 +1,4 @@
-//! placeholder
+//! CUDA backend (work in progress).
+pub mod kernels;
+pub mod nvrtc;
+pub use kernels::compile_all;
