@@ -69,3 +69,7 @@ struct GroupMap {
 };
 
 __device__ __forceinline__ i64 group_of(const GroupMap& m, i64 i) { return (i / m.div) % m.mod; }
+
+// Layouts the Rust mirrors (src/backend/cuda/params.rs) assert too.
+static_assert(sizeof(Segments) == 40, "Segments layout");
+static_assert(sizeof(GroupMap) == 24, "GroupMap layout");

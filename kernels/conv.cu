@@ -125,3 +125,5 @@ conv2d_wgrad_f32(float* __restrict__ gw, const float* __restrict__ x, const floa
 extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws, SplitKParams p) {
     splitk_reduce(out, ws, p);
 }
+
+static_assert(sizeof(ConvShape) == 40 && sizeof(ConvParams) == 64, "conv params layout");

@@ -87,3 +87,5 @@ extern "C" __global__ void group_add_f32(float* __restrict__ out, const float* _
                                          const float* __restrict__ b, GroupMap m) {
     WG_FOR(i, m.n) out[i] = x[i] + b[group_of(m, i)];
 }
+
+static_assert(sizeof(Unary) == 16 && sizeof(Binary) == 16, "Unary/Binary layout (params.rs Scalar)");

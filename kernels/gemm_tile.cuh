@@ -114,3 +114,5 @@ __device__ __forceinline__ void splitk_reduce(float* __restrict__ out, const flo
         out[i] = acc;
     }
 }
+
+static_assert(sizeof(GemmShape) == 24 && sizeof(SplitKParams) == 16, "GEMM params layout");

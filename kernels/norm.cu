@@ -91,3 +91,5 @@ extern "C" __global__ void normalize_backward_apply_f32(float* __restrict__ out,
         out[i] = rstd * (gy[i] - mg - xh * mgx);
     }
 }
+
+static_assert(sizeof(NormParams) == 72, "NormParams layout");

@@ -68,3 +68,6 @@ struct AxpbyParams {
 extern "C" __global__ void axpby_f32(float* __restrict__ y, const float* __restrict__ x, AxpbyParams q) {
     WG_FOR(i, q.n) y[i] = q.a * y[i] + q.b * x[i];
 }
+
+static_assert(sizeof(AdamParams) == 40 && sizeof(RmsPropParams) == 32, "optimizer params layout");
+static_assert(sizeof(ClampParams) == 16 && sizeof(AxpbyParams) == 16, "clamp/axpby params layout");

@@ -58,3 +58,5 @@ penalty_mean_f32(float* __restrict__ out, const float* __restrict__ per_sample_p
     const double total = block_sum(acc, scratch);
     if (threadIdx.x == 0) out[0] = (float)(total / (double)p.samples);
 }
+
+static_assert(sizeof(InterpParams) == 16 && sizeof(PenaltyParams) == 24, "penalty params layout");

@@ -37,3 +37,5 @@ group_sum_finish_f32(float* __restrict__ out, const float* __restrict__ partial,
     const double t = block_sum(acc, scratch);
     if (threadIdx.x == 0) out[g] = (float)t;
 }
+
+static_assert(sizeof(SumParams) == 56, "SumParams layout");

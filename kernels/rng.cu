@@ -52,3 +52,5 @@ extern "C" __global__ void randn_f32(float* __restrict__ out, RngParams p) {
         out[i] = (float)(sqrt(-2.0 * log(u1)) * cospi(2.0 * u2));
     }
 }
+
+static_assert(sizeof(RngParams) == 24, "RngParams layout");

@@ -96,7 +96,9 @@ fn open() -> std::result::Result<Api, String> {
     names.extend(NVRTC_CANDIDATES.iter().map(|s| s.to_string()));
     let mut tried = Vec::new();
     for name in &names {
-        let Ok(c) = CString::new(name.as_str()) else { continue };
+        let Ok(c) = CString::new(name.as_str()) else {
+            continue;
+        };
         // SAFETY: dlopen with a valid C string; the handle is intentionally never closed.
         let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW) };
         if h.is_null() {
@@ -130,7 +132,9 @@ fn open() -> std::result::Result<Api, String> {
 
 fn api() -> Result<&'static Api> {
     static API: OnceLock<std::result::Result<Api, String>> = OnceLock::new();
-    API.get_or_init(open).as_ref().map_err(|e| Error::msg(e.clone()))
+    API.get_or_init(open)
+        .as_ref()
+        .map_err(|e| Error::msg(e.clone()))
 }
 
 /// Whether an NVRTC library can be opened.
@@ -181,13 +185,27 @@ pub struct Compiled {
 
 /// Compiles `source` (named `name` in diagnostics) with in-memory `headers` (name, text).
 /// A failed compilation returns an error carrying NVRTC's log.
-pub fn compile(name: &str, source: &str, headers: &[(&str, &str)], options: &[String], out: Output) -> Result<Compiled> {
+pub fn compile(
+    name: &str,
+    source: &str,
+    headers: &[(&str, &str)],
+    options: &[String],
+    out: Output,
+) -> Result<Compiled> {
     let a = api()?;
-    let cstr = |s: &str| CString::new(s).map_err(|_| Error(format!("{name}: NUL byte in kernel source or option")));
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| Error(format!("{name}: NUL byte in kernel source or option")))
+    };
     let c_src = cstr(source)?;
     let c_name = cstr(name)?;
-    let h_src: Vec<CString> = headers.iter().map(|(_, t)| cstr(t)).collect::<Result<_>>()?;
-    let h_name: Vec<CString> = headers.iter().map(|(n, _)| cstr(n)).collect::<Result<_>>()?;
+    let h_src: Vec<CString> = headers
+        .iter()
+        .map(|(_, t)| cstr(t))
+        .collect::<Result<_>>()?;
+    let h_name: Vec<CString> = headers
+        .iter()
+        .map(|(n, _)| cstr(n))
+        .collect::<Result<_>>()?;
     let h_src_p: Vec<*const c_char> = h_src.iter().map(|c| c.as_ptr()).collect();
     let h_name_p: Vec<*const c_char> = h_name.iter().map(|c| c.as_ptr()).collect();
     let c_opts: Vec<CString> = options.iter().map(|o| cstr(o)).collect::<Result<_>>()?;
@@ -203,8 +221,16 @@ pub fn compile(name: &str, source: &str, headers: &[(&str, &str)], options: &[St
                 c_src.as_ptr(),
                 c_name.as_ptr(),
                 headers.len() as c_int,
-                if headers.is_empty() { std::ptr::null() } else { h_src_p.as_ptr() },
-                if headers.is_empty() { std::ptr::null() } else { h_name_p.as_ptr() },
+                if headers.is_empty() {
+                    std::ptr::null()
+                } else {
+                    h_src_p.as_ptr()
+                },
+                if headers.is_empty() {
+                    std::ptr::null()
+                } else {
+                    h_name_p.as_ptr()
+                },
             ),
             "nvrtcCreateProgram",
         )?;
@@ -223,8 +249,14 @@ pub fn compile(name: &str, source: &str, headers: &[(&str, &str)], options: &[St
     let rc = unsafe { (a.compile)(guard.1, c_opts_p.len() as c_int, c_opts_p.as_ptr()) };
     let log = read_log(a, guard.1)?;
     if rc != 0 {
-        let e = check(a, rc, "nvrtcCompileProgram").err().map(|e| e.0).unwrap_or_default();
-        return Err(Error(format!("compiling kernels/{name} ({}): {e}\n{log}", options.join(" "))));
+        let e = check(a, rc, "nvrtcCompileProgram")
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        return Err(Error(format!(
+            "compiling kernels/{name} ({}): {e}\n{log}",
+            options.join(" ")
+        )));
     }
     let (size_fn, get_fn, what) = match out {
         Output::Cubin => (a.cubin_size, a.cubin, "nvrtcGetCUBIN"),
@@ -236,7 +268,9 @@ pub fn compile(name: &str, source: &str, headers: &[(&str, &str)], options: &[St
     let mut image = vec![0u8; size];
     unsafe { check(a, get_fn(guard.1, image.as_mut_ptr() as *mut c_char), what)? };
     if image.is_empty() {
-        return Err(Error(format!("compiling kernels/{name}: NVRTC returned an empty image ({what})")));
+        return Err(Error(format!(
+            "compiling kernels/{name}: NVRTC returned an empty image ({what})"
+        )));
     }
     Ok(Compiled { image, log })
 }
@@ -249,7 +283,13 @@ fn read_log(a: &Api, prog: Program) -> Result<String> {
         return Ok(String::new());
     }
     let mut buf = vec![0u8; size];
-    unsafe { check(a, (a.log)(prog, buf.as_mut_ptr() as *mut c_char), "nvrtcGetProgramLog")? };
+    unsafe {
+        check(
+            a,
+            (a.log)(prog, buf.as_mut_ptr() as *mut c_char),
+            "nvrtcGetProgramLog",
+        )?
+    };
     while buf.last() == Some(&0) {
         buf.pop();
     }
