@@ -1,1 +1,18 @@
-//! placeholder
+//! The CUDA backend: hand-written kernels (`kernels/*.cu`) compiled at run time by NVRTC for the
+//! device's exact architecture, cached on disk, launched on one non-default stream through cudarc.
+//!
+//! - [`Cuda`] implements [`crate::backend::Backend`] on f32 tensors ([`CudaTensor`]: shape +
+//!   window of shared device storage). Failures are recorded and surfaced by [`Cuda::check`].
+//! - [`compile_all`] compiles every kernel file for an architecture without a GPU (CI).
+//! - [`system_report`] / [`device_info`] describe the setup for `wgan info`.
+//!
+//! See docs/CUDA.md for library discovery, the kernel cache and the allocator.
+
+mod device;
+pub mod kernels;
+pub mod nvrtc;
+mod ops;
+pub mod params;
+
+pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
+pub use kernels::{cache_dir, compile_all};

@@ -1,0 +1,95 @@
+// norm.cu: normalize and normalize_backward per group (Group::Sample = layer norm over (C,H,W),
+// Group::Channel = batch norm over (N,H,W), Group::All = the whole tensor), groups described as
+// strided segments (common.cuh).
+//
+// Each op is two launches. The stats kernel runs one block per group and reads the group in
+// passes, accumulating in f64 with the deterministic block_sum: mean, then the biased variance
+// Σ(x − mean)²/len (two-pass, so no cancellation), giving rstd = 1/sqrt(var + eps); the backward
+// stats kernel makes a third pass for mean(g) and mean(g·x̂). It writes a few floats per group.
+// The apply kernel is elementwise over the whole tensor:
+//   forward  x̂ = (x − mean)·rstd
+//   backward rstd·(g − mean(g) − x̂·mean(g·x̂))
+
+#include "common.cuh"
+
+struct NormParams {
+    Segments seg;
+    GroupMap map;  // the same grouping as seg, as a flat-index → group map for the apply kernels
+    float eps;
+};
+
+// stats[2g] = mean, stats[2g+1] = rstd
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+normalize_stats_f32(float* __restrict__ stats, const float* __restrict__ x, NormParams p) {
+    __shared__ double scratch[32];
+    const i64 g = blockIdx.x;
+    const double inv_len = 1.0 / (double)p.seg.len;
+    double acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
+    const double mean = block_sum(acc, scratch) * inv_len;
+    acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
+        const double d = (double)x[seg_index(p.seg, g, j)] - mean;
+        acc += d * d;
+    }
+    const double var = block_sum(acc, scratch) * inv_len;
+    if (threadIdx.x == 0) {
+        stats[2 * g] = (float)mean;
+        stats[2 * g + 1] = (float)(1.0 / sqrt(var + (double)p.eps));
+    }
+}
+
+extern "C" __global__ void normalize_apply_f32(float* __restrict__ out, const float* __restrict__ x,
+                                               const float* __restrict__ stats, NormParams p) {
+    WG_FOR(i, p.map.n) {
+        const i64 g = group_of(p.map, i);
+        out[i] = (x[i] - stats[2 * g]) * stats[2 * g + 1];
+    }
+}
+
+// stats[4g..4g+4] = mean, rstd, mean(g), mean(g·x̂)
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+normalize_backward_stats_f32(float* __restrict__ stats, const float* __restrict__ gy,
+                             const float* __restrict__ x, NormParams p) {
+    __shared__ double scratch[32];
+    const i64 g = blockIdx.x;
+    const double inv_len = 1.0 / (double)p.seg.len;
+    double acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
+    const double mean = block_sum(acc, scratch) * inv_len;
+    acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
+        const double d = (double)x[seg_index(p.seg, g, j)] - mean;
+        acc += d * d;
+    }
+    const double var = block_sum(acc, scratch) * inv_len;
+    const double rstd = 1.0 / sqrt(var + (double)p.eps);
+    double acc_g = 0.0, acc_gx = 0.0;
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
+        const i64 k = seg_index(p.seg, g, j);
+        const double gv = (double)gy[k];
+        acc_g += gv;
+        acc_gx += gv * (((double)x[k] - mean) * rstd);
+    }
+    const double mg = block_sum(acc_g, scratch) * inv_len;
+    const double mgx = block_sum(acc_gx, scratch) * inv_len;
+    if (threadIdx.x == 0) {
+        stats[4 * g] = (float)mean;
+        stats[4 * g + 1] = (float)rstd;
+        stats[4 * g + 2] = (float)mg;
+        stats[4 * g + 3] = (float)mgx;
+    }
+}
+
+extern "C" __global__ void normalize_backward_apply_f32(float* __restrict__ out, const float* __restrict__ gy,
+                                                        const float* __restrict__ x,
+                                                        const float* __restrict__ stats, NormParams p) {
+    WG_FOR(i, p.map.n) {
+        const i64 g = group_of(p.map, i);
+        const float mean = stats[4 * g], rstd = stats[4 * g + 1], mg = stats[4 * g + 2], mgx = stats[4 * g + 3];
+        const float xh = (x[i] - mean) * rstd;
+        out[i] = rstd * (gy[i] - mg - xh * mgx);
+    }
+}
+
+static_assert(sizeof(NormParams) == 72, "NormParams layout");

@@ -1,0 +1,62 @@
+// penalty.cu: the WGAN-GP pieces.
+//
+// interpolate_f32: x̂ = ε·x + (1−ε)·x̃ with ε = eps[i / per_sample], one thread per element.
+// penalty_sample_f32: one block per sample i reads g_i twice: first n_i = sqrt(Σ g_i² + eps)
+//   (f64 accumulation, deterministic block_sum), then writes dP/dg_i = (2/N)·t_i·g_i/n_i with
+//   t_i = n_i − 1 (two-sided) or max(0, n_i − 1) (one-sided), and stores the per-sample penalty t_i².
+// penalty_mean_f32: one block adds the N per-sample penalties in a fixed order and divides by N.
+// No float atomics anywhere, so P is reproducible.
+
+#include "common.cuh"
+
+struct InterpParams {
+    i64 n;           // elements of x
+    i64 per_sample;  // elements per sample
+};
+
+extern "C" __global__ void interpolate_f32(float* __restrict__ out, const float* __restrict__ x,
+                                           const float* __restrict__ xt, const float* __restrict__ eps,
+                                           InterpParams p) {
+    WG_FOR(i, p.n) {
+        const float e = eps[i / p.per_sample];
+        out[i] = e * x[i] + (1.0f - e) * xt[i];
+    }
+}
+
+struct PenaltyParams {
+    i64 samples;     // N
+    i64 per_sample;  // elements per sample
+    float eps;
+    int one_sided;
+};
+
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+penalty_sample_f32(float* __restrict__ dg, float* __restrict__ per_sample_penalty,
+                   const float* __restrict__ g, PenaltyParams p) {
+    __shared__ double scratch[32];
+    const i64 s = blockIdx.x;
+    const float* gs = g + s * p.per_sample;
+    float* ds = dg + s * p.per_sample;
+    double acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) {
+        const double v = (double)gs[j];
+        acc += v * v;
+    }
+    const double norm = sqrt(block_sum(acc, scratch) + (double)p.eps);
+    double t = norm - 1.0;
+    if (p.one_sided && t < 0.0) t = 0.0;
+    const float coef = (float)(2.0 * t / (norm * (double)p.samples));
+    for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) ds[j] = coef * gs[j];
+    if (threadIdx.x == 0) per_sample_penalty[s] = (float)(t * t);
+}
+
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+penalty_mean_f32(float* __restrict__ out, const float* __restrict__ per_sample_penalty, PenaltyParams p) {
+    __shared__ double scratch[32];
+    double acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.samples; j += blockDim.x) acc += (double)per_sample_penalty[j];
+    const double total = block_sum(acc, scratch);
+    if (threadIdx.x == 0) out[0] = (float)(total / (double)p.samples);
+}
+
+static_assert(sizeof(InterpParams) == 16 && sizeof(PenaltyParams) == 24, "penalty params layout");

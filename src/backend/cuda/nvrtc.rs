@@ -1,0 +1,297 @@
+//! NVRTC, opened at run time by this crate rather than through cudarc.
+//!
+//! cudarc 0.19 built for the pinned `cuda-12080` feature searches `libnvrtc.so`, `libnvrtc.so.12`,
+//! `.so.11`, … but never `libnvrtc.so.13`, the only name a CUDA 13 runtime install (or the
+//! `nvidia-cuda-nvrtc` wheel) provides. So this module `dlopen`s NVRTC itself, trying in order:
+//! `$WGAN_NVRTC_LIB` (a file name or full path), `libnvrtc.so.13`, `libnvrtc.so.12`, `libnvrtc.so`,
+//! `libnvrtc.so.11.2`, `libnvrtc.so.11.1`, `libnvrtc.so.11.0`. The dynamic loader searches
+//! `LD_LIBRARY_PATH`, the ld.so cache and the default directories for each bare name.
+//! Only the handful of functions needed to compile a program to CUBIN/PTX are bound; the library
+//! is never closed.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::OnceLock;
+
+use crate::{Error, Result};
+
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlerror() -> *mut c_char;
+}
+
+const RTLD_NOW: c_int = 2;
+
+type Program = *mut c_void;
+type NvrtcResult = c_int;
+
+/// The environment variable naming the NVRTC library to open first (a file name or a full path).
+pub const NVRTC_LIB_ENV: &str = "WGAN_NVRTC_LIB";
+
+/// Library names tried after `$WGAN_NVRTC_LIB`, newest first.
+pub const NVRTC_CANDIDATES: &[&str] = &[
+    "libnvrtc.so.13",
+    "libnvrtc.so.12",
+    "libnvrtc.so",
+    "libnvrtc.so.11.2",
+    "libnvrtc.so.11.1",
+    "libnvrtc.so.11.0",
+];
+
+struct Api {
+    path: String,
+    version: unsafe extern "C" fn(*mut c_int, *mut c_int) -> NvrtcResult,
+    error_string: unsafe extern "C" fn(NvrtcResult) -> *const c_char,
+    create: unsafe extern "C" fn(
+        *mut Program,
+        *const c_char,
+        *const c_char,
+        c_int,
+        *const *const c_char,
+        *const *const c_char,
+    ) -> NvrtcResult,
+    compile: unsafe extern "C" fn(Program, c_int, *const *const c_char) -> NvrtcResult,
+    destroy: unsafe extern "C" fn(*mut Program) -> NvrtcResult,
+    log_size: unsafe extern "C" fn(Program, *mut usize) -> NvrtcResult,
+    log: unsafe extern "C" fn(Program, *mut c_char) -> NvrtcResult,
+    cubin_size: unsafe extern "C" fn(Program, *mut usize) -> NvrtcResult,
+    cubin: unsafe extern "C" fn(Program, *mut c_char) -> NvrtcResult,
+    ptx_size: unsafe extern "C" fn(Program, *mut usize) -> NvrtcResult,
+    ptx: unsafe extern "C" fn(Program, *mut c_char) -> NvrtcResult,
+}
+
+// The function pointers are plain C entry points of a library that stays loaded.
+unsafe impl Send for Api {}
+unsafe impl Sync for Api {}
+
+fn last_dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated string owned by libc.
+    unsafe {
+        let e = dlerror();
+        if e.is_null() {
+            "unknown error".into()
+        } else {
+            CStr::from_ptr(e).to_string_lossy().into_owned()
+        }
+    }
+}
+
+unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> std::result::Result<T, String> {
+    let c = CString::new(name).map_err(|e| e.to_string())?;
+    let p = dlsym(handle, c.as_ptr());
+    if p.is_null() {
+        return Err(format!("symbol {name} missing: {}", last_dl_error()));
+    }
+    debug_assert_eq!(std::mem::size_of::<T>(), std::mem::size_of::<*mut c_void>());
+    Ok(std::mem::transmute_copy::<*mut c_void, T>(&p))
+}
+
+fn open() -> std::result::Result<Api, String> {
+    let mut names: Vec<String> = Vec::new();
+    if let Ok(v) = std::env::var(NVRTC_LIB_ENV) {
+        if !v.is_empty() {
+            names.push(v);
+        }
+    }
+    names.extend(NVRTC_CANDIDATES.iter().map(|s| s.to_string()));
+    let mut tried = Vec::new();
+    for name in &names {
+        let Ok(c) = CString::new(name.as_str()) else {
+            continue;
+        };
+        // SAFETY: dlopen with a valid C string; the handle is intentionally never closed.
+        let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW) };
+        if h.is_null() {
+            tried.push(format!("{name} ({})", last_dl_error()));
+            continue;
+        }
+        // SAFETY: the symbols are NVRTC's documented C API with these signatures.
+        let api = unsafe {
+            Api {
+                path: name.clone(),
+                version: sym(h, "nvrtcVersion")?,
+                error_string: sym(h, "nvrtcGetErrorString")?,
+                create: sym(h, "nvrtcCreateProgram")?,
+                compile: sym(h, "nvrtcCompileProgram")?,
+                destroy: sym(h, "nvrtcDestroyProgram")?,
+                log_size: sym(h, "nvrtcGetProgramLogSize")?,
+                log: sym(h, "nvrtcGetProgramLog")?,
+                cubin_size: sym(h, "nvrtcGetCUBINSize")?,
+                cubin: sym(h, "nvrtcGetCUBIN")?,
+                ptx_size: sym(h, "nvrtcGetPTXSize")?,
+                ptx: sym(h, "nvrtcGetPTX")?,
+            }
+        };
+        return Ok(api);
+    }
+    Err(format!(
+        "NVRTC not found: install the CUDA toolkit's NVRTC (libnvrtc.so.12 or .so.13, e.g. `pip install nvidia-cuda-nvrtc`) and add its directory to LD_LIBRARY_PATH, or set {NVRTC_LIB_ENV}=/path/to/libnvrtc.so.N (tried: {})",
+        tried.join("; ")
+    ))
+}
+
+fn api() -> Result<&'static Api> {
+    static API: OnceLock<std::result::Result<Api, String>> = OnceLock::new();
+    API.get_or_init(open)
+        .as_ref()
+        .map_err(|e| Error::msg(e.clone()))
+}
+
+/// Whether an NVRTC library can be opened.
+pub fn is_available() -> bool {
+    api().is_ok()
+}
+
+/// The NVRTC library name that was opened and its version, e.g. ("libnvrtc.so.13", (13, 0)).
+pub fn library() -> Result<(String, (i32, i32))> {
+    let a = api()?;
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: plain out-parameters.
+    let r = unsafe { (a.version)(&mut major, &mut minor) };
+    check(a, r, "nvrtcVersion")?;
+    Ok((a.path.clone(), (major, minor)))
+}
+
+fn check(a: &Api, r: NvrtcResult, what: &str) -> Result<()> {
+    if r == 0 {
+        return Ok(());
+    }
+    // SAFETY: nvrtcGetErrorString returns a static string (or null for unknown codes).
+    let s = unsafe {
+        let p = (a.error_string)(r);
+        if p.is_null() {
+            format!("error {r}")
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    };
+    Err(Error(format!("{what}: {s}")))
+}
+
+/// What to produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Machine code for the exact `sm_XY` (loads on drivers older than the NVRTC within a major).
+    Cubin,
+    /// PTX text (NUL-terminated as NVRTC returns it).
+    Ptx,
+}
+
+/// The result of one compilation: the image (CUBIN bytes or PTX text) and NVRTC's log.
+pub struct Compiled {
+    pub image: Vec<u8>,
+    pub log: String,
+}
+
+/// Compiles `source` (named `name` in diagnostics) with in-memory `headers` (name, text).
+/// A failed compilation returns an error carrying NVRTC's log.
+pub fn compile(
+    name: &str,
+    source: &str,
+    headers: &[(&str, &str)],
+    options: &[String],
+    out: Output,
+) -> Result<Compiled> {
+    let a = api()?;
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| Error(format!("{name}: NUL byte in kernel source or option")))
+    };
+    let c_src = cstr(source)?;
+    let c_name = cstr(name)?;
+    let h_src: Vec<CString> = headers
+        .iter()
+        .map(|(_, t)| cstr(t))
+        .collect::<Result<_>>()?;
+    let h_name: Vec<CString> = headers
+        .iter()
+        .map(|(n, _)| cstr(n))
+        .collect::<Result<_>>()?;
+    let h_src_p: Vec<*const c_char> = h_src.iter().map(|c| c.as_ptr()).collect();
+    let h_name_p: Vec<*const c_char> = h_name.iter().map(|c| c.as_ptr()).collect();
+    let c_opts: Vec<CString> = options.iter().map(|o| cstr(o)).collect::<Result<_>>()?;
+    let c_opts_p: Vec<*const c_char> = c_opts.iter().map(|c| c.as_ptr()).collect();
+
+    let mut prog: Program = std::ptr::null_mut();
+    // SAFETY: all pointers stay alive for the duration of the calls; counts match the arrays.
+    unsafe {
+        check(
+            a,
+            (a.create)(
+                &mut prog,
+                c_src.as_ptr(),
+                c_name.as_ptr(),
+                headers.len() as c_int,
+                if headers.is_empty() {
+                    std::ptr::null()
+                } else {
+                    h_src_p.as_ptr()
+                },
+                if headers.is_empty() {
+                    std::ptr::null()
+                } else {
+                    h_name_p.as_ptr()
+                },
+            ),
+            "nvrtcCreateProgram",
+        )?;
+    }
+    struct Guard<'a>(&'a Api, Program);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            // SAFETY: the program was created above and is destroyed once.
+            unsafe {
+                (self.0.destroy)(&mut self.1);
+            }
+        }
+    }
+    let guard = Guard(a, prog);
+    // SAFETY: valid program and option array.
+    let rc = unsafe { (a.compile)(guard.1, c_opts_p.len() as c_int, c_opts_p.as_ptr()) };
+    let log = read_log(a, guard.1)?;
+    if rc != 0 {
+        let e = check(a, rc, "nvrtcCompileProgram")
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        return Err(Error(format!(
+            "compiling kernels/{name} ({}): {e}\n{log}",
+            options.join(" ")
+        )));
+    }
+    let (size_fn, get_fn, what) = match out {
+        Output::Cubin => (a.cubin_size, a.cubin, "nvrtcGetCUBIN"),
+        Output::Ptx => (a.ptx_size, a.ptx, "nvrtcGetPTX"),
+    };
+    let mut size = 0usize;
+    // SAFETY: out-parameter, then a buffer of exactly `size` bytes.
+    unsafe { check(a, size_fn(guard.1, &mut size), what)? };
+    let mut image = vec![0u8; size];
+    unsafe { check(a, get_fn(guard.1, image.as_mut_ptr() as *mut c_char), what)? };
+    if image.is_empty() {
+        return Err(Error(format!(
+            "compiling kernels/{name}: NVRTC returned an empty image ({what})"
+        )));
+    }
+    Ok(Compiled { image, log })
+}
+
+fn read_log(a: &Api, prog: Program) -> Result<String> {
+    let mut size = 0usize;
+    // SAFETY: out-parameter, then a buffer of exactly `size` bytes.
+    unsafe { check(a, (a.log_size)(prog, &mut size), "nvrtcGetProgramLogSize")? };
+    if size <= 1 {
+        return Ok(String::new());
+    }
+    let mut buf = vec![0u8; size];
+    unsafe {
+        check(
+            a,
+            (a.log)(prog, buf.as_mut_ptr() as *mut c_char),
+            "nvrtcGetProgramLog",
+        )?
+    };
+    while buf.last() == Some(&0) {
+        buf.pop();
+    }
+    Ok(String::from_utf8_lossy(&buf).trim().to_string())
+}

@@ -1,0 +1,1284 @@
+//! The `Backend` implementation: shape checks and launch geometry on the host, one kernel (or a
+//! short fixed sequence) per op. Each trait method calls a `try_*` function returning `Result`
+//! and records a failure (see [`Cuda::check`]).
+
+use std::sync::Arc;
+
+use cudarc::driver::result as drv;
+
+use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
+use super::kernels::Module;
+use super::params as P;
+use crate::backend::{
+    inner, numel, AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep,
+};
+use crate::{bail, Error, Result};
+
+const GEMM_THREADS: u32 = 256;
+const TILE: usize = 64;
+const TILE_K: usize = 16;
+
+fn same_shape(what: &str, a: &CudaTensor, b: &CudaTensor) -> Result<()> {
+    if a.shape != b.shape {
+        bail!("CUDA {what}: shapes {:?} and {:?} differ", a.shape, b.shape);
+    }
+    Ok(())
+}
+
+fn i64_of(n: usize) -> i64 {
+    n as i64
+}
+
+fn u32_of(what: &str, n: usize) -> Result<u32> {
+    if n >= (1usize << 31) {
+        bail!("CUDA {what}: extent {n} does not fit the kernel's 32-bit index (< 2^31)");
+    }
+    Ok(n as u32)
+}
+
+/// The strided-segment description of `group` over `shape` (see common.cuh).
+fn segments(what: &str, shape: &[usize], group: Group) -> Result<(P::Segments, P::GroupMap)> {
+    let n = numel(shape);
+    let (count, len, run, outer, gstride, div, modulus) = match group {
+        Group::All => (1, n, n, 0, n, 1, 1),
+        Group::Sample => {
+            if shape.is_empty() {
+                bail!("CUDA {what}: Group::Sample needs at least one dimension");
+            }
+            let l = n / shape[0].max(1);
+            (shape[0], l, l, 0, l, l, shape[0])
+        }
+        Group::Channel => {
+            if shape.len() < 2 {
+                bail!("CUDA {what}: Group::Channel needs at least two dimensions, got {shape:?}");
+            }
+            let (c, inn) = (shape[1], inner(shape));
+            (c, shape[0] * inn, inn, c * inn, inn, inn, c)
+        }
+    };
+    let seg = P::Segments {
+        count: i64_of(count),
+        len: i64_of(len),
+        run: i64_of(run.max(1)),
+        outer_stride: i64_of(outer),
+        group_stride: i64_of(gstride),
+    };
+    let map = P::GroupMap {
+        n: i64_of(n),
+        div: i64_of(div.max(1)),
+        modulus: i64_of(modulus.max(1)),
+    };
+    Ok((seg, map))
+}
+
+/// Geometry of a tiled GEMM launch of an m × nc output with reduction kd: the shape struct, the
+/// grid, and the number of split-K slices (deterministic: depends on the shape only).
+fn plan_gemm(
+    what: &str,
+    m: usize,
+    nc: usize,
+    kd: usize,
+) -> Result<(P::GemmShape, (u32, u32, u32), usize)> {
+    let (m32, nc32, kd32) = (u32_of(what, m)?, u32_of(what, nc)?, u32_of(what, kd)?);
+    let (gx, gy) = (nc.div_ceil(TILE), m.div_ceil(TILE));
+    if gy > 65535 {
+        bail!(
+            "CUDA {what}: {m} output rows exceed one launch (at most {})",
+            65535 * TILE
+        );
+    }
+    let tiles = (gx * gy).max(1);
+    let mut splits = 1usize;
+    if kd >= 512 && tiles < 128 {
+        splits = 256usize.div_ceil(tiles).min(kd.div_ceil(256)).clamp(1, 64);
+    }
+    let k_chunk = kd.div_ceil(splits).div_ceil(TILE_K).max(1) * TILE_K;
+    let splits = kd.div_ceil(k_chunk).max(1);
+    let shape = P::GemmShape {
+        m: m32,
+        nc: nc32,
+        kd: kd32,
+        k_chunk: k_chunk as u32,
+        total: i64_of(m * nc),
+    };
+    Ok((
+        shape,
+        (gx.max(1) as u32, gy.max(1) as u32, splits as u32),
+        splits,
+    ))
+}
+
+impl Cuda {
+    fn host_to_device(&self, data: &[f32], shape: &[usize]) -> Result<CudaTensor> {
+        if data.len() != numel(shape) {
+            bail!("CUDA from_f32: {} values for shape {shape:?}", data.len());
+        }
+        let mut s = self.alloc(data.len())?;
+        if !data.is_empty() {
+            self.stream()
+                .memcpy_htod(data, &mut s)
+                .map_err(|e| Error(format!("CUDA host-to-device copy: {e}")))?;
+        }
+        Ok(CudaTensor {
+            shape: shape.to_vec(),
+            storage: Some(Arc::new(s)),
+            offset: 0,
+        })
+    }
+
+    fn device_to_host(&self, t: &CudaTensor) -> Result<Vec<f32>> {
+        let n = t.numel();
+        let s = t
+            .storage
+            .as_ref()
+            .ok_or_else(|| Error::msg("CUDA: reading a tensor from an op that failed earlier"))?;
+        if t.offset + n > s.len() && n > 0 {
+            bail!(
+                "CUDA to_f32: window {}..{} exceeds storage of {}",
+                t.offset,
+                t.offset + n,
+                s.len()
+            );
+        }
+        let mut out = vec![0f32; n];
+        if n > 0 {
+            let view = s.slice(t.offset..t.offset + n);
+            self.stream()
+                .memcpy_dtoh(&view, &mut out)
+                .map_err(|e| Error(format!("CUDA device-to-host copy: {e}")))?;
+        }
+        self.stream()
+            .synchronize()
+            .map_err(|e| Error(format!("CUDA synchronize: {e}")))?;
+        if let Some(e) = self.pending_error() {
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    fn pending_error(&self) -> Option<Error> {
+        self.check().err()
+    }
+
+    fn read(&self, t: &CudaTensor) -> Vec<f32> {
+        self.device_to_host(t).unwrap_or_else(|e| {
+            self.record(e);
+            vec![f32::NAN; t.numel()]
+        })
+    }
+
+    fn copy_dtod(&self, dst: u64, src: u64, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.inner
+            .ctx
+            .bind_to_thread()
+            .map_err(|e| Error(format!("CUDA bind context: {e}")))?;
+        // SAFETY: both addresses were bounds-checked against their storage by the caller.
+        unsafe { drv::memcpy_dtod_async(dst, src, n * 4, self.stream().cu_stream()) }
+            .map_err(|e| Error(format!("CUDA device-to-device copy: {e}")))
+    }
+
+    fn try_fill(&self, shape: &[usize], value: f64) -> Result<CudaTensor> {
+        let out = self.empty(shape)?;
+        let n = out.numel();
+        if n > 0 {
+            let p = P::Scalar {
+                n: i64_of(n),
+                c: value as f32,
+            };
+            launch!(
+                self,
+                Module::Elementwise,
+                "fill_f32",
+                (grid_1d(n), 1, 1),
+                BLOCK,
+                self.ptr(&out)?,
+                p
+            );
+        }
+        Ok(out)
+    }
+
+    fn try_view(&self, t: &CudaTensor, offset: usize, shape: &[usize]) -> Result<CudaTensor> {
+        let s = t
+            .storage
+            .as_ref()
+            .ok_or_else(|| Error::msg("CUDA view of a tensor from an op that failed earlier"))?;
+        let start = t.offset + offset;
+        if start + numel(shape) > s.len() {
+            bail!(
+                "CUDA view: {shape:?} at offset {offset} exceeds the storage ({} elements from {})",
+                s.len(),
+                t.offset
+            );
+        }
+        Ok(CudaTensor {
+            shape: shape.to_vec(),
+            storage: Some(s.clone()),
+            offset: start,
+        })
+    }
+
+    fn try_copy_into(&self, dst: &CudaTensor, offset: usize, src: &CudaTensor) -> Result<()> {
+        let n = src.numel();
+        let d = dst
+            .storage
+            .as_ref()
+            .ok_or_else(|| Error::msg("CUDA copy_into_inplace: destination from a failed op"))?;
+        if dst.offset + offset + n > d.len() {
+            bail!("CUDA copy_into_inplace: {n} elements at offset {offset} exceed the destination");
+        }
+        let dp = self.ptr(dst)? + (offset as u64) * 4;
+        self.copy_dtod(dp, self.ptr(src)?, n)
+    }
+
+    fn try_deep_copy(&self, t: &CudaTensor) -> Result<CudaTensor> {
+        let out = self.empty(&t.shape)?;
+        self.copy_dtod(self.ptr(&out)?, self.ptr(t)?, t.numel())?;
+        Ok(out)
+    }
+
+    fn binary(
+        &self,
+        name: &'static str,
+        a: &CudaTensor,
+        b: &CudaTensor,
+        c: f32,
+    ) -> Result<CudaTensor> {
+        same_shape(name, a, b)?;
+        let out = self.empty(&a.shape)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let p = P::Scalar { n: i64_of(n), c };
+        let (o, pa, pb) = (self.ptr(&out)?, self.ptr(a)?, self.ptr(b)?);
+        let g = (grid_1d(n), 1, 1);
+        match name {
+            "add_f32" => launch!(self, Module::Elementwise, "add_f32", g, BLOCK, o, pa, pb, p),
+            "sub_f32" => launch!(self, Module::Elementwise, "sub_f32", g, BLOCK, o, pa, pb, p),
+            "mul_f32" => launch!(self, Module::Elementwise, "mul_f32", g, BLOCK, o, pa, pb, p),
+            "leaky_relu_backward_f32" => launch!(
+                self,
+                Module::Elementwise,
+                "leaky_relu_backward_f32",
+                g,
+                BLOCK,
+                o,
+                pa,
+                pb,
+                p
+            ),
+            "tanh_backward_f32" => launch!(
+                self,
+                Module::Elementwise,
+                "tanh_backward_f32",
+                g,
+                BLOCK,
+                o,
+                pa,
+                pb,
+                p
+            ),
+            _ => bail!("CUDA: no binary kernel {name}"),
+        }
+        Ok(out)
+    }
+
+    fn unary(&self, name: &'static str, a: &CudaTensor, c: f32) -> Result<CudaTensor> {
+        let out = self.empty(&a.shape)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let p = P::Scalar { n: i64_of(n), c };
+        let (o, pa) = (self.ptr(&out)?, self.ptr(a)?);
+        let g = (grid_1d(n), 1, 1);
+        match name {
+            "scale_f32" => launch!(self, Module::Elementwise, "scale_f32", g, BLOCK, o, pa, p),
+            "add_scalar_f32" => launch!(
+                self,
+                Module::Elementwise,
+                "add_scalar_f32",
+                g,
+                BLOCK,
+                o,
+                pa,
+                p
+            ),
+            "powf_f32" => launch!(self, Module::Elementwise, "powf_f32", g, BLOCK, o, pa, p),
+            "leaky_relu_f32" => launch!(
+                self,
+                Module::Elementwise,
+                "leaky_relu_f32",
+                g,
+                BLOCK,
+                o,
+                pa,
+                p
+            ),
+            "tanh_f32" => launch!(self, Module::Elementwise, "tanh_f32", g, BLOCK, o, pa, p),
+            _ => bail!("CUDA: no unary kernel {name}"),
+        }
+        Ok(out)
+    }
+
+    fn try_group_sum(&self, x: &CudaTensor, group: Group) -> Result<CudaTensor> {
+        let (seg, _) = segments("group_sum", &x.shape, group)?;
+        let count = seg.count as usize;
+        let out = self.empty(&[count])?;
+        if count == 0 {
+            return Ok(out);
+        }
+        let len = seg.len as usize;
+        let mut splits = 1usize;
+        if len > 4096 {
+            splits = 256usize
+                .div_ceil(count)
+                .min(len.div_ceil(2048))
+                .clamp(1, 65535);
+        }
+        let chunk = len.div_ceil(splits).max(1);
+        let splits = len.div_ceil(chunk).max(1);
+        let p = P::SumParams {
+            seg,
+            chunk: i64_of(chunk),
+            splits: i64_of(splits),
+        };
+        let xp = self.ptr(x)?;
+        if splits == 1 {
+            launch!(
+                self,
+                Module::Reduce,
+                "group_sum_partial_f32",
+                (count as u32, 1, 1),
+                BLOCK,
+                self.ptr(&out)?,
+                xp,
+                p
+            );
+        } else {
+            let partial = self.empty(&[count * splits])?;
+            let pp = self.ptr(&partial)?;
+            launch!(
+                self,
+                Module::Reduce,
+                "group_sum_partial_f32",
+                (count as u32, splits as u32, 1),
+                BLOCK,
+                pp,
+                xp,
+                p
+            );
+            launch!(
+                self,
+                Module::Reduce,
+                "group_sum_finish_f32",
+                (count as u32, 1, 1),
+                BLOCK,
+                self.ptr(&out)?,
+                pp,
+                p
+            );
+        }
+        Ok(out)
+    }
+
+    fn try_group_elementwise(
+        &self,
+        name: &'static str,
+        x: Option<&CudaTensor>,
+        v: &CudaTensor,
+        group: Group,
+        shape: &[usize],
+    ) -> Result<CudaTensor> {
+        let (seg, map) = segments(name, shape, group)?;
+        if v.numel() != seg.count as usize {
+            bail!(
+                "CUDA {name}: {} group values for {} groups of {shape:?}",
+                v.numel(),
+                seg.count
+            );
+        }
+        if let Some(x) = x {
+            if x.shape != shape {
+                bail!("CUDA {name}: shape mismatch");
+            }
+        }
+        let out = self.empty(shape)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let g = (grid_1d(n), 1, 1);
+        let (o, vp) = (self.ptr(&out)?, self.ptr(v)?);
+        match (name, x) {
+            ("group_broadcast_f32", None) => launch!(
+                self,
+                Module::Elementwise,
+                "group_broadcast_f32",
+                g,
+                BLOCK,
+                o,
+                vp,
+                map
+            ),
+            ("group_mul_f32", Some(x)) => launch!(
+                self,
+                Module::Elementwise,
+                "group_mul_f32",
+                g,
+                BLOCK,
+                o,
+                self.ptr(x)?,
+                vp,
+                map
+            ),
+            ("group_add_f32", Some(x)) => launch!(
+                self,
+                Module::Elementwise,
+                "group_add_f32",
+                g,
+                BLOCK,
+                o,
+                self.ptr(x)?,
+                vp,
+                map
+            ),
+            _ => bail!("CUDA: no group kernel {name}"),
+        }
+        Ok(out)
+    }
+
+    /// Runs a planned tiled GEMM kernel, through a split-K workspace when the plan splits.
+    fn run_gemm(
+        &self,
+        m: Module,
+        name: &'static str,
+        out: &CudaTensor,
+        a: u64,
+        b: u64,
+        plan: (P::GemmShape, (u32, u32, u32), usize),
+        conv: Option<P::ConvShape>,
+    ) -> Result<()> {
+        let (shape, grid, splits) = plan;
+        if shape.total == 0 {
+            return Ok(());
+        }
+        let ws = if splits > 1 {
+            Some(self.empty(&[splits * shape.total as usize])?)
+        } else {
+            None
+        };
+        let dst = match &ws {
+            Some(w) => self.ptr(w)?,
+            None => self.ptr(out)?,
+        };
+        match (name, conv) {
+            ("matmul_nn_f32", None) => launch!(
+                self,
+                m,
+                "matmul_nn_f32",
+                grid,
+                GEMM_THREADS,
+                dst,
+                a,
+                b,
+                shape
+            ),
+            ("matmul_nt_f32", None) => launch!(
+                self,
+                m,
+                "matmul_nt_f32",
+                grid,
+                GEMM_THREADS,
+                dst,
+                a,
+                b,
+                shape
+            ),
+            ("matmul_tn_f32", None) => launch!(
+                self,
+                m,
+                "matmul_tn_f32",
+                grid,
+                GEMM_THREADS,
+                dst,
+                a,
+                b,
+                shape
+            ),
+            ("matmul_tt_f32", None) => launch!(
+                self,
+                m,
+                "matmul_tt_f32",
+                grid,
+                GEMM_THREADS,
+                dst,
+                a,
+                b,
+                shape
+            ),
+            ("conv2d_fwd_f32", Some(c)) => {
+                launch!(
+                    self,
+                    m,
+                    "conv2d_fwd_f32",
+                    grid,
+                    GEMM_THREADS,
+                    dst,
+                    a,
+                    b,
+                    P::ConvParams { g: shape, c }
+                )
+            }
+            ("conv2d_dgrad_f32", Some(c)) => {
+                launch!(
+                    self,
+                    m,
+                    "conv2d_dgrad_f32",
+                    grid,
+                    GEMM_THREADS,
+                    dst,
+                    a,
+                    b,
+                    P::ConvParams { g: shape, c }
+                )
+            }
+            ("conv2d_wgrad_f32", Some(c)) => {
+                launch!(
+                    self,
+                    m,
+                    "conv2d_wgrad_f32",
+                    grid,
+                    GEMM_THREADS,
+                    dst,
+                    a,
+                    b,
+                    P::ConvParams { g: shape, c }
+                )
+            }
+            _ => bail!("CUDA: no GEMM kernel {name}"),
+        }
+        if let Some(w) = &ws {
+            let total = shape.total as usize;
+            let p = P::SplitKParams {
+                total: shape.total,
+                splits: i64_of(splits),
+            };
+            launch!(
+                self,
+                m,
+                "splitk_reduce_f32",
+                (grid_1d(total), 1, 1),
+                BLOCK,
+                self.ptr(out)?,
+                self.ptr(w)?,
+                p
+            );
+        }
+        Ok(())
+    }
+
+    fn try_matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> Result<CudaTensor> {
+        if a.shape.len() != 2 || b.shape.len() != 2 {
+            bail!(
+                "CUDA matmul: needs 2-D operands, got {:?} and {:?}",
+                a.shape,
+                b.shape
+            );
+        }
+        let (m, k) = if ta {
+            (a.shape[1], a.shape[0])
+        } else {
+            (a.shape[0], a.shape[1])
+        };
+        let (k2, n) = if tb {
+            (b.shape[1], b.shape[0])
+        } else {
+            (b.shape[0], b.shape[1])
+        };
+        if k != k2 {
+            bail!(
+                "CUDA matmul: inner extents differ: {:?}{} · {:?}{}",
+                a.shape,
+                if ta { "ᵀ" } else { "" },
+                b.shape,
+                if tb { "ᵀ" } else { "" }
+            );
+        }
+        let out = self.empty(&[m, n])?;
+        let plan = plan_gemm("matmul", m, n, k)?;
+        let name = match (ta, tb) {
+            (false, false) => "matmul_nn_f32",
+            (false, true) => "matmul_nt_f32",
+            (true, false) => "matmul_tn_f32",
+            (true, true) => "matmul_tt_f32",
+        };
+        self.run_gemm(
+            Module::Gemm,
+            name,
+            &out,
+            self.ptr(a)?,
+            self.ptr(b)?,
+            plan,
+            None,
+        )?;
+        Ok(out)
+    }
+
+    fn conv_shape(
+        &self,
+        what: &str,
+        x: [usize; 4],
+        co: usize,
+        k: usize,
+        o: (usize, usize),
+        p: ConvParams,
+    ) -> Result<P::ConvShape> {
+        if p.stride == 0 || k == 0 {
+            bail!("CUDA {what}: stride and kernel size must be positive");
+        }
+        Ok(P::ConvShape {
+            n: u32_of(what, x[0])?,
+            ci: u32_of(what, x[1])?,
+            h: u32_of(what, x[2])?,
+            w: u32_of(what, x[3])?,
+            co: u32_of(what, co)?,
+            k: u32_of(what, k)?,
+            ho: u32_of(what, o.0)?,
+            wo: u32_of(what, o.1)?,
+            stride: u32_of(what, p.stride)?,
+            pad: u32_of(what, p.pad)?,
+        })
+    }
+
+    fn try_conv2d(&self, x: &CudaTensor, w: &CudaTensor, p: ConvParams) -> Result<CudaTensor> {
+        let (xs, ws) = (&x.shape, &w.shape);
+        if xs.len() != 4 || ws.len() != 4 || ws[1] != xs[1] || ws[2] != ws[3] {
+            bail!("CUDA conv2d: x {xs:?} and w {ws:?} do not fit (x [N,Ci,H,W], w [Co,Ci,K,K])");
+        }
+        let k = ws[2];
+        if xs[2] + 2 * p.pad < k || xs[3] + 2 * p.pad < k {
+            bail!("CUDA conv2d: kernel {k} larger than the padded input {xs:?}");
+        }
+        let (ho, wo) = (p.out_size(xs[2], k), p.out_size(xs[3], k));
+        let c = self.conv_shape(
+            "conv2d",
+            [xs[0], xs[1], xs[2], xs[3]],
+            ws[0],
+            k,
+            (ho, wo),
+            p,
+        )?;
+        let out = self.empty(&[xs[0], ws[0], ho, wo])?;
+        let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k)?;
+        self.run_gemm(
+            Module::Conv,
+            "conv2d_fwd_f32",
+            &out,
+            self.ptr(x)?,
+            self.ptr(w)?,
+            plan,
+            Some(c),
+        )?;
+        Ok(out)
+    }
+
+    fn try_conv2d_data_grad(
+        &self,
+        gy: &CudaTensor,
+        w: &CudaTensor,
+        p: ConvParams,
+        out_hw: (usize, usize),
+    ) -> Result<CudaTensor> {
+        let (gs, ws) = (&gy.shape, &w.shape);
+        if gs.len() != 4 || ws.len() != 4 || ws[0] != gs[1] || ws[2] != ws[3] {
+            bail!("CUDA conv2d_data_grad: gy {gs:?} and w {ws:?} do not fit (gy [N,Co,Ho,Wo], w [Co,Ci,K,K])");
+        }
+        let (n, ci, k) = (gs[0], ws[1], ws[2]);
+        let (h, wd) = out_hw;
+        let c = self.conv_shape(
+            "conv2d_data_grad",
+            [n, ci, h, wd],
+            ws[0],
+            k,
+            (gs[2], gs[3]),
+            p,
+        )?;
+        let out = self.empty(&[n, ci, h, wd])?;
+        let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k)?;
+        self.run_gemm(
+            Module::Conv,
+            "conv2d_dgrad_f32",
+            &out,
+            self.ptr(gy)?,
+            self.ptr(w)?,
+            plan,
+            Some(c),
+        )?;
+        Ok(out)
+    }
+
+    fn try_conv2d_weight_grad(
+        &self,
+        x: &CudaTensor,
+        gy: &CudaTensor,
+        p: ConvParams,
+        k: usize,
+    ) -> Result<CudaTensor> {
+        let (xs, gs) = (&x.shape, &gy.shape);
+        if xs.len() != 4 || gs.len() != 4 || xs[0] != gs[0] {
+            bail!("CUDA conv2d_weight_grad: x {xs:?} and gy {gs:?} do not fit");
+        }
+        let (co, ci) = (gs[1], xs[1]);
+        let c = self.conv_shape(
+            "conv2d_weight_grad",
+            [xs[0], ci, xs[2], xs[3]],
+            co,
+            k,
+            (gs[2], gs[3]),
+            p,
+        )?;
+        let out = self.empty(&[co, ci, k, k])?;
+        let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3])?;
+        self.run_gemm(
+            Module::Conv,
+            "conv2d_wgrad_f32",
+            &out,
+            self.ptr(x)?,
+            self.ptr(gy)?,
+            plan,
+            Some(c),
+        )?;
+        Ok(out)
+    }
+
+    fn try_normalize(
+        &self,
+        x: &CudaTensor,
+        g: Option<&CudaTensor>,
+        group: Group,
+        eps: f64,
+    ) -> Result<CudaTensor> {
+        let (seg, map) = segments("normalize", &x.shape, group)?;
+        if let Some(g) = g {
+            same_shape("normalize_backward", g, x)?;
+        }
+        let out = self.empty(&x.shape)?;
+        let (count, n) = (seg.count as usize, x.numel());
+        if n == 0 || count == 0 {
+            return Ok(out);
+        }
+        let p = P::NormParams {
+            seg,
+            map,
+            eps: eps as f32,
+        };
+        let (o, xp) = (self.ptr(&out)?, self.ptr(x)?);
+        match g {
+            None => {
+                let stats = self.empty(&[2 * count])?;
+                let sp = self.ptr(&stats)?;
+                launch!(
+                    self,
+                    Module::Norm,
+                    "normalize_stats_f32",
+                    (count as u32, 1, 1),
+                    BLOCK,
+                    sp,
+                    xp,
+                    p
+                );
+                launch!(
+                    self,
+                    Module::Norm,
+                    "normalize_apply_f32",
+                    (grid_1d(n), 1, 1),
+                    BLOCK,
+                    o,
+                    xp,
+                    sp,
+                    p
+                );
+            }
+            Some(g) => {
+                let stats = self.empty(&[4 * count])?;
+                let (sp, gp) = (self.ptr(&stats)?, self.ptr(g)?);
+                launch!(
+                    self,
+                    Module::Norm,
+                    "normalize_backward_stats_f32",
+                    (count as u32, 1, 1),
+                    BLOCK,
+                    sp,
+                    gp,
+                    xp,
+                    p
+                );
+                launch!(
+                    self,
+                    Module::Norm,
+                    "normalize_backward_apply_f32",
+                    (grid_1d(n), 1, 1),
+                    BLOCK,
+                    o,
+                    gp,
+                    xp,
+                    sp,
+                    p
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn try_interpolate(
+        &self,
+        x: &CudaTensor,
+        xt: &CudaTensor,
+        eps: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        same_shape("interpolate", x, xt)?;
+        let samples = x.shape.first().copied().unwrap_or(0);
+        if eps.numel() != samples {
+            bail!(
+                "CUDA interpolate: {} ε values for {samples} samples",
+                eps.numel()
+            );
+        }
+        let out = self.empty(&x.shape)?;
+        let n = x.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let p = P::InterpParams {
+            n: i64_of(n),
+            per_sample: i64_of(n / samples),
+        };
+        let args = (self.ptr(&out)?, self.ptr(x)?, self.ptr(xt)?, self.ptr(eps)?);
+        launch!(
+            self,
+            Module::Penalty,
+            "interpolate_f32",
+            (grid_1d(n), 1, 1),
+            BLOCK,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            p
+        );
+        Ok(out)
+    }
+
+    fn try_penalty(
+        &self,
+        g: &CudaTensor,
+        kind: PenaltyKind,
+        eps: f64,
+    ) -> Result<(CudaTensor, CudaTensor)> {
+        let samples = g.shape.first().copied().unwrap_or(0);
+        let n = g.numel();
+        let value = self.empty(&[1])?;
+        let dg = self.empty(&g.shape)?;
+        let per = self.empty(&[samples])?;
+        let p = P::PenaltyParams {
+            samples: i64_of(samples),
+            per_sample: i64_of(if samples == 0 { 0 } else { n / samples }),
+            eps: eps as f32,
+            one_sided: (kind == PenaltyKind::OneSided) as i32,
+        };
+        if samples > 0 {
+            let args = (self.ptr(&dg)?, self.ptr(&per)?, self.ptr(g)?);
+            launch!(
+                self,
+                Module::Penalty,
+                "penalty_sample_f32",
+                (samples as u32, 1, 1),
+                BLOCK,
+                args.0,
+                args.1,
+                args.2,
+                p
+            );
+        }
+        launch!(
+            self,
+            Module::Penalty,
+            "penalty_mean_f32",
+            (1, 1, 1),
+            BLOCK,
+            self.ptr(&value)?,
+            self.ptr(&per)?,
+            p
+        );
+        Ok((value, dg))
+    }
+
+    fn try_random(
+        &self,
+        shape: &[usize],
+        seed: u64,
+        stream: u64,
+        normal: bool,
+    ) -> Result<CudaTensor> {
+        let out = self.empty(shape)?;
+        let n = out.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let p = P::RngParams {
+            n: i64_of(n),
+            seed,
+            stream,
+        };
+        let g = (grid_1d(n), 1, 1);
+        if normal {
+            launch!(self, Module::Rng, "randn_f32", g, BLOCK, self.ptr(&out)?, p);
+        } else {
+            launch!(
+                self,
+                Module::Rng,
+                "rand_uniform_f32",
+                g,
+                BLOCK,
+                self.ptr(&out)?,
+                p
+            );
+        }
+        Ok(out)
+    }
+
+    fn try_adam(
+        &self,
+        p: &CudaTensor,
+        g: &CudaTensor,
+        m: &CudaTensor,
+        v: &CudaTensor,
+        s: AdamStep,
+    ) -> Result<()> {
+        same_shape("adam", p, g)?;
+        same_shape("adam", p, m)?;
+        same_shape("adam", p, v)?;
+        let n = p.numel();
+        if n == 0 {
+            return Ok(());
+        }
+        let t = s.t.max(1) as f64;
+        let bc1 = 1.0 - s.beta1.powf(t);
+        let bc2 = 1.0 - s.beta2.powf(t);
+        let a = P::AdamParams {
+            n: i64_of(n),
+            beta1: s.beta1 as f32,
+            one_minus_beta1: (1.0 - s.beta1) as f32,
+            beta2: s.beta2 as f32,
+            one_minus_beta2: (1.0 - s.beta2) as f32,
+            eps: s.eps as f32,
+            step_size: (s.lr / bc1) as f32,
+            bc2_sqrt: bc2.sqrt() as f32,
+        };
+        let args = (self.ptr(p)?, self.ptr(g)?, self.ptr(m)?, self.ptr(v)?);
+        launch!(
+            self,
+            Module::Optim,
+            "adam_f32",
+            (grid_1d(n), 1, 1),
+            BLOCK,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            a
+        );
+        Ok(())
+    }
+
+    fn try_rmsprop(
+        &self,
+        p: &CudaTensor,
+        g: &CudaTensor,
+        v: &CudaTensor,
+        s: RmsPropStep,
+    ) -> Result<()> {
+        same_shape("rmsprop", p, g)?;
+        same_shape("rmsprop", p, v)?;
+        let n = p.numel();
+        if n == 0 {
+            return Ok(());
+        }
+        let r = P::RmsPropParams {
+            n: i64_of(n),
+            lr: s.lr as f32,
+            alpha: s.alpha as f32,
+            one_minus_alpha: (1.0 - s.alpha) as f32,
+            eps: s.eps as f32,
+            clip: s.clip.unwrap_or(0.0) as f32,
+            has_clip: s.clip.is_some() as i32,
+        };
+        let args = (self.ptr(p)?, self.ptr(g)?, self.ptr(v)?);
+        launch!(
+            self,
+            Module::Optim,
+            "rmsprop_f32",
+            (grid_1d(n), 1, 1),
+            BLOCK,
+            args.0,
+            args.1,
+            args.2,
+            r
+        );
+        Ok(())
+    }
+
+    fn try_clamp(&self, p: &CudaTensor, c: f64) -> Result<()> {
+        let n = p.numel();
+        if n > 0 {
+            let q = P::Scalar {
+                n: i64_of(n),
+                c: c as f32,
+            };
+            launch!(
+                self,
+                Module::Optim,
+                "clamp_f32",
+                (grid_1d(n), 1, 1),
+                BLOCK,
+                self.ptr(p)?,
+                q
+            );
+        }
+        Ok(())
+    }
+
+    fn try_axpby(&self, y: &CudaTensor, a: f64, x: &CudaTensor, b: f64) -> Result<()> {
+        same_shape("axpby", y, x)?;
+        let n = y.numel();
+        if n > 0 {
+            let q = P::AxpbyParams {
+                n: i64_of(n),
+                a: a as f32,
+                b: b as f32,
+            };
+            launch!(
+                self,
+                Module::Optim,
+                "axpby_f32",
+                (grid_1d(n), 1, 1),
+                BLOCK,
+                self.ptr(y)?,
+                self.ptr(x)?,
+                q
+            );
+        }
+        Ok(())
+    }
+
+    fn note(&self, r: Result<()>) {
+        if let Err(e) = r {
+            self.record(e);
+        }
+    }
+}
+
+impl Backend for Cuda {
+    type Tensor = CudaTensor;
+
+    fn name(&self) -> String {
+        format!("cuda:{} {}", self.inner.ordinal, self.inner.name)
+    }
+    fn shape<'a>(&self, t: &'a CudaTensor) -> &'a [usize] {
+        &t.shape
+    }
+
+    fn from_f32(&self, data: &[f32], shape: &[usize]) -> CudaTensor {
+        self.finish(shape, self.host_to_device(data, shape))
+    }
+    fn from_f64(&self, data: &[f64], shape: &[usize]) -> CudaTensor {
+        let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+        self.from_f32(&v, shape)
+    }
+    fn to_f32(&self, t: &CudaTensor) -> Vec<f32> {
+        self.read(t)
+    }
+    fn to_f64(&self, t: &CudaTensor) -> Vec<f64> {
+        self.read(t).into_iter().map(|x| x as f64).collect()
+    }
+    fn fill(&self, shape: &[usize], value: f64) -> CudaTensor {
+        self.finish(shape, self.try_fill(shape, value))
+    }
+    fn view(&self, t: &CudaTensor, offset: usize, shape: &[usize]) -> CudaTensor {
+        self.finish(shape, self.try_view(t, offset, shape))
+    }
+    fn copy_into_inplace(&self, dst: &CudaTensor, offset: usize, src: &CudaTensor) {
+        self.note(self.try_copy_into(dst, offset, src))
+    }
+    fn deep_copy(&self, t: &CudaTensor) -> CudaTensor {
+        self.finish(&t.shape, self.try_deep_copy(t))
+    }
+    fn synchronize(&self) {
+        if let Err(e) = self.stream().synchronize() {
+            self.record(Error(format!("CUDA stream synchronize: {e}")));
+        }
+    }
+
+    fn add(&self, a: &CudaTensor, b: &CudaTensor) -> CudaTensor {
+        self.finish(&a.shape, self.binary("add_f32", a, b, 0.0))
+    }
+    fn sub(&self, a: &CudaTensor, b: &CudaTensor) -> CudaTensor {
+        self.finish(&a.shape, self.binary("sub_f32", a, b, 0.0))
+    }
+    fn mul(&self, a: &CudaTensor, b: &CudaTensor) -> CudaTensor {
+        self.finish(&a.shape, self.binary("mul_f32", a, b, 0.0))
+    }
+    fn scale(&self, a: &CudaTensor, c: f64) -> CudaTensor {
+        self.finish(&a.shape, self.unary("scale_f32", a, c as f32))
+    }
+    fn add_scalar(&self, a: &CudaTensor, c: f64) -> CudaTensor {
+        self.finish(&a.shape, self.unary("add_scalar_f32", a, c as f32))
+    }
+    fn powf(&self, a: &CudaTensor, p: f64) -> CudaTensor {
+        self.finish(&a.shape, self.unary("powf_f32", a, p as f32))
+    }
+    fn leaky_relu(&self, x: &CudaTensor, slope: f64) -> CudaTensor {
+        self.finish(&x.shape, self.unary("leaky_relu_f32", x, slope as f32))
+    }
+    fn leaky_relu_backward(&self, g: &CudaTensor, x: &CudaTensor, slope: f64) -> CudaTensor {
+        self.finish(
+            &g.shape,
+            self.binary("leaky_relu_backward_f32", g, x, slope as f32),
+        )
+    }
+    fn tanh(&self, x: &CudaTensor) -> CudaTensor {
+        self.finish(&x.shape, self.unary("tanh_f32", x, 0.0))
+    }
+    fn tanh_backward(&self, g: &CudaTensor, y: &CudaTensor) -> CudaTensor {
+        self.finish(&g.shape, self.binary("tanh_backward_f32", g, y, 0.0))
+    }
+
+    fn group_sum(&self, x: &CudaTensor, group: Group) -> CudaTensor {
+        let count = segments("group_sum", &x.shape, group)
+            .map(|(s, _)| s.count as usize)
+            .unwrap_or(0);
+        self.finish(&[count], self.try_group_sum(x, group))
+    }
+    fn group_broadcast(&self, v: &CudaTensor, group: Group, shape: &[usize]) -> CudaTensor {
+        self.finish(
+            shape,
+            self.try_group_elementwise("group_broadcast_f32", None, v, group, shape),
+        )
+    }
+    fn group_mul(&self, x: &CudaTensor, s: &CudaTensor, group: Group) -> CudaTensor {
+        self.finish(
+            &x.shape,
+            self.try_group_elementwise("group_mul_f32", Some(x), s, group, &x.shape),
+        )
+    }
+    fn group_add(&self, x: &CudaTensor, b: &CudaTensor, group: Group) -> CudaTensor {
+        self.finish(
+            &x.shape,
+            self.try_group_elementwise("group_add_f32", Some(x), b, group, &x.shape),
+        )
+    }
+
+    fn matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> CudaTensor {
+        let r = self.try_matmul(a, b, ta, tb);
+        let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
+        self.finish(&shape, r)
+    }
+    fn conv2d(&self, x: &CudaTensor, w: &CudaTensor, p: ConvParams) -> CudaTensor {
+        let r = self.try_conv2d(x, w, p);
+        let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
+        self.finish(&shape, r)
+    }
+    fn conv2d_data_grad(
+        &self,
+        gy: &CudaTensor,
+        w: &CudaTensor,
+        p: ConvParams,
+        out_hw: (usize, usize),
+    ) -> CudaTensor {
+        let shape = [
+            gy.shape.first().copied().unwrap_or(0),
+            w.shape.get(1).copied().unwrap_or(0),
+            out_hw.0,
+            out_hw.1,
+        ];
+        self.finish(&shape, self.try_conv2d_data_grad(gy, w, p, out_hw))
+    }
+    fn conv2d_weight_grad(
+        &self,
+        x: &CudaTensor,
+        gy: &CudaTensor,
+        p: ConvParams,
+        k: usize,
+    ) -> CudaTensor {
+        let shape = [
+            gy.shape.get(1).copied().unwrap_or(0),
+            x.shape.get(1).copied().unwrap_or(0),
+            k,
+            k,
+        ];
+        self.finish(&shape, self.try_conv2d_weight_grad(x, gy, p, k))
+    }
+
+    fn normalize(&self, x: &CudaTensor, group: Group, eps: f64) -> CudaTensor {
+        self.finish(&x.shape, self.try_normalize(x, None, group, eps))
+    }
+    fn normalize_backward(
+        &self,
+        g: &CudaTensor,
+        x: &CudaTensor,
+        group: Group,
+        eps: f64,
+    ) -> CudaTensor {
+        self.finish(&x.shape, self.try_normalize(x, Some(g), group, eps))
+    }
+
+    fn interpolate(&self, x: &CudaTensor, x_tilde: &CudaTensor, eps: &CudaTensor) -> CudaTensor {
+        self.finish(&x.shape, self.try_interpolate(x, x_tilde, eps))
+    }
+    fn penalty(&self, g: &CudaTensor, kind: PenaltyKind, eps: f64) -> (CudaTensor, CudaTensor) {
+        match self.try_penalty(g, kind, eps) {
+            Ok(r) => r,
+            Err(e) => {
+                self.record(e);
+                let dead = |s: &[usize]| CudaTensor {
+                    shape: s.to_vec(),
+                    storage: None,
+                    offset: 0,
+                };
+                (dead(&[1]), dead(&g.shape))
+            }
+        }
+    }
+
+    fn randn(&self, shape: &[usize], seed: u64, stream: u64) -> CudaTensor {
+        self.finish(shape, self.try_random(shape, seed, stream, true))
+    }
+    fn rand_uniform(&self, shape: &[usize], seed: u64, stream: u64) -> CudaTensor {
+        self.finish(shape, self.try_random(shape, seed, stream, false))
+    }
+
+    fn adam_inplace(
+        &self,
+        p: &CudaTensor,
+        g: &CudaTensor,
+        m: &CudaTensor,
+        v: &CudaTensor,
+        s: AdamStep,
+    ) {
+        self.note(self.try_adam(p, g, m, v, s))
+    }
+    fn rmsprop_inplace(&self, p: &CudaTensor, g: &CudaTensor, v: &CudaTensor, s: RmsPropStep) {
+        self.note(self.try_rmsprop(p, g, v, s))
+    }
+    fn clamp_inplace(&self, p: &CudaTensor, c: f64) {
+        self.note(self.try_clamp(p, c))
+    }
+    fn axpby_inplace(&self, y: &CudaTensor, a: f64, x: &CudaTensor, b: f64) {
+        self.note(self.try_axpby(y, a, x, b))
+    }
+}
