@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use wgan::backend::{ConvParams, Group, PenaltyKind};
+use wgan::backend::{Backend, ConvParams, Group, PenaltyKind};
 use wgan::tape::{Tape, Var};
 
 fn u(shape: &[usize], seed: u64) -> Input {

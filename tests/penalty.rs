@@ -198,7 +198,8 @@ fn penalty_uses_per_sample_eps_and_per_sample_norm() {
     let real = t.constant(be64().from_f64(&s.real, &s.shape));
     let fake = t.constant(be64().from_f64(&s.fake, &s.shape));
     let eps = t.constant(be64().from_f64(&s.eps, &[3]));
-    let got = t.to_f64(critic_loss(&mut t, &s.net, &params, real, fake, Some((eps, 1.0, PenaltyKind::TwoSided))).penalty.unwrap())[0];
+    let pen = critic_loss(&mut t, &s.net, &params, real, fake, Some((eps, 1.0, PenaltyKind::TwoSided))).penalty.unwrap();
+    let got = t.to_f64(pen)[0];
 
     // The textbook penalty: x̂ on the segment from fake to real with one ε per sample.
     let len = s.real.len() / 3;
