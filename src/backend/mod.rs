@@ -133,6 +133,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn deep_copy(&self, t: &Self::Tensor) -> Self::Tensor;
     /// Blocks until all queued work is done (no-op on the CPU). Only for timing and logging.
     fn synchronize(&self) {}
+    /// Waits for queued work and reports the first failure since the device was opened. Ops cannot
+    /// return errors (a failed launch on a GPU yields an empty tensor), so the training loop calls
+    /// this once per step. Always Ok on the CPU.
+    fn check(&self) -> crate::Result<()> {
+        Ok(())
+    }
 
     // ---- elementwise ----
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor;

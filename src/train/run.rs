@@ -145,6 +145,7 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     for step in progress.step + 1..=cfg.steps {
         let ts = Instant::now();
         let stats = gan.train_step(|| source.next(&be, cfg.batch_size));
+        be.check()?;
         let v = stats.read(&be);
         let secs = ts.elapsed().as_secs_f64();
         if let Some(what) = non_finite(&v) {

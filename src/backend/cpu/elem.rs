@@ -12,7 +12,7 @@ pub trait Elem: Copy + Send + Sync + Debug + PartialOrd + Default + 'static {
     fn mul(self, o: Self) -> Self;
     fn tanh(self) -> Self;
     fn powf(self, p: Self) -> Self;
-    /// C = alpha·A·B + beta·C with arbitrary strides (matrixmultiply's sgemm/dgemm).
+    /// C = alpha·A·B + beta·C with arbitrary strides.
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(
         m: usize, k: usize, n: usize, alpha: Self,
@@ -23,7 +23,7 @@ pub trait Elem: Copy + Send + Sync + Debug + PartialOrd + Default + 'static {
 }
 
 macro_rules! impl_elem {
-    ($t:ty, $gemm:path) => {
+    ($t:ty) => {
         impl Elem for $t {
             #[inline]
             fn from_f64(v: f64) -> Self {
@@ -67,11 +67,13 @@ macro_rules! impl_elem {
                 b: *const Self, rsb: isize, csb: isize,
                 beta: Self, c: *mut Self, rsc: isize, csc: isize,
             ) {
-                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+                // The gemm crate computes dst = α·dst + β·lhs·rhs, with column strides first.
+                let threads = if m * n * k >= 1 << 16 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+                gemm::gemm(m, n, k, c, csc, rsc, beta != 0.0, a, csa, rsa, b, csb, rsb, beta, alpha, false, false, false, threads)
             }
         }
     };
 }
 
-impl_elem!(f32, matrixmultiply::sgemm);
-impl_elem!(f64, matrixmultiply::dgemm);
+impl_elem!(f32);
+impl_elem!(f64);

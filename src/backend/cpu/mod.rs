@@ -1,6 +1,6 @@
 //! The CPU reference backend: the specification every other backend is tested against, and the
 //! fallback where there is no GPU. Straightforward loops where they are fast enough; convolutions
-//! as im2col + one multi-threaded GEMM (matrixmultiply) over the whole batch; elementwise work
+//! as im2col + one multi-threaded GEMM (the `gemm` crate) over the whole batch; elementwise work
 //! split over threads (rayon) above a size threshold. Every reduction runs in a fixed order with
 //! f64 accumulators, so results are deterministic (a resumed run is bitwise identical).
 

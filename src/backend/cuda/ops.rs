@@ -1118,6 +1118,9 @@ impl Backend for Cuda {
     fn deep_copy(&self, t: &CudaTensor) -> CudaTensor {
         self.finish(&t.shape, self.try_deep_copy(t))
     }
+    fn check(&self) -> crate::Result<()> {
+        Cuda::check(self)
+    }
     fn synchronize(&self) {
         if let Err(e) = self.stream().synchronize() {
             self.record(Error(format!("CUDA stream synchronize: {e}")));
