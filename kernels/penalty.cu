@@ -45,7 +45,8 @@ penalty_sample_f32(float* __restrict__ dg, float* __restrict__ per_sample_penalt
     const double norm = sqrt(block_sum(acc, scratch) + (double)p.eps);
     double t = norm - 1.0;
     if (p.one_sided && t < 0.0) t = 0.0;
-    const float coef = (float)(2.0 * t / (norm * (double)p.samples));
+    // norm = 0 only with eps = 0 and g = 0, where the gradient is 0 (not 0/0).
+    const float coef = norm > 0.0 ? (float)(2.0 * t / (norm * (double)p.samples)) : 0.0f;
     for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) ds[j] = coef * gs[j];
     if (threadIdx.x == 0) per_sample_penalty[s] = (float)(t * t);
 }

@@ -37,6 +37,10 @@ impl<T: Elem> Cpu<T> {
     pub fn new() -> Self {
         Cpu(PhantomData)
     }
+    /// A tensor holding `data` (row-major) with `shape`.
+    pub fn tensor(&self, data: Vec<T>, shape: &[usize]) -> CpuTensor<T> {
+        CpuTensor::new(data, shape)
+    }
 }
 
 /// A tensor: a shape and a window (`offset`, numel) of shared storage. Views share storage; the
@@ -59,8 +63,22 @@ impl<T: Elem> CpuTensor<T> {
         assert_eq!(data.len(), numel(shape), "data length {} does not fit shape {:?}", data.len(), shape);
         CpuTensor { shape: shape.to_vec(), storage: Arc::new(RwLock::new(data)), offset: 0 }
     }
+    pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Self {
+        Self::new(data, shape)
+    }
     pub fn shape(&self) -> &[usize] {
         &self.shape
+    }
+    pub fn numel(&self) -> usize {
+        self.len()
+    }
+    /// Where this view starts in its storage.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+    /// Whether the two tensors are views of the same storage.
+    pub fn shares_storage(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
     }
     pub fn len(&self) -> usize {
         numel(&self.shape)
@@ -304,7 +322,7 @@ impl<T: Elem> Backend for Cpu<T> {
                 };
                 total += d * d;
                 // d/dg (d²)/N = (2d/N) · g/‖g‖
-                let c = 2.0 * d / (n as f64 * norm);
+                let c = if norm > 0.0 { 2.0 * d / (n as f64 * norm) } else { 0.0 };
                 for i in r {
                     dp[i] = T::from_f64(c * gs[i].to_f64());
                 }
@@ -325,42 +343,41 @@ impl<T: Elem> Backend for Cpu<T> {
     }
 
     fn adam_inplace(&self, p: &CpuTensor<T>, g: &CpuTensor<T>, m: &CpuTensor<T>, v: &CpuTensor<T>, s: AdamStep) {
-        let gs = g.to_vec();
+        assert_disjoint("adam", &[p, m, v]);
+        let (gs, mut ps, mut ms, mut vs) = (g.to_vec(), p.to_vec(), m.to_vec(), v.to_vec());
+        assert!(gs.len() == ps.len() && ms.len() == ps.len() && vs.len() == ps.len(), "adam: buffer lengths differ");
         let bc1 = 1.0 - s.beta1.powi(s.t as i32);
         let bc2_sqrt = (1.0 - s.beta2.powi(s.t as i32)).sqrt();
         let step = s.lr / bc1;
-        p.with_mut(|ps| {
-            m.with_mut(|ms| {
-                v.with_mut(|vs| {
-                    for i in 0..ps.len() {
-                        let gi = gs[i].to_f64();
-                        let mi = s.beta1 * ms[i].to_f64() + (1.0 - s.beta1) * gi;
-                        let vi = s.beta2 * vs[i].to_f64() + (1.0 - s.beta2) * gi * gi;
-                        ms[i] = T::from_f64(mi);
-                        vs[i] = T::from_f64(vi);
-                        let denom = vi.sqrt() / bc2_sqrt + s.eps;
-                        ps[i] = T::from_f64(ps[i].to_f64() - step * mi / denom);
-                    }
-                })
-            })
-        });
+        for i in 0..ps.len() {
+            let gi = gs[i].to_f64();
+            let mi = s.beta1 * ms[i].to_f64() + (1.0 - s.beta1) * gi;
+            let vi = s.beta2 * vs[i].to_f64() + (1.0 - s.beta2) * gi * gi;
+            ms[i] = T::from_f64(mi);
+            vs[i] = T::from_f64(vi);
+            let denom = vi.sqrt() / bc2_sqrt + s.eps;
+            ps[i] = T::from_f64(ps[i].to_f64() - step * mi / denom);
+        }
+        write_back(p, &ps);
+        write_back(m, &ms);
+        write_back(v, &vs);
     }
     fn rmsprop_inplace(&self, p: &CpuTensor<T>, g: &CpuTensor<T>, v: &CpuTensor<T>, s: RmsPropStep) {
-        let gs = g.to_vec();
-        p.with_mut(|ps| {
-            v.with_mut(|vs| {
-                for i in 0..ps.len() {
-                    let gi = gs[i].to_f64();
-                    let vi = s.alpha * vs[i].to_f64() + (1.0 - s.alpha) * gi * gi;
-                    vs[i] = T::from_f64(vi);
-                    let mut pi = ps[i].to_f64() - s.lr * gi / (vi.sqrt() + s.eps);
-                    if let Some(c) = s.clip {
-                        pi = pi.clamp(-c, c);
-                    }
-                    ps[i] = T::from_f64(pi);
-                }
-            })
-        });
+        assert_disjoint("rmsprop", &[p, v]);
+        let (gs, mut ps, mut vs) = (g.to_vec(), p.to_vec(), v.to_vec());
+        assert!(gs.len() == ps.len() && vs.len() == ps.len(), "rmsprop: buffer lengths differ");
+        for i in 0..ps.len() {
+            let gi = gs[i].to_f64();
+            let vi = s.alpha * vs[i].to_f64() + (1.0 - s.alpha) * gi * gi;
+            vs[i] = T::from_f64(vi);
+            let mut pi = ps[i].to_f64() - s.lr * gi / (vi.sqrt() + s.eps);
+            if let Some(c) = s.clip {
+                pi = pi.clamp(-c, c);
+            }
+            ps[i] = T::from_f64(pi);
+        }
+        write_back(p, &ps);
+        write_back(v, &vs);
     }
     fn clamp_inplace(&self, p: &CpuTensor<T>, c: f64) {
         p.with_mut(|ps| ps.iter_mut().for_each(|x| *x = T::from_f64(x.to_f64().clamp(-c, c))));
@@ -374,6 +391,20 @@ impl<T: Elem> Backend for Cpu<T> {
             }
         });
     }
+}
+
+/// Panics if two of the buffers an in-place op updates overlap in one storage.
+fn assert_disjoint<T: Elem>(what: &str, ts: &[&CpuTensor<T>]) {
+    for (i, a) in ts.iter().enumerate() {
+        for b in &ts[i + 1..] {
+            let overlap = a.offset < b.offset + b.len() && b.offset < a.offset + a.len();
+            assert!(!(a.shares_storage(b) && overlap), "{what}: state buffers overlap in one storage");
+        }
+    }
+}
+
+fn write_back<T: Elem>(t: &CpuTensor<T>, v: &[T]) {
+    t.with_mut(|d| d.copy_from_slice(v));
 }
 
 /// out[m×n] = op(A)·op(B) (+ out when `accumulate`), A and B row-major in their stored layout.

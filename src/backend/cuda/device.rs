@@ -70,7 +70,7 @@ pub struct Cuda {
     pub(crate) inner: Arc<Inner>,
 }
 
-fn drv_err(what: &str) -> impl FnOnce(drv::DriverError) -> Error + '_ {
+pub(crate) fn drv_err(what: &str) -> impl FnOnce(drv::DriverError) -> Error + '_ {
     move |e| Error(format!("CUDA {what}: {e}"))
 }
 

@@ -32,10 +32,12 @@ pub enum Module {
     Penalty,
     Optim,
     Rng,
+    /// The arithmetic ceiling for benchmarks.
+    Peak,
 }
 
 impl Module {
-    pub const ALL: [Module; 8] = [
+    pub const ALL: [Module; 9] = [
         Module::Conv,
         Module::Gemm,
         Module::Elementwise,
@@ -44,6 +46,7 @@ impl Module {
         Module::Penalty,
         Module::Optim,
         Module::Rng,
+        Module::Peak,
     ];
 
     /// The file name under `kernels/`.
@@ -57,6 +60,7 @@ impl Module {
             Module::Penalty => "penalty.cu",
             Module::Optim => "optim.cu",
             Module::Rng => "rng.cu",
+            Module::Peak => "peak.cu",
         }
     }
 
@@ -70,6 +74,7 @@ impl Module {
             Module::Penalty => include_str!("../../../kernels/penalty.cu"),
             Module::Optim => include_str!("../../../kernels/optim.cu"),
             Module::Rng => include_str!("../../../kernels/rng.cu"),
+            Module::Peak => include_str!("../../../kernels/peak.cu"),
         }
     }
 }

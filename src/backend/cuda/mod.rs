@@ -12,6 +12,7 @@ mod device;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
+mod timing;
 pub mod params;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};

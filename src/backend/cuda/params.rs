@@ -156,10 +156,20 @@ pub struct ConvParams {
     pub c: ConvShape,
 }
 
+/// peak.cu `PeakParams`
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeakParams {
+    pub iters: i64,
+    pub a: f32,
+    pub b: f32,
+}
+
 // SAFETY: plain-old-data structs with C layout, matching the kernels' parameter types.
 unsafe impl DeviceRepr for Segments {}
 unsafe impl DeviceRepr for GroupMap {}
 unsafe impl DeviceRepr for Scalar {}
+unsafe impl DeviceRepr for PeakParams {}
 unsafe impl DeviceRepr for SumParams {}
 unsafe impl DeviceRepr for NormParams {}
 unsafe impl DeviceRepr for InterpParams {}
@@ -179,6 +189,7 @@ const _: () = {
     assert!(size_of::<Segments>() == 40);
     assert!(size_of::<GroupMap>() == 24);
     assert!(size_of::<Scalar>() == 16);
+    assert!(size_of::<PeakParams>() == 16);
     assert!(size_of::<SumParams>() == 56);
     assert!(size_of::<NormParams>() == 72);
     assert!(size_of::<InterpParams>() == 16);

@@ -1,0 +1,274 @@
+//! Kernel benchmarks, llm.c-style: every case first checks the CUDA kernel against the CPU
+//! reference on the same random inputs, then times it with CUDA events (warm-up, median of 20
+//! runs, L2 flushed before each) and prints time, TFLOP/s or GB/s, and the percentage of the
+//! ceiling measured in the same run (f32 FMA rate from `kernels/peak.cu`; device-to-device copy
+//! bandwidth). Cases: conv forward, data gradient and weight gradient at every layer of the
+//! DCGAN-64 critic and generator at batch 64 and of the 28/32 MNIST models, the toy MLP GEMMs at
+//! batch 256, and the fused penalty, interpolate, optimizer and clamp kernels.
+//! Writes `bench-results/<date>-<device>-kernels.json`.
+//!
+//!   cargo bench --bench kernels              # needs a CUDA GPU; says so and exits 0 without one
+//!   cargo bench --bench kernels -- conv/fprop
+
+use wgan::backend::cpu::Cpu;
+use wgan::backend::cuda::Cuda;
+use wgan::backend::{AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
+use wgan::nn::arch::{dcgan_critic, dcgan_generator, CriticNorm};
+use wgan::nn::{Layer, Net};
+
+/// A convolution problem: conv2d of x [n, ci, h, w] with w [co, ci, k, k].
+#[derive(Clone, Copy, Debug)]
+struct ConvCase {
+    n: usize,
+    ci: usize,
+    h: usize,
+    co: usize,
+    k: usize,
+    p: ConvParams,
+}
+
+impl ConvCase {
+    fn out(&self) -> usize {
+        self.p.out_size(self.h, self.k)
+    }
+    fn flops(&self) -> f64 {
+        2.0 * (self.n * self.co * self.ci * self.k * self.k * self.out() * self.out()) as f64
+    }
+}
+
+/// The conv problems of a network's layers; a transposed convolution is the data gradient of the
+/// convolution it inverts, so it appears as that convolution.
+fn conv_cases(net: &Net, batch: usize) -> Vec<(String, ConvCase)> {
+    let mut shape = net.input.clone();
+    let mut v = Vec::new();
+    for (i, l) in net.layers.iter().enumerate() {
+        match *l {
+            Layer::Conv { cin, cout, k, p } => {
+                v.push((format!("l{i}"), ConvCase { n: batch, ci: cin, h: shape[1], co: cout, k, p }));
+                let o = p.out_size(shape[1], k);
+                shape = vec![cout, o, o];
+            }
+            Layer::ConvT { cin, cout, k, p } => {
+                let o = p.transposed_out_size(shape[1], k);
+                v.push((format!("l{i}T"), ConvCase { n: batch, ci: cout, h: o, co: cin, k, p }));
+                shape = vec![cout, o, o];
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    (0..n).map(|i| wgan::rng::normal(seed, 77, i as u64) as f32).collect()
+}
+
+/// max |a − b| / max |b|.
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(1e-30f64, |m, v| m.max(v.abs() as f64));
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max) / scale
+}
+
+struct Bench {
+    gpu: Cuda,
+    cpu: Cpu<f32>,
+    peak_tflops: f64,
+    bw_gbs: f64,
+    filter: Vec<String>,
+    records: Vec<serde_json::Value>,
+    failures: usize,
+}
+
+enum Work {
+    Flops(f64),
+    Bytes(f64),
+}
+
+impl Bench {
+    fn wanted(&self, name: &str) -> bool {
+        self.filter.is_empty() || self.filter.iter().any(|f| name.contains(f.as_str()))
+    }
+
+    /// Validates (`gpu_out` vs `cpu_out`, relative tolerance `tol`), then times `run`.
+    fn case(&mut self, name: &str, gpu_out: Vec<f32>, cpu_out: Vec<f32>, tol: f64, work: Work, run: impl FnMut()) {
+        let err = rel_err(&gpu_out, &cpu_out);
+        let ok = err <= tol && gpu_out.iter().all(|v| v.is_finite());
+        if !ok {
+            self.failures += 1;
+            println!("{name:<40} FAILED validation: relative error {err:.2e} > {tol:.0e}");
+            return;
+        }
+        let (ms, min) = match self.gpu.time_events(3, 20, true, run) {
+            Ok(t) => t,
+            Err(e) => {
+                self.failures += 1;
+                println!("{name:<40} FAILED: {e}");
+                return;
+            }
+        };
+        let (rate, unit, pct) = match work {
+            Work::Flops(f) => (f / (ms * 1e-3) / 1e12, "TFLOP/s", f / (ms * 1e-3) / 1e12 / self.peak_tflops * 100.0),
+            Work::Bytes(b) => (b / (ms * 1e-3) / 1e9, "GB/s", b / (ms * 1e-3) / 1e9 / self.bw_gbs * 100.0),
+        };
+        println!("{name:<40} {ms:>9.4} ms {rate:>9.2} {unit:<8} {pct:>6.1}% of ceiling   (err {err:.1e})");
+        self.records.push(serde_json::json!({
+            "case": name, "device": self.gpu.name(), "ours_ms": ms, "ours_min_ms": min, "rate": rate, "unit": unit,
+            "percent_of_ceiling": pct, "rel_err": err,
+        }));
+    }
+
+    fn conv(&mut self, label: &str, c: ConvCase) {
+        let (g, cp) = (&self.gpu, &self.cpu);
+        let (o, h) = (c.out(), c.h);
+        let xs = [c.n, c.ci, h, h];
+        let ws = [c.co, c.ci, c.k, c.k];
+        let ys = [c.n, c.co, o, o];
+        let (x, w, gy) = (random(xs.iter().product(), 1), random(ws.iter().product(), 2), random(ys.iter().product(), 3));
+        let (gx, gw, ggy) = (g.from_f32(&x, &xs), g.from_f32(&w, &ws), g.from_f32(&gy, &ys));
+        let (cx, cw, cgy) = (cp.from_f32(&x, &xs), cp.from_f32(&w, &ws), cp.from_f32(&gy, &ys));
+        let f = c.flops();
+        let name = format!("conv/fprop/{label}");
+        if self.wanted(&name) {
+            let (a, b) = (g.to_f32(&g.conv2d(&gx, &gw, c.p)), cp.to_f32(&cp.conv2d(&cx, &cw, c.p)));
+            let gg = g.clone();
+            self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d(&gx, &gw, c.p)));
+        }
+        let name = format!("conv/dgrad/{label}");
+        if self.wanted(&name) {
+            let a = g.to_f32(&g.conv2d_data_grad(&ggy, &gw, c.p, (h, h)));
+            let b = cp.to_f32(&cp.conv2d_data_grad(&cgy, &cw, c.p, (h, h)));
+            let gg = g.clone();
+            self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d_data_grad(&ggy, &gw, c.p, (h, h))));
+        }
+        let name = format!("conv/wgrad/{label}");
+        if self.wanted(&name) {
+            let a = g.to_f32(&g.conv2d_weight_grad(&gx, &ggy, c.p, c.k));
+            let b = cp.to_f32(&cp.conv2d_weight_grad(&cx, &cgy, c.p, c.k));
+            let gg = g.clone();
+            self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d_weight_grad(&gx, &ggy, c.p, c.k)));
+        }
+    }
+
+    fn gemm(&mut self, name: &str, (m, k, n): (usize, usize, usize), ta: bool, tb: bool) {
+        if !self.wanted(name) {
+            return;
+        }
+        let (g, cp) = (self.gpu.clone(), self.cpu.clone());
+        let sa = if ta { [k, m] } else { [m, k] };
+        let sb = if tb { [n, k] } else { [k, n] };
+        let (a, b) = (random(m * k, 4), random(k * n, 5));
+        let (ga, gb) = (g.from_f32(&a, &sa), g.from_f32(&b, &sb));
+        let out = g.to_f32(&g.matmul(&ga, &gb, ta, tb));
+        let want = cp.to_f32(&cp.matmul(&cp.from_f32(&a, &sa), &cp.from_f32(&b, &sb), ta, tb));
+        self.case(name, out, want, 1e-4, Work::Flops(2.0 * (m * k * n) as f64), || drop(g.matmul(&ga, &gb, ta, tb)));
+    }
+
+    fn memory_bound(&mut self) {
+        let (g, cp) = (self.gpu.clone(), self.cpu.clone());
+        // The DCGAN-64 critic's parameters (width 64), as one flat buffer.
+        let np = dcgan_critic(64, 3, 64, CriticNorm::Layer).unwrap().num_params();
+        let (p0, gr, m0, v0) = (random(np, 6), random(np, 7), random(np, 8), random(np, 9).iter().map(|v| v * v).collect::<Vec<_>>());
+        let adam = AdamStep { lr: 1e-4, beta1: 0.0, beta2: 0.9, eps: 1e-8, t: 3 };
+        if self.wanted("optim/adam") {
+            let run_once = |be_p: Vec<f32>| -> (Vec<f32>, Vec<f32>) {
+                let (p, gg, m, v) = (g.from_f32(&be_p, &[np]), g.from_f32(&gr, &[np]), g.from_f32(&m0, &[np]), g.from_f32(&v0, &[np]));
+                g.adam_inplace(&p, &gg, &m, &v, adam);
+                let (cpp, cg, cm, cv) = (cp.from_f32(&be_p, &[np]), cp.from_f32(&gr, &[np]), cp.from_f32(&m0, &[np]), cp.from_f32(&v0, &[np]));
+                cp.adam_inplace(&cpp, &cg, &cm, &cv, adam);
+                (g.to_f32(&p), cp.to_f32(&cpp))
+            };
+            let (a, b) = run_once(p0.clone());
+            let (p, gg, m, v) = (g.from_f32(&p0, &[np]), g.from_f32(&gr, &[np]), g.from_f32(&m0, &[np]), g.from_f32(&v0, &[np]));
+            self.case(&format!("optim/adam/n{np}"), a, b, 1e-5, Work::Bytes(7.0 * 4.0 * np as f64), || g.adam_inplace(&p, &gg, &m, &v, adam));
+        }
+        let rms = RmsPropStep { lr: 5e-5, alpha: 0.99, eps: 1e-8, clip: Some(0.01) };
+        if self.wanted("optim/rmsprop") {
+            let (p, gg, v) = (g.from_f32(&p0, &[np]), g.from_f32(&gr, &[np]), g.from_f32(&v0, &[np]));
+            g.rmsprop_inplace(&p, &gg, &v, rms);
+            let (cpp, cg, cv) = (cp.from_f32(&p0, &[np]), cp.from_f32(&gr, &[np]), cp.from_f32(&v0, &[np]));
+            cp.rmsprop_inplace(&cpp, &cg, &cv, rms);
+            let (a, b) = (g.to_f32(&p), cp.to_f32(&cpp));
+            self.case(&format!("optim/rmsprop-clip/n{np}"), a, b, 1e-5, Work::Bytes(5.0 * 4.0 * np as f64), || g.rmsprop_inplace(&p, &gg, &v, rms));
+        }
+        if self.wanted("optim/clamp") {
+            let p = g.from_f32(&p0, &[np]);
+            g.clamp_inplace(&p, 0.01);
+            let cpp = cp.from_f32(&p0, &[np]);
+            cp.clamp_inplace(&cpp, 0.01);
+            let (a, b) = (g.to_f32(&p), cp.to_f32(&cpp));
+            self.case(&format!("optim/clamp/n{np}"), a, b, 0.0, Work::Bytes(2.0 * 4.0 * np as f64), || g.clamp_inplace(&p, 0.01));
+        }
+        // x̂ and the penalty at the DCGAN-64 input size, batch 64.
+        let shape = [64, 3, 64, 64];
+        let n: usize = shape.iter().product();
+        let (x, xt, e) = (random(n, 10), random(n, 11), (0..64).map(|i| (i as f32 + 0.5) / 64.0).collect::<Vec<_>>());
+        if self.wanted("penalty/interpolate") {
+            let (gx, gxt, ge) = (g.from_f32(&x, &shape), g.from_f32(&xt, &shape), g.from_f32(&e, &[64]));
+            let a = g.to_f32(&g.interpolate(&gx, &gxt, &ge));
+            let b = cp.to_f32(&cp.interpolate(&cp.from_f32(&x, &shape), &cp.from_f32(&xt, &shape), &cp.from_f32(&e, &[64])));
+            self.case("penalty/interpolate/b64x3x64x64", a, b, 1e-6, Work::Bytes(3.0 * 4.0 * n as f64), || drop(g.interpolate(&gx, &gxt, &ge)));
+        }
+        for (kind, label) in [(PenaltyKind::TwoSided, "two-sided"), (PenaltyKind::OneSided, "one-sided")] {
+            let name = format!("penalty/{label}/b64x3x64x64");
+            if !self.wanted(&name) {
+                continue;
+            }
+            let scaled: Vec<f32> = x.iter().map(|v| v * 0.02).collect(); // norms near 1
+            let gg = g.from_f32(&scaled, &shape);
+            let (gp, gd) = g.penalty(&gg, kind, 1e-12);
+            let (cpp, cd) = cp.penalty(&cp.from_f32(&scaled, &shape), kind, 1e-12);
+            let mut a = g.to_f32(&gd);
+            a.extend(g.to_f32(&gp));
+            let mut b = cp.to_f32(&cd);
+            b.extend(cp.to_f32(&cpp));
+            self.case(&name, a, b, 1e-5, Work::Bytes(2.0 * 4.0 * n as f64), || drop(g.penalty(&gg, kind, 1e-12)));
+        }
+        let _ = Group::All;
+    }
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let gpu = match Cuda::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("kernel benchmarks need a CUDA GPU: {e}");
+            return;
+        }
+    };
+    let peak_tflops = gpu.fma_peak_tflops().expect("measuring the FMA ceiling");
+    let bw_gbs = gpu.copy_bandwidth_gbs().expect("measuring the copy bandwidth");
+    println!("{}: f32 FMA ceiling {peak_tflops:.1} TFLOP/s, device-to-device copy {bw_gbs:.0} GB/s (measured now)", gpu.name());
+    let mut b = Bench { gpu, cpu: Cpu::new(), peak_tflops, bw_gbs, filter, records: vec![], failures: 0 };
+    let nets: Vec<(String, Net)> = vec![
+        ("critic64".into(), dcgan_critic(64, 3, 64, CriticNorm::Layer).unwrap()),
+        ("gen64".into(), dcgan_generator(64, 3, 64, 100).unwrap()),
+        ("critic32".into(), dcgan_critic(32, 3, 64, CriticNorm::Layer).unwrap()),
+        ("gen32".into(), dcgan_generator(32, 3, 64, 100).unwrap()),
+        ("critic28".into(), dcgan_critic(28, 1, 64, CriticNorm::Layer).unwrap()),
+        ("gen28".into(), dcgan_generator(28, 1, 64, 100).unwrap()),
+    ];
+    for (net_name, net) in &nets {
+        for (layer, c) in conv_cases(net, 64) {
+            b.conv(&format!("{net_name}.{layer}/b64"), c);
+        }
+    }
+    // Toy MLP at batch 256: forward x·Wᵀ, data gradient g·W, weight gradient gᵀ·x.
+    b.gemm("gemm/fprop/toy512/b256", (256, 512, 512), false, true);
+    b.gemm("gemm/dgrad/toy512/b256", (256, 512, 512), false, false);
+    b.gemm("gemm/wgrad/toy512/b256", (512, 256, 512), true, false);
+    b.memory_bound();
+    let device = b.gpu.name();
+    let slug: String = device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let path = std::path::Path::new("bench-results").join(format!("{}-{}-kernels.json", wgan::bench_util::today(), slug.trim_matches('-')));
+    let _ = std::fs::create_dir_all("bench-results");
+    if let Err(e) = wgan::fsutil::atomic_write(&path, serde_json::to_string_pretty(&b.records).unwrap().as_bytes()) {
+        println!("could not write {}: {e}", path.display());
+    } else {
+        println!("wrote {}", path.display());
+    }
+    if b.failures > 0 {
+        println!("{} case(s) FAILED", b.failures);
+        std::process::exit(1);
+    }
+}
