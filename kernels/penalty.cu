@@ -45,8 +45,9 @@ penalty_sample_f32(float* __restrict__ dg, float* __restrict__ per_sample_penalt
     const double norm = sqrt(block_sum(acc, scratch) + (double)p.eps);
     double t = norm - 1.0;
     if (p.one_sided && t < 0.0) t = 0.0;
-    // norm = 0 only with eps = 0 and g = 0, where the gradient is 0 (not 0/0).
-    const float coef = norm > 0.0 ? (float)(2.0 * t / (norm * (double)p.samples)) : 0.0f;
+    // As the CPU reference: a sample with t = 0 gets gradient 0 (even at norm = 0); with eps = 0
+    // and g = 0 the two-sided gradient is the formula's NaN, which eps > 0 prevents.
+    const float coef = t == 0.0 ? 0.0f : (float)(2.0 * t / (norm * (double)p.samples));
     for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) ds[j] = coef * gs[j];
     if (threadIdx.x == 0) per_sample_penalty[s] = (float)(t * t);
 }

@@ -150,6 +150,7 @@ fn invalid_flags() {
     let d = tmp("flags");
     let out = d.join("run");
     let o = s(&out);
+    let (nothing, missing, xpng, xtxt) = (d.join("nothing-here"), d.join("missing"), d.join("x.png"), d.join("x.txt"));
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec!["train", "--lr", "0", "--out", o], vec!["--lr", "positive"]),
         (vec!["train", "--lr", "-1e-4", "--out", o], vec!["--lr"]),
@@ -161,9 +162,9 @@ fn invalid_flags() {
         (vec!["train", "--dataset", "imagenet", "--out", o], vec!["--dataset"]),
         (vec!["train", "--device", "tpu", "--out", o], vec!["--device"]),
         (vec!["train", "--dataset", "cifar10", "--out", o], vec!["--data"]),
-        (vec!["train", "--resume", "--out", s(&d.join("nothing-here"))], vec!["--resume"]),
-        (vec!["sample", "--from", s(&d.join("missing")), "--out", s(&d.join("x.png"))], vec!["missing", "no such file"]),
-        (vec!["sample", "--from", s(&d), "--out", s(&d.join("x.txt"))], vec![".png or .csv"]),
+        (vec!["train", "--resume", "--out", s(&nothing)], vec!["--resume"]),
+        (vec!["sample", "--from", s(&missing), "--out", s(&xpng)], vec!["missing", "no such file"]),
+        (vec!["sample", "--from", s(&d), "--out", s(&xtxt)], vec![".png or .csv"]),
     ];
     for (args, needles) in cases {
         let r = wgan(&args);

@@ -815,9 +815,13 @@ fn penalty_at_zero_gradient_is_finite() {
     let (p, d) = be.penalty(&g, PenaltyKind::OneSided, eps);
     assert_eq!(be.to_f64(&p), vec![0.0]);
     assert!(be.to_f64(&d).iter().all(|v| *v == 0.0));
-    // eps = 0 as well: no NaN.
+    // eps = 0 as well: P is finite, the two-sided gradient is the formula's 0·(−1/0) = NaN (eps is
+    // what prevents it), the one-sided gradient is exactly 0.
     let (p, d) = be.penalty(&g, PenaltyKind::TwoSided, 0.0);
     assert_eq!(be.to_f64(&p), vec![1.0]);
+    assert!(be.to_f64(&d).iter().all(|v| v.is_nan()));
+    let (p, d) = be.penalty(&g, PenaltyKind::OneSided, 0.0);
+    assert_eq!(be.to_f64(&p), vec![0.0]);
     assert!(be.to_f64(&d).iter().all(|v| *v == 0.0));
     let b32 = C32::new();
     let (p, d) = b32.penalty(&b32.fill(&[2, 5], 0.0), PenaltyKind::TwoSided, 1e-8);

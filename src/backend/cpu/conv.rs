@@ -1,14 +1,70 @@
-//! Convolutions as GEMMs over the whole batch (PyTorch's cross-correlation, square kernels).
-//!
-//! im2col lays the input out as col [Ci·K·K, N·Ho·Wo] (zeros where the window leaves the padded
-//! image); then forward = W [Co, Ci·K·K] · col, the weight gradient = gy' · colᵀ, and the data
-//! gradient = col2im(Wᵀ · gy'), where gy' is the upstream gradient as [Co, N·Ho·Wo].
+//! Matrix product and 2-D convolution (im2col / col2im around one GEMM per batch chunk).
 
-use super::{gemm, CpuTensor, Elem};
+use super::par::{give_scratch, take_scratch, zeros, PAR_MIN};
+use super::{CpuTensor, Elem};
 use crate::backend::ConvParams;
 use rayon::prelude::*;
 
-struct Geometry {
+/// Largest im2col buffer (elements); bigger batches are processed in chunks of samples.
+const COL_MAX: usize = 1 << 22;
+
+/// C = op(A)·op(B) with the transposes expressed as strides.
+pub(crate) fn matmul<T: Elem>(
+    a: &CpuTensor<T>,
+    b: &CpuTensor<T>,
+    ta: bool,
+    tb: bool,
+) -> CpuTensor<T> {
+    let (sa, sb) = (a.shape(), b.shape());
+    assert!(
+        sa.len() == 2 && sb.len() == 2,
+        "matmul: 2-D operands needed, got {sa:?} and {sb:?}"
+    );
+    let (m, k, rsa, csa) = if ta {
+        (sa[1], sa[0], 1, sa[1])
+    } else {
+        (sa[0], sa[1], sa[1], 1)
+    };
+    let (k2, n, rsb, csb) = if tb {
+        (sb[1], sb[0], 1, sb[1])
+    } else {
+        (sb[0], sb[1], sb[1], 1)
+    };
+    assert_eq!(
+        k,
+        k2,
+        "matmul: inner extents differ ({sa:?}{} × {sb:?}{})",
+        if ta { "ᵀ" } else { "" },
+        if tb { "ᵀ" } else { "" }
+    );
+    let mut c = zeros::<T>(m * n);
+    if m * n * k > 0 {
+        // SAFETY: the strides describe the row-major operands and output exactly.
+        unsafe {
+            T::gemm(
+                m,
+                k,
+                n,
+                T::ONE,
+                a.data().as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.data().as_ptr(),
+                rsb as isize,
+                csb as isize,
+                T::ZERO,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        }
+    }
+    CpuTensor::from_vec(c, &[m, n])
+}
+
+/// Geometry of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
     n: usize,
     ci: usize,
     h: usize,
@@ -20,122 +76,373 @@ struct Geometry {
     pad: usize,
 }
 
-impl Geometry {
-    fn l(&self) -> usize {
+impl Geom {
+    fn kk(&self) -> usize {
+        self.ci * self.k * self.k
+    }
+    fn p(&self) -> usize {
         self.ho * self.wo
     }
-    /// Input coordinate of output position `o` and kernel tap `t`, if inside the image.
+    /// Samples per chunk so that the im2col buffer stays under COL_MAX.
+    fn batch_chunk(&self) -> usize {
+        (COL_MAX / (self.kk() * self.p()).max(1)).clamp(1, self.n.max(1))
+    }
+    /// Output columns [lo, hi) of a row whose input column ow·s + kw − pad lies in [0, w).
     #[inline]
-    fn src(&self, o: usize, t: usize, limit: usize) -> Option<usize> {
-        let v = (o * self.s + t) as isize - self.pad as isize;
-        (v >= 0 && (v as usize) < limit).then_some(v as usize)
+    fn valid_cols(&self, kw: usize) -> (usize, usize) {
+        let lo = if kw >= self.pad {
+            0
+        } else {
+            (self.pad - kw).div_ceil(self.s)
+        };
+        let hi = if self.w + self.pad > kw {
+            ((self.w - 1 + self.pad - kw) / self.s + 1).min(self.wo)
+        } else {
+            0
+        };
+        (lo.min(self.wo), hi.max(lo.min(self.wo)))
+    }
+    /// Input row of output row `oh` at kernel row `kh`, if inside the image.
+    #[inline]
+    fn in_row(&self, oh: usize, kh: usize) -> Option<usize> {
+        let r = (oh * self.s + kh).checked_sub(self.pad)?;
+        (r < self.h).then_some(r)
     }
 }
 
-fn im2col<T: Elem>(x: &[T], g: &Geometry) -> Vec<T> {
-    let cols = g.n * g.l();
-    let mut col = vec![T::default(); g.ci * g.k * g.k * cols];
-    col.par_chunks_mut(cols).enumerate().for_each(|(row, out)| {
-        let (c, t) = (row / (g.k * g.k), row % (g.k * g.k));
-        let (ki, kj) = (t / g.k, t % g.k);
-        for n in 0..g.n {
-            let plane = &x[(n * g.ci + c) * g.h * g.w..][..g.h * g.w];
-            let dst = &mut out[n * g.l()..][..g.l()];
+/// col[r, j·P + p] = x[n0+j, ci, oh·s+kh−pad, ow·s+kw−pad] (0 outside) for r = (ci, kh, kw).
+fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
+    let (p, hw, k) = (g.p(), g.h * g.w, g.k);
+    let row = |r: usize, dst: &mut [T]| {
+        let (ci, kh, kw) = (r / (k * k), (r / k) % k, r % k);
+        let (lo, hi) = g.valid_cols(kw);
+        for j in 0..b {
+            let plane = &x[((n0 + j) * g.ci + ci) * hw..][..hw];
             for oh in 0..g.ho {
-                let Some(ih) = g.src(oh, ki, g.h) else { continue };
-                for ow in 0..g.wo {
-                    if let Some(iw) = g.src(ow, kj, g.w) {
-                        dst[oh * g.wo + ow] = plane[ih * g.w + iw];
-                    }
-                }
-            }
-        }
-    });
-    col
-}
-
-/// [N, C, L] → [C, N·L].
-fn to_channel_major<T: Elem>(y: &[T], n: usize, c: usize, l: usize) -> Vec<T> {
-    let mut out = vec![T::default(); y.len()];
-    out.par_chunks_mut(n * l).enumerate().for_each(|(ch, dst)| {
-        for s in 0..n {
-            dst[s * l..(s + 1) * l].copy_from_slice(&y[(s * c + ch) * l..][..l]);
-        }
-    });
-    out
-}
-
-/// [C, N·L] → [N, C, L].
-fn to_sample_major<T: Elem>(y: &[T], n: usize, c: usize, l: usize) -> Vec<T> {
-    let mut out = vec![T::default(); y.len()];
-    out.par_chunks_mut(c * l).enumerate().for_each(|(s, dst)| {
-        for ch in 0..c {
-            dst[ch * l..(ch + 1) * l].copy_from_slice(&y[(ch * n + s) * l..][..l]);
-        }
-    });
-    out
-}
-
-fn geometry(xshape: &[usize], k: usize, p: ConvParams, out_hw: Option<(usize, usize)>) -> Geometry {
-    let (n, ci, h, w) = (xshape[0], xshape[1], xshape[2], xshape[3]);
-    assert!(h + 2 * p.pad >= k && w + 2 * p.pad >= k, "conv: kernel {k} larger than the padded input {h}×{w}");
-    let (ho, wo) = out_hw.unwrap_or((p.out_size(h, k), p.out_size(w, k)));
-    Geometry { n, ci, h, w, k, ho, wo, s: p.stride, pad: p.pad }
-}
-
-pub fn forward<T: Elem>(x: &[T], xs: &[usize], w: &[T], ws: &[usize], p: ConvParams) -> CpuTensor<T> {
-    assert!(xs.len() == 4 && ws.len() == 4 && xs[1] == ws[1], "conv2d: input {xs:?} and weight {ws:?} do not match");
-    let (co, k) = (ws[0], ws[2]);
-    let g = geometry(xs, k, p, None);
-    let col = im2col(x, &g);
-    let kk = g.ci * k * k;
-    let mut y = vec![T::default(); co * g.n * g.l()];
-    gemm(co, kk, g.n * g.l(), w, false, &col, false, &mut y, false);
-    CpuTensor::new(to_sample_major(&y, g.n, co, g.l()), &[g.n, co, g.ho, g.wo])
-}
-
-pub fn weight_grad<T: Elem>(x: &[T], xs: &[usize], gy: &[T], gs: &[usize], p: ConvParams, k: usize) -> CpuTensor<T> {
-    let g = geometry(xs, k, p, None);
-    assert!(gs.len() == 4 && gs[0] == g.n && gs[2] == g.ho && gs[3] == g.wo, "conv2d_weight_grad: gradient {gs:?} does not match input {xs:?}");
-    let co = gs[1];
-    let col = im2col(x, &g);
-    let gyc = to_channel_major(gy, g.n, co, g.l());
-    let kk = g.ci * k * k;
-    let mut gw = vec![T::default(); co * kk];
-    gemm(co, g.n * g.l(), kk, &gyc, false, &col, true, &mut gw, false);
-    CpuTensor::new(gw, &[co, g.ci, k, k])
-}
-
-pub fn data_grad<T: Elem>(gy: &[T], gs: &[usize], w: &[T], ws: &[usize], p: ConvParams, out_hw: (usize, usize)) -> CpuTensor<T> {
-    assert!(gs.len() == 4 && ws.len() == 4 && gs[1] == ws[0], "conv2d_data_grad: gradient {gs:?} and weight {ws:?} do not match");
-    let (co, ci, k) = (ws[0], ws[1], ws[2]);
-    let (n, ho, wo) = (gs[0], gs[2], gs[3]);
-    let (h, w_) = out_hw;
-    assert!(p.out_size(h, k) == ho && p.out_size(w_, k) == wo, "conv2d_data_grad: output {h}×{w_} does not give {ho}×{wo}");
-    let g = Geometry { n, ci, h, w: w_, k, ho, wo, s: p.stride, pad: p.pad };
-    let gyc = to_channel_major(gy, n, co, g.l());
-    let kk = ci * k * k;
-    let mut col = vec![T::default(); kk * n * g.l()];
-    gemm(kk, co, n * g.l(), w, true, &gyc, false, &mut col, false);
-    // col2im: each (sample, channel) plane gathers its taps; planes are independent.
-    let cols = n * g.l();
-    let mut dx = vec![T::default(); n * ci * h * w_];
-    dx.par_chunks_mut(h * w_).enumerate().for_each(|(plane, out)| {
-        let (s, c) = (plane / ci, plane % ci);
-        for ki in 0..k {
-            for kj in 0..k {
-                let row = &col[((c * k + ki) * k + kj) * cols + s * g.l()..][..g.l()];
-                for oh in 0..ho {
-                    let Some(ih) = g.src(oh, ki, h) else { continue };
-                    for ow in 0..wo {
-                        if let Some(iw) = g.src(ow, kj, w_) {
-                            let o = &mut out[ih * w_ + iw];
-                            *o = o.add(row[oh * wo + ow]);
+                let d = &mut dst[j * p + oh * g.wo..][..g.wo];
+                match g.in_row(oh, kh) {
+                    None => d.fill(T::ZERO),
+                    Some(ih) => {
+                        d[..lo].fill(T::ZERO);
+                        d[hi..].fill(T::ZERO);
+                        let src = &plane[ih * g.w..][..g.w];
+                        if lo == hi {
+                            // No column of this kernel offset falls inside the image.
+                        } else if g.s == 1 {
+                            d[lo..hi].copy_from_slice(&src[lo + kw - g.pad..hi + kw - g.pad]);
+                        } else {
+                            let first = lo * g.s + kw - g.pad;
+                            for (v, &x) in
+                                d[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.s))
+                            {
+                                *v = x;
+                            }
                         }
                     }
                 }
             }
         }
-    });
-    CpuTensor::new(dx, &[n, ci, h, w_])
+    };
+    let len = b * p;
+    if col.len() < PAR_MIN {
+        col.chunks_mut(len).enumerate().for_each(|(r, d)| row(r, d));
+    } else {
+        col.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(r, d)| row(r, d));
+    }
+}
+
+/// out[n0+j, ci] = Σ_{kh,kw} scatter of col rows (ci, kh, kw): the adjoint of im2col.
+fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
+    let (p, hw, k) = (g.p(), g.h * g.w, g.k);
+    let plane = |q: usize, o: &mut [T]| {
+        let (j, ci) = (q / g.ci, q % g.ci);
+        o.fill(T::ZERO);
+        for kh in 0..k {
+            for kw in 0..k {
+                let r = (ci * k + kh) * k + kw;
+                let src = &col[r * b * p + j * p..][..p];
+                let (lo, hi) = g.valid_cols(kw);
+                for oh in 0..g.ho {
+                    let Some(ih) = g.in_row(oh, kh) else { continue };
+                    let s = &src[oh * g.wo..][..g.wo];
+                    let d = &mut o[ih * g.w..][..g.w];
+                    if lo == hi {
+                        continue;
+                    }
+                    if g.s == 1 {
+                        let off = lo + kw - g.pad;
+                        for (d, &v) in d[off..off + hi - lo].iter_mut().zip(&s[lo..hi]) {
+                            *d += v;
+                        }
+                    } else {
+                        let first = lo * g.s + kw - g.pad;
+                        for (d, &v) in d[first..].iter_mut().step_by(g.s).zip(&s[lo..hi]) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if out.len() < PAR_MIN {
+        out.chunks_mut(hw)
+            .enumerate()
+            .for_each(|(q, o)| plane(q, o));
+    } else {
+        out.par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(q, o)| plane(q, o));
+    }
+}
+
+/// dst[c, j·P + p] = src[j, c, p]: [b, C, P] → [C, b·P].
+fn to_channel_major<T: Elem>(src: &[T], b: usize, c: usize, p: usize, dst: &mut [T]) {
+    let f = |ch: usize, d: &mut [T]| {
+        for j in 0..b {
+            d[j * p..][..p].copy_from_slice(&src[(j * c + ch) * p..][..p]);
+        }
+    };
+    if dst.len() < PAR_MIN {
+        dst.chunks_mut(b * p)
+            .enumerate()
+            .for_each(|(ch, d)| f(ch, d));
+    } else {
+        dst.par_chunks_mut(b * p)
+            .enumerate()
+            .for_each(|(ch, d)| f(ch, d));
+    }
+}
+
+/// dst[j, c, p] = src[c, j·P + p]: [C, b·P] → [b, C, P].
+fn to_sample_major<T: Elem>(src: &[T], b: usize, c: usize, p: usize, dst: &mut [T]) {
+    let f = |j: usize, d: &mut [T]| {
+        for ch in 0..c {
+            d[ch * p..][..p].copy_from_slice(&src[ch * b * p + j * p..][..p]);
+        }
+    };
+    if dst.len() < PAR_MIN {
+        dst.chunks_mut(c * p).enumerate().for_each(|(j, d)| f(j, d));
+    } else {
+        dst.par_chunks_mut(c * p)
+            .enumerate()
+            .for_each(|(j, d)| f(j, d));
+    }
+}
+
+fn dims4(op: &str, s: &[usize]) -> [usize; 4] {
+    assert_eq!(s.len(), 4, "{op}: 4-D tensor needed, got {s:?}");
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn check_weight(op: &str, w: &[usize]) -> [usize; 4] {
+    let d = dims4(op, w);
+    assert_eq!(d[2], d[3], "{op}: square kernels only, got {w:?}");
+    d
+}
+
+/// C[m×n] (row stride ldc) = α·A·B + β·C with row-major A [m×k] (ta: stored k×m) and B.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: Elem>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    ldb: usize,
+    tb: bool,
+    beta: T,
+    c: &mut [T],
+) {
+    if m * n * k == 0 {
+        return;
+    }
+    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if tb { (1, ldb) } else { (ldb, 1) };
+    // SAFETY: callers pass slices holding the described matrices.
+    unsafe {
+        T::gemm(
+            m,
+            k,
+            n,
+            T::ONE,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    }
+}
+
+pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams) -> CpuTensor<T> {
+    let [n, ci, h, wd] = dims4("conv2d", x.shape());
+    let [co, ci2, k, _] = check_weight("conv2d", w.shape());
+    assert_eq!(
+        ci, ci2,
+        "conv2d: input has {ci} channels, weight expects {ci2}"
+    );
+    assert!(
+        h + 2 * cp.pad >= k && wd + 2 * cp.pad >= k,
+        "conv2d: kernel {k} larger than padded input {h}×{wd}"
+    );
+    let g = Geom {
+        n,
+        ci,
+        h,
+        w: wd,
+        k,
+        ho: cp.out_size(h, k),
+        wo: cp.out_size(wd, k),
+        s: cp.stride,
+        pad: cp.pad,
+    };
+    let (kk, p) = (g.kk(), g.p());
+    let mut out = zeros::<T>(n * co * p);
+    let nb = g.batch_chunk();
+    let mut col = take_scratch::<T>(kk * nb * p);
+    let mut tmp = if nb > 1 {
+        take_scratch::<T>(co * nb * p)
+    } else {
+        Vec::new()
+    };
+    // SAFETY: read-only inputs.
+    let (xs, ws) = unsafe { (x.data(), w.data()) };
+    for n0 in (0..n).step_by(nb) {
+        let b = nb.min(n - n0);
+        let col = &mut col[..kk * b * p];
+        im2col(&g, xs, n0, b, col);
+        let dst = &mut out[n0 * co * p..(n0 + b) * co * p];
+        if b == 1 {
+            gemm(co, kk, p, ws, false, col, p, false, T::ZERO, dst);
+        } else {
+            let tmp = &mut tmp[..co * b * p];
+            gemm(co, kk, b * p, ws, false, col, b * p, false, T::ZERO, tmp);
+            to_sample_major(tmp, b, co, p, dst);
+        }
+    }
+    give_scratch(col);
+    give_scratch(tmp);
+    CpuTensor::from_vec(out, &[n, co, g.ho, g.wo])
+}
+
+pub(crate) fn conv2d_data_grad<T: Elem>(
+    gy: &CpuTensor<T>,
+    w: &CpuTensor<T>,
+    cp: ConvParams,
+    (h, wd): (usize, usize),
+) -> CpuTensor<T> {
+    let [n, co, ho, wo] = dims4("conv2d_data_grad", gy.shape());
+    let [co2, ci, k, _] = check_weight("conv2d_data_grad", w.shape());
+    assert_eq!(
+        co, co2,
+        "conv2d_data_grad: gradient has {co} channels, weight has {co2} outputs"
+    );
+    assert!(
+        h + 2 * cp.pad >= k && cp.out_size(h, k) == ho && cp.out_size(wd, k) == wo,
+        "conv2d_data_grad: output {h}×{wd} does not convolve to {ho}×{wo} (k {k}, {cp:?})"
+    );
+    let g = Geom {
+        n,
+        ci,
+        h,
+        w: wd,
+        k,
+        ho,
+        wo,
+        s: cp.stride,
+        pad: cp.pad,
+    };
+    let (kk, p) = (g.kk(), g.p());
+    let mut out = zeros::<T>(n * ci * h * wd);
+    let nb = g.batch_chunk();
+    let mut col = take_scratch::<T>(kk * nb * p);
+    let mut gyp = if nb > 1 {
+        take_scratch::<T>(co * nb * p)
+    } else {
+        Vec::new()
+    };
+    // SAFETY: read-only inputs.
+    let (gs, ws) = unsafe { (gy.data(), w.data()) };
+    for n0 in (0..n).step_by(nb) {
+        let b = nb.min(n - n0);
+        let src = &gs[n0 * co * p..(n0 + b) * co * p];
+        let bm: &[T] = if b == 1 {
+            src
+        } else {
+            to_channel_major(src, b, co, p, &mut gyp[..co * b * p]);
+            &gyp[..co * b * p]
+        };
+        let col = &mut col[..kk * b * p];
+        gemm(kk, co, b * p, ws, true, bm, b * p, false, T::ZERO, col);
+        col2im(
+            &g,
+            col,
+            b,
+            &mut out[n0 * ci * h * wd..(n0 + b) * ci * h * wd],
+        );
+    }
+    give_scratch(col);
+    give_scratch(gyp);
+    CpuTensor::from_vec(out, &[n, ci, h, wd])
+}
+
+pub(crate) fn conv2d_weight_grad<T: Elem>(
+    x: &CpuTensor<T>,
+    gy: &CpuTensor<T>,
+    cp: ConvParams,
+    k: usize,
+) -> CpuTensor<T> {
+    let [n, ci, h, wd] = dims4("conv2d_weight_grad", x.shape());
+    let [n2, co, ho, wo] = dims4("conv2d_weight_grad", gy.shape());
+    assert_eq!(n, n2, "conv2d_weight_grad: batch sizes differ");
+    assert!(
+        h + 2 * cp.pad >= k && cp.out_size(h, k) == ho && cp.out_size(wd, k) == wo,
+        "conv2d_weight_grad: input {h}×{wd} does not convolve to {ho}×{wo} (k {k}, {cp:?})"
+    );
+    let g = Geom {
+        n,
+        ci,
+        h,
+        w: wd,
+        k,
+        ho,
+        wo,
+        s: cp.stride,
+        pad: cp.pad,
+    };
+    let (kk, p) = (g.kk(), g.p());
+    let mut gw = zeros::<T>(co * kk);
+    let nb = g.batch_chunk();
+    let mut col = take_scratch::<T>(kk * nb * p);
+    let mut gyp = if nb > 1 {
+        take_scratch::<T>(co * nb * p)
+    } else {
+        Vec::new()
+    };
+    // SAFETY: read-only inputs.
+    let (xs, gs) = unsafe { (x.data(), gy.data()) };
+    for n0 in (0..n).step_by(nb) {
+        let b = nb.min(n - n0);
+        let col = &mut col[..kk * b * p];
+        im2col(&g, xs, n0, b, col);
+        let src = &gs[n0 * co * p..(n0 + b) * co * p];
+        let am: &[T] = if b == 1 {
+            src
+        } else {
+            to_channel_major(src, b, co, p, &mut gyp[..co * b * p]);
+            &gyp[..co * b * p]
+        };
+        gemm(co, b * p, kk, am, false, col, b * p, true, T::ONE, &mut gw);
+    }
+    give_scratch(col);
+    give_scratch(gyp);
+    CpuTensor::from_vec(gw, &[co, ci, k, k])
 }

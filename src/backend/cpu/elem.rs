@@ -1,73 +1,128 @@
-//! The element types the CPU backend computes in: f32 for training, f64 for gradient checks.
+//! The element types of the CPU backend (f32 and f64) and the float operations it needs.
 
 use std::fmt::Debug;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-pub trait Elem: Copy + Send + Sync + Debug + PartialOrd + Default + 'static {
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A float element type of [`Cpu`](super::Cpu): implemented for `f32` and `f64` only.
+pub trait Elem:
+    sealed::Sealed
+    + Copy
+    + Send
+    + Sync
+    + Debug
+    + Default
+    + PartialOrd
+    + 'static
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+{
+    const ZERO: Self;
+    const ONE: Self;
+    /// "f32" or "f64".
+    const NAME: &'static str;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn from_f32(v: f32) -> Self;
     fn to_f32(self) -> f32;
-    fn add(self, o: Self) -> Self;
-    fn sub(self, o: Self) -> Self;
-    fn mul(self, o: Self) -> Self;
+    fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
     fn powf(self, p: Self) -> Self;
-    /// C = alpha·A·B + beta·C with arbitrary strides.
+    fn max(self, o: Self) -> Self;
+    fn min(self, o: Self) -> Self;
+    /// C ← α·A·B + β·C on strided matrices (the `gemm` crate, multi-threaded on rayon's pool for large products).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid m×k, k×n and m×n matrices.
     #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(
-        m: usize, k: usize, n: usize, alpha: Self,
-        a: *const Self, rsa: isize, csa: isize,
-        b: *const Self, rsb: isize, csb: isize,
-        beta: Self, c: *mut Self, rsc: isize, csc: isize,
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
     );
 }
 
 macro_rules! impl_elem {
     ($t:ty) => {
         impl Elem for $t {
-            #[inline]
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NAME: &'static str = stringify!($t);
+            #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 v as $t
             }
-            #[inline]
+            #[inline(always)]
             fn to_f64(self) -> f64 {
                 self as f64
             }
-            #[inline]
+            #[inline(always)]
             fn from_f32(v: f32) -> Self {
                 v as $t
             }
-            #[inline]
+            #[inline(always)]
             fn to_f32(self) -> f32 {
                 self as f32
             }
-            #[inline]
-            fn add(self, o: Self) -> Self {
-                self + o
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
             }
-            #[inline]
-            fn sub(self, o: Self) -> Self {
-                self - o
-            }
-            #[inline]
-            fn mul(self, o: Self) -> Self {
-                self * o
-            }
-            #[inline]
+            #[inline(always)]
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
             }
-            #[inline]
+            #[inline(always)]
             fn powf(self, p: Self) -> Self {
                 <$t>::powf(self, p)
             }
+            #[inline(always)]
+            fn max(self, o: Self) -> Self {
+                <$t>::max(self, o)
+            }
+            #[inline(always)]
+            fn min(self, o: Self) -> Self {
+                <$t>::min(self, o)
+            }
             unsafe fn gemm(
-                m: usize, k: usize, n: usize, alpha: Self,
-                a: *const Self, rsa: isize, csa: isize,
-                b: *const Self, rsb: isize, csb: isize,
-                beta: Self, c: *mut Self, rsc: isize, csc: isize,
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: *const Self,
+                rsa: isize,
+                csa: isize,
+                b: *const Self,
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: *mut Self,
+                rsc: isize,
+                csc: isize,
             ) {
-                // The gemm crate computes dst = α·dst + β·lhs·rhs, with column strides first.
+                // gemm computes dst = α·dst + β·lhs·rhs and takes column strides first.
                 let threads = if m * n * k >= 1 << 16 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
                 gemm::gemm(m, n, k, c, csc, rsc, beta != 0.0, a, csa, rsa, b, csb, rsb, beta, alpha, false, false, false, threads)
             }
