@@ -41,16 +41,16 @@ struct TrainArgs {
     #[arg(long)]
     penalty: Option<Penalty>,
     /// Gradient-penalty weight λ (default 10; 0.1 on toy data, as gan_toy.py).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lambda: Option<f64>,
     /// Critic iterations per generator step (default 5).
     #[arg(long)]
     n_critic: Option<usize>,
     /// Weight-clipping bound c for --loss wgan (default 0.01).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     clip: Option<f64>,
     /// Learning rate (default 1e-4 for wgan-gp with Adam, 5e-5 for wgan with RMSProp).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Adam betas as B1,B2 (default 0,0.9; 0.5,0.9 on toy data).
     #[arg(long, value_parser = parse_betas)]

@@ -204,7 +204,11 @@ fn bad_datasets() {
     fails(&train("mnist", &d.join("corrupt.gz")), &["corrupt.gz"]);
     // Fewer images than one batch.
     write(&d.join("small.idx"), &good);
-    fails(&train("mnist", &d.join("small.idx")), &["--batch-size 64", "70 images"]);
+    let small = d.join("small.idx");
+    fails(
+        &wgan(&["train", "--data", s(&small), "--batch-size", "100", "--steps", "1", "--device", "cpu", "--out", s(&out)]),
+        &["--batch-size 100", "70 images"],
+    );
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     fails(&train("folder", &empty), &["empty", "no images"]);
