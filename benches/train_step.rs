@@ -137,7 +137,7 @@ fn main() {
     let cpu = Cpu::<f32>::new();
     let cpu_name = cpu.name();
     run_cases(cpu, "cpu", &filter, &mut records);
-    let mut device = cpu_name;
+    let mut device = if cpu_name.starts_with("cpu") { "cpu".to_string() } else { cpu_name };
     match Cuda::new(0) {
         Ok(gpu) => {
             device = gpu.name();
