@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 use wgan::backend::cpu::Cpu;
+use wgan::backend::Backend;
 use wgan::checkpoint::read_safetensors;
 use wgan::train::snapshot::{self, Progress};
 use wgan::train::{DatasetKind, Loss, TrainConfig, TrainOptions};

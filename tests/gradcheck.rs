@@ -131,3 +131,23 @@ fn interpolation_and_penalty() {
         check(&format!("penalty {kind:?} big"), &|t, v| t.penalty(v[0], kind, 1e-12), &[big.clone()]);
     }
 }
+
+#[test]
+fn backward_reaches_every_leaf() {
+    // loss = Σ (a·b) + Σ a: ∂/∂a = b + 1, ∂/∂b = a; the constant c gets nothing.
+    let be = be64();
+    let mut t = Tape::new(be.clone());
+    let a = t.leaf(be.from_f64(&[1.0, 2.0], &[2]));
+    let c = t.constant(be.from_f64(&[5.0, 5.0], &[2]));
+    let b = t.leaf(be.from_f64(&[3.0, -4.0], &[2]));
+    let ab = t.mul(a, b);
+    let abc = t.add(ab, c);
+    let s1 = t.sum(abc);
+    let s2 = t.sum(a);
+    let loss = t.add(s1, s2);
+    let g = t.backward(loss);
+    assert_eq!(g.len(), 2);
+    assert_eq!((g[0].0, g[1].0), (a, b));
+    assert_eq!(t.to_f64(g[0].1), vec![4.0, -3.0]);
+    assert_eq!(t.to_f64(g[1].1), vec![1.0, 2.0]);
+}

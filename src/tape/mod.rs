@@ -179,6 +179,17 @@ impl<B: Backend> Tape<B> {
         Var(self.nodes.len() - 1)
     }
 
+    /// Gradients of a scalar `loss` with respect to every leaf that requires grad, like PyTorch's
+    /// `loss.backward()`: `(leaf, gradient)` pairs in tape order, the gradients constants.
+    pub fn backward(&mut self, loss: Var) -> Vec<(Var, Var)> {
+        let leaves: Vec<Var> = (0..loss.0)
+            .filter(|&i| self.nodes[i].requires_grad && matches!(self.nodes[i].op, Op::Leaf))
+            .map(Var)
+            .collect();
+        let grads = self.grad(&[loss], &leaves, false);
+        leaves.into_iter().zip(grads).collect()
+    }
+
     /// Gradients of Σ outputs with respect to `inputs` (each output seeded with ones), like
     /// `torch.autograd.grad(outputs, inputs, create_graph=...)`. An input the outputs do not depend
     /// on gets zeros. With `create_graph` the backward pass is recorded, so the returned gradients
