@@ -118,12 +118,13 @@ impl Bench {
     }
 
     fn conv(&mut self, label: &str, c: ConvCase) {
-        let (g, cp) = (&self.gpu, &self.cpu);
+        let (g, cp) = (&self.gpu.clone(), &self.cpu.clone());
         let (o, h) = (c.out(), c.h);
         let xs = [c.n, c.ci, h, h];
         let ws = [c.co, c.ci, c.k, c.k];
         let ys = [c.n, c.co, o, o];
-        let (x, w, gy) = (random(xs.iter().product(), 1), random(ws.iter().product(), 2), random(ys.iter().product(), 3));
+        let (x, w, gy) =
+            (random(xs.iter().product(), 1), random(ws.iter().product(), 2), random(ys.iter().product(), 3));
         let (gx, gw, ggy) = (g.from_f32(&x, &xs), g.from_f32(&w, &ws), g.from_f32(&gy, &ys));
         let (cx, cw, cgy) = (cp.from_f32(&x, &xs), cp.from_f32(&w, &ws), cp.from_f32(&gy, &ys));
         let f = c.flops();
@@ -167,19 +168,29 @@ impl Bench {
         let (g, cp) = (self.gpu.clone(), self.cpu.clone());
         // The DCGAN-64 critic's parameters (width 64), as one flat buffer.
         let np = dcgan_critic(64, 3, 64, CriticNorm::Layer).unwrap().num_params();
-        let (p0, gr, m0, v0) = (random(np, 6), random(np, 7), random(np, 8), random(np, 9).iter().map(|v| v * v).collect::<Vec<_>>());
+        let (p0, gr, m0, v0) =
+            (random(np, 6), random(np, 7), random(np, 8), random(np, 9).iter().map(|v| v * v).collect::<Vec<_>>());
         let adam = AdamStep { lr: 1e-4, beta1: 0.0, beta2: 0.9, eps: 1e-8, t: 3 };
         if self.wanted("optim/adam") {
             let run_once = |be_p: Vec<f32>| -> (Vec<f32>, Vec<f32>) {
-                let (p, gg, m, v) = (g.from_f32(&be_p, &[np]), g.from_f32(&gr, &[np]), g.from_f32(&m0, &[np]), g.from_f32(&v0, &[np]));
+                let (p, gg, m, v) =
+                    (g.from_f32(&be_p, &[np]), g.from_f32(&gr, &[np]), g.from_f32(&m0, &[np]), g.from_f32(&v0, &[np]));
                 g.adam_inplace(&p, &gg, &m, &v, adam);
-                let (cpp, cg, cm, cv) = (cp.from_f32(&be_p, &[np]), cp.from_f32(&gr, &[np]), cp.from_f32(&m0, &[np]), cp.from_f32(&v0, &[np]));
+                let (cpp, cg, cm, cv) = (
+                    cp.from_f32(&be_p, &[np]),
+                    cp.from_f32(&gr, &[np]),
+                    cp.from_f32(&m0, &[np]),
+                    cp.from_f32(&v0, &[np]),
+                );
                 cp.adam_inplace(&cpp, &cg, &cm, &cv, adam);
                 (g.to_f32(&p), cp.to_f32(&cpp))
             };
             let (a, b) = run_once(p0.clone());
-            let (p, gg, m, v) = (g.from_f32(&p0, &[np]), g.from_f32(&gr, &[np]), g.from_f32(&m0, &[np]), g.from_f32(&v0, &[np]));
-            self.case(&format!("optim/adam/n{np}"), a, b, 1e-5, Work::Bytes(7.0 * 4.0 * np as f64), || g.adam_inplace(&p, &gg, &m, &v, adam));
+            let (p, gg, m, v) =
+                (g.from_f32(&p0, &[np]), g.from_f32(&gr, &[np]), g.from_f32(&m0, &[np]), g.from_f32(&v0, &[np]));
+            self.case(&format!("optim/adam/n{np}"), a, b, 1e-5, Work::Bytes(7.0 * 4.0 * np as f64), || {
+                g.adam_inplace(&p, &gg, &m, &v, adam)
+            });
         }
         let rms = RmsPropStep { lr: 5e-5, alpha: 0.99, eps: 1e-8, clip: Some(0.01) };
         if self.wanted("optim/rmsprop") {
@@ -188,7 +199,9 @@ impl Bench {
             let (cpp, cg, cv) = (cp.from_f32(&p0, &[np]), cp.from_f32(&gr, &[np]), cp.from_f32(&v0, &[np]));
             cp.rmsprop_inplace(&cpp, &cg, &cv, rms);
             let (a, b) = (g.to_f32(&p), cp.to_f32(&cpp));
-            self.case(&format!("optim/rmsprop-clip/n{np}"), a, b, 1e-5, Work::Bytes(5.0 * 4.0 * np as f64), || g.rmsprop_inplace(&p, &gg, &v, rms));
+            self.case(&format!("optim/rmsprop-clip/n{np}"), a, b, 1e-5, Work::Bytes(5.0 * 4.0 * np as f64), || {
+                g.rmsprop_inplace(&p, &gg, &v, rms)
+            });
         }
         if self.wanted("optim/clamp") {
             let p = g.from_f32(&p0, &[np]);
@@ -196,7 +209,9 @@ impl Bench {
             let cpp = cp.from_f32(&p0, &[np]);
             cp.clamp_inplace(&cpp, 0.01);
             let (a, b) = (g.to_f32(&p), cp.to_f32(&cpp));
-            self.case(&format!("optim/clamp/n{np}"), a, b, 0.0, Work::Bytes(2.0 * 4.0 * np as f64), || g.clamp_inplace(&p, 0.01));
+            self.case(&format!("optim/clamp/n{np}"), a, b, 0.0, Work::Bytes(2.0 * 4.0 * np as f64), || {
+                g.clamp_inplace(&p, 0.01)
+            });
         }
         // x̂ and the penalty at the DCGAN-64 input size, batch 64.
         let shape = [64, 3, 64, 64];
@@ -205,8 +220,14 @@ impl Bench {
         if self.wanted("penalty/interpolate") {
             let (gx, gxt, ge) = (g.from_f32(&x, &shape), g.from_f32(&xt, &shape), g.from_f32(&e, &[64]));
             let a = g.to_f32(&g.interpolate(&gx, &gxt, &ge));
-            let b = cp.to_f32(&cp.interpolate(&cp.from_f32(&x, &shape), &cp.from_f32(&xt, &shape), &cp.from_f32(&e, &[64])));
-            self.case("penalty/interpolate/b64x3x64x64", a, b, 1e-6, Work::Bytes(3.0 * 4.0 * n as f64), || drop(g.interpolate(&gx, &gxt, &ge)));
+            let b = cp.to_f32(&cp.interpolate(
+                &cp.from_f32(&x, &shape),
+                &cp.from_f32(&xt, &shape),
+                &cp.from_f32(&e, &[64]),
+            ));
+            self.case("penalty/interpolate/b64x3x64x64", a, b, 1e-6, Work::Bytes(3.0 * 4.0 * n as f64), || {
+                drop(g.interpolate(&gx, &gxt, &ge))
+            });
         }
         for (kind, label) in [(PenaltyKind::TwoSided, "two-sided"), (PenaltyKind::OneSided, "one-sided")] {
             let name = format!("penalty/{label}/b64x3x64x64");
@@ -238,7 +259,10 @@ fn main() {
     };
     let peak_tflops = gpu.fma_peak_tflops().expect("measuring the FMA ceiling");
     let bw_gbs = gpu.copy_bandwidth_gbs().expect("measuring the copy bandwidth");
-    println!("{}: f32 FMA ceiling {peak_tflops:.1} TFLOP/s, device-to-device copy {bw_gbs:.0} GB/s (measured now)", gpu.name());
+    println!(
+        "{}: f32 FMA ceiling {peak_tflops:.1} TFLOP/s, device-to-device copy {bw_gbs:.0} GB/s (measured now)",
+        gpu.name()
+    );
     let mut b = Bench { gpu, cpu: Cpu::new(), peak_tflops, bw_gbs, filter, records: vec![], failures: 0 };
     let nets: Vec<(String, Net)> = vec![
         ("critic64".into(), dcgan_critic(64, 3, 64, CriticNorm::Layer).unwrap()),
@@ -259,8 +283,13 @@ fn main() {
     b.gemm("gemm/wgrad/toy512/b256", (512, 256, 512), true, false);
     b.memory_bound();
     let device = b.gpu.name();
-    let slug: String = device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
-    let path = std::path::Path::new("bench-results").join(format!("{}-{}-kernels.json", wgan::bench_util::today(), slug.trim_matches('-')));
+    let slug: String =
+        device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let path = std::path::Path::new("bench-results").join(format!(
+        "{}-{}-kernels.json",
+        wgan::bench_util::today(),
+        slug.trim_matches('-')
+    ));
     let _ = std::fs::create_dir_all("bench-results");
     if let Err(e) = wgan::fsutil::atomic_write(&path, serde_json::to_string_pretty(&b.records).unwrap().as_bytes()) {
         println!("could not write {}: {e}", path.display());

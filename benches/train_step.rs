@@ -82,7 +82,10 @@ fn run_cases<B: Backend>(be: B, device: &str, filter: &[String], records: &mut V
     let steps: usize = std::env::var("WGAN_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let peak = peak_flops(&be);
     println!("\n{device}: measured f32 matmul peak {:.1} GFLOP/s (1024³)", peak / 1e9);
-    println!("{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}", "case", "ms/step", "min ms", "GFLOP", "floor ms", "torch ms", "ratio");
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "case", "ms/step", "min ms", "GFLOP", "floor ms", "torch ms", "ratio"
+    );
     let torch = torch_times();
     let is_cpu = device == "cpu";
     for c in cases() {
@@ -110,7 +113,9 @@ fn run_cases<B: Backend>(be: B, device: &str, filter: &[String], records: &mut V
         let flops = step_flops(&g, &d, batch, c.cfg.n_critic, c.cfg.loss == Loss::WganGp);
         let floor = flops / peak * 1e3;
         let t = torch.iter().find(|r| {
-            r["case"] == c.name.as_str() && r["mode"].as_str().unwrap_or("eager") == "eager" && (r["device"].as_str().unwrap_or("") == "cpu") == is_cpu
+            r["case"] == c.name.as_str()
+                && r["mode"].as_str().unwrap_or("eager") == "eager"
+                && (r["device"].as_str().unwrap_or("") == "cpu") == is_cpu
         });
         let torch_ms = t.and_then(|r| r["torch_ms"].as_f64());
         let ratio = torch_ms.map(|tm| tm / med);
@@ -156,7 +161,8 @@ fn main() {
         r["commit"] = commit.clone().into();
     }
     let date = wgan::bench_util::today();
-    let slug: String = device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let slug: String =
+        device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     let dir = std::path::Path::new("bench-results");
     let _ = std::fs::create_dir_all(dir);
     let path = dir.join(format!("{date}-{}.json", slug.trim_matches('-')));

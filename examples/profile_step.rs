@@ -19,13 +19,18 @@ fn main() {
                 be.matmul(&a, &w, ta, tb);
             }
         });
-        println!("matmul 256x512x512 ta={ta} tb={tb}: {ms:.3} ms = {:.1} GFLOP/s", 2.0 * 256.0 * 512.0 * 512.0 / ms / 1e6);
+        println!(
+            "matmul 256x512x512 ta={ta} tb={tb}: {ms:.3} ms = {:.1} GFLOP/s",
+            2.0 * 256.0 * 512.0 * 512.0 / ms / 1e6
+        );
     }
     let (ms, _) = time_ms(3, 20, || {
         be.add(&a, &a);
     });
     println!("add 256x512: {ms:.3} ms");
-    let cfg = TrainOptions { dataset: Some(DatasetKind::EightGaussians), steps: Some(1), ..Default::default() }.resolve().unwrap();
+    let cfg = TrainOptions { dataset: Some(DatasetKind::EightGaussians), steps: Some(1), ..Default::default() }
+        .resolve()
+        .unwrap();
     let mut gan = cfg.build(be.clone()).unwrap();
     let mut src = Source::open(&cfg, 0).unwrap();
     let real = src.next(&be, 256);

@@ -44,12 +44,8 @@ impl TensorData {
     }
     fn write_le(&self, out: &mut Vec<u8>) {
         match self {
-            TensorData::F32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         }
     }
 }
@@ -63,18 +59,10 @@ pub struct NamedTensor {
 
 impl NamedTensor {
     pub fn f32(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
-        NamedTensor {
-            name: name.into(),
-            shape,
-            data: TensorData::F32(data),
-        }
+        NamedTensor { name: name.into(), shape, data: TensorData::F32(data) }
     }
     pub fn i64(name: impl Into<String>, shape: Vec<usize>, data: Vec<i64>) -> Self {
-        NamedTensor {
-            name: name.into(),
-            shape,
-            data: TensorData::I64(data),
-        }
+        NamedTensor { name: name.into(), shape, data: TensorData::I64(data) }
     }
     /// The values if this is an F32 tensor.
     pub fn as_f32(&self) -> Option<&[f32]> {
@@ -105,44 +93,25 @@ fn dtype_size(dtype: &str) -> Option<usize> {
 
 /// Writes `tensors` (in name order, as the reference implementation does) and `metadata`
 /// atomically: a crash never leaves a half-written checkpoint under `path`.
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[NamedTensor],
-    metadata: &BTreeMap<String, String>,
-) -> Result<()> {
+pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<()> {
     let mut sorted: Vec<&NamedTensor> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     let mut header = Map::new();
     let mut offset = 0usize;
     for (i, t) in sorted.iter().enumerate() {
         if i > 0 && sorted[i - 1].name == t.name {
-            crate::bail!(
-                "{}: cannot write two tensors named {:?}",
-                path.display(),
-                t.name
-            );
+            crate::bail!("{}: cannot write two tensors named {:?}", path.display(), t.name);
         }
         if t.name == "__metadata__" {
-            crate::bail!(
-                "{}: \"__metadata__\" is reserved and cannot name a tensor",
-                path.display()
-            );
+            crate::bail!("{}: \"__metadata__\" is reserved and cannot name a tensor", path.display());
         }
         let count = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if count != Some(t.data.len()) {
-            crate::bail!(
-                "{}: tensor {:?} has shape {:?} but {} values",
-                path.display(),
-                t.name,
-                t.shape,
-                t.data.len()
-            );
+            crate::bail!("{}: tensor {:?} has shape {:?} but {} values", path.display(), t.name, t.shape, t.data.len());
         }
         let end = offset + t.data.byte_len();
-        header.insert(
-            t.name.clone(),
-            json!({"dtype": t.data.dtype(), "shape": t.shape, "data_offsets": [offset, end]}),
-        );
+        header
+            .insert(t.name.clone(), json!({"dtype": t.data.dtype(), "shape": t.shape, "data_offsets": [offset, end]}));
         offset = end;
     }
     if !metadata.is_empty() {
@@ -164,16 +133,12 @@ pub fn write_safetensors(
 pub fn read_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let p = path.display();
     let mut file = File::open(path).context(|| format!("cannot open checkpoint {p}"))?;
-    let size = file
-        .metadata()
-        .context(|| format!("cannot read checkpoint {p}"))?
-        .len();
+    let size = file.metadata().context(|| format!("cannot read checkpoint {p}"))?.len();
     if size < 8 {
         crate::bail!("{p}: not a safetensors file (only {size} bytes; expected at least an 8-byte header length)");
     }
     let mut len8 = [0u8; 8];
-    file.read_exact(&mut len8)
-        .context(|| format!("cannot read checkpoint {p}"))?;
+    file.read_exact(&mut len8).context(|| format!("cannot read checkpoint {p}"))?;
     let head_len = u64::from_le_bytes(len8);
     if head_len > size - 8 {
         crate::bail!(
@@ -190,15 +155,14 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<Strin
         );
     }
     let mut head = vec![0u8; head_len as usize];
-    file.read_exact(&mut head)
-        .context(|| format!("cannot read checkpoint {p}"))?;
+    file.read_exact(&mut head).context(|| format!("cannot read checkpoint {p}"))?;
     let mut data = Vec::with_capacity((size - 8 - head_len) as usize);
-    file.read_to_end(&mut data)
-        .context(|| format!("cannot read checkpoint {p}"))?;
+    file.read_to_end(&mut data).context(|| format!("cannot read checkpoint {p}"))?;
 
     let header: Value = match std::str::from_utf8(&head) {
-        Ok(s) if s.starts_with('{') => serde_json::from_str(s)
-            .context(|| format!("{p}: not a safetensors file (header is not valid JSON)"))?,
+        Ok(s) if s.starts_with('{') => {
+            serde_json::from_str(s).context(|| format!("{p}: not a safetensors file (header is not valid JSON)"))?
+        }
         _ => crate::bail!("{p}: not a safetensors file (header does not start with a JSON object)"),
     };
     let Value::Object(entries) = header else {
@@ -210,18 +174,12 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<Strin
     let mut spans = Vec::new();
     for (name, entry) in &entries {
         if name == "__metadata__" {
-            metadata =
-                parse_metadata(entry).map_err(|e| Error(format!("{p}: bad __metadata__: {e}")))?;
+            metadata = parse_metadata(entry).map_err(|e| Error(format!("{p}: bad __metadata__: {e}")))?;
             continue;
         }
-        let (t, span) =
-            parse_tensor(entry, &data).map_err(|e| Error(format!("{p}: tensor {name:?}: {e}")))?;
+        let (t, span) = parse_tensor(entry, &data).map_err(|e| Error(format!("{p}: tensor {name:?}: {e}")))?;
         spans.push((span, name.clone()));
-        tensors.push(NamedTensor {
-            name: name.clone(),
-            shape: t.0,
-            data: t.1,
-        });
+        tensors.push(NamedTensor { name: name.clone(), shape: t.0, data: t.1 });
     }
     spans.sort();
     for w in spans.windows(2) {
@@ -255,48 +213,28 @@ type Parsed = ((Vec<usize>, TensorData), (usize, usize));
 
 /// One header entry: checks dtype, shape and offsets against the data, and decodes the values.
 fn parse_tensor(v: &Value, data: &[u8]) -> std::result::Result<Parsed, String> {
-    let dtype = v
-        .get("dtype")
-        .and_then(Value::as_str)
-        .ok_or("missing \"dtype\" string")?;
+    let dtype = v.get("dtype").and_then(Value::as_str).ok_or("missing \"dtype\" string")?;
     let size = dtype_size(dtype).ok_or_else(|| format!("unknown dtype {dtype:?}"))?;
     if dtype != "F32" && dtype != "I64" {
-        return Err(format!(
-            "unsupported dtype {dtype} (wgan checkpoints hold only F32 and I64)"
-        ));
+        return Err(format!("unsupported dtype {dtype} (wgan checkpoints hold only F32 and I64)"));
     }
     let shape: Vec<usize> = v
         .get("shape")
         .and_then(Value::as_array)
         .ok_or("missing \"shape\" array")?
         .iter()
-        .map(|d| {
-            d.as_u64()
-                .map(|d| d as usize)
-                .ok_or(format!("shape entry {d} is not a non-negative integer"))
-        })
+        .map(|d| d.as_u64().map(|d| d as usize).ok_or(format!("shape entry {d} is not a non-negative integer")))
         .collect::<std::result::Result<_, _>>()?;
-    let offs = v
-        .get("data_offsets")
-        .and_then(Value::as_array)
-        .ok_or("missing \"data_offsets\" array")?;
+    let offs = v.get("data_offsets").and_then(Value::as_array).ok_or("missing \"data_offsets\" array")?;
     let (begin, end) = match offs.as_slice() {
         [a, b] => match (a.as_u64(), b.as_u64()) {
             (Some(a), Some(b)) => (a, b),
             _ => return Err("data_offsets must be two non-negative integers".into()),
         },
-        _ => {
-            return Err(format!(
-                "data_offsets has {} entries, expected 2",
-                offs.len()
-            ))
-        }
+        _ => return Err(format!("data_offsets has {} entries, expected 2", offs.len())),
     };
     if begin > end || end > data.len() as u64 {
-        return Err(format!(
-            "data_offsets [{begin}, {end}] out of range (data section is {} bytes)",
-            data.len()
-        ));
+        return Err(format!("data_offsets [{begin}, {end}] out of range (data section is {} bytes)", data.len()));
     }
     let (begin, end) = (begin as usize, end as usize);
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
@@ -310,12 +248,7 @@ fn parse_tensor(v: &Value, data: &[u8]) -> std::result::Result<Parsed, String> {
     }
     let bytes = &data[begin..end];
     let values = match dtype {
-        "F32" => TensorData::F32(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
+        "F32" => TensorData::F32(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
         _ => TensorData::I64(
             bytes
                 .chunks_exact(8)
@@ -329,31 +262,13 @@ fn parse_tensor(v: &Value, data: &[u8]) -> std::result::Result<Parsed, String> {
 /// Checks that a checkpoint holds exactly the `expected` tensors with the expected shapes, so a
 /// checkpoint of another architecture (other sizes, other model) is reported rather than
 /// half-loaded. `what` names the checkpoint in the message.
-pub fn check_layout(
-    found: &[NamedTensor],
-    expected: &[(String, Vec<usize>)],
-    what: &Path,
-) -> Result<()> {
+pub fn check_layout(found: &[NamedTensor], expected: &[(String, Vec<usize>)], what: &Path) -> Result<()> {
     const SHOW: usize = 4;
-    let have: BTreeMap<&str, &[usize]> = found
-        .iter()
-        .map(|t| (t.name.as_str(), t.shape.as_slice()))
-        .collect();
-    let want: BTreeMap<&str, &[usize]> = expected
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.as_slice()))
-        .collect();
-    let missing: Vec<String> = want
-        .keys()
-        .filter(|n| !have.contains_key(*n))
-        .map(|n| n.to_string())
-        .collect();
+    let have: BTreeMap<&str, &[usize]> = found.iter().map(|t| (t.name.as_str(), t.shape.as_slice())).collect();
+    let want: BTreeMap<&str, &[usize]> = expected.iter().map(|(n, s)| (n.as_str(), s.as_slice())).collect();
+    let missing: Vec<String> = want.keys().filter(|n| !have.contains_key(*n)).map(|n| n.to_string()).collect();
     let wanted: BTreeSet<&str> = want.keys().copied().collect();
-    let extra: Vec<String> = have
-        .keys()
-        .filter(|n| !wanted.contains(*n))
-        .map(|n| n.to_string())
-        .collect();
+    let extra: Vec<String> = have.keys().filter(|n| !wanted.contains(*n)).map(|n| n.to_string()).collect();
     let mismatched: Vec<String> = want
         .iter()
         .filter_map(|(n, s)| match have.get(n) {
@@ -379,11 +294,7 @@ pub fn check_layout(
         parts.push(format!("{} unexpected ({})", extra.len(), list(&extra)));
     }
     if !mismatched.is_empty() {
-        parts.push(format!(
-            "{} with a different shape ({})",
-            mismatched.len(),
-            list(&mismatched)
-        ));
+        parts.push(format!("{} with a different shape ({})", mismatched.len(), list(&mismatched)));
     }
     crate::bail!(
         "{}: checkpoint does not match this model's architecture: tensors {}; was it written with \

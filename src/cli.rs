@@ -10,7 +10,11 @@ use wgan::train::{DatasetKind, Loss, Penalty, TrainConfig, TrainOptions};
 use wgan::{Context, Result};
 
 #[derive(Parser)]
-#[command(name = "wgan", version, about = "WGAN and WGAN-GP training on hand-written CUDA kernels, with a CPU reference backend")]
+#[command(
+    name = "wgan",
+    version,
+    about = "WGAN and WGAN-GP training on hand-written CUDA kernels, with a CPU reference backend"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -148,7 +152,11 @@ fn train(a: TrainArgs) -> Result<()> {
             Loss::Wgan => "WGAN",
         },
         cfg.dataset.name(),
-        if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist { "embedded 10,000 digits".to_string() } else { cfg.data.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated".into()) },
+        if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist {
+            "embedded 10,000 digits".to_string()
+        } else {
+            cfg.data.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated".into())
+        },
         cfg.steps,
         dev.name(),
         cfg.out.display()
@@ -231,8 +239,8 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
     let out = a.out.unwrap();
     let path = out.join("config.json");
     let text = std::fs::read_to_string(&path).context(|| format!("--resume: cannot read {}", path.display()))?;
-    let mut cfg: TrainConfig =
-        serde_json::from_str(&text).context(|| format!("--resume: {} is not a wgan run configuration", path.display()))?;
+    let mut cfg: TrainConfig = serde_json::from_str(&text)
+        .context(|| format!("--resume: {} is not a wgan run configuration", path.display()))?;
     cfg.out = out;
     if let Some(s) = a.steps {
         cfg.steps = s;

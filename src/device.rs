@@ -47,7 +47,9 @@ impl Device {
 pub fn open(choice: DeviceChoice, notice: impl FnOnce(&str)) -> Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu(Cpu::new())),
-        DeviceChoice::Cuda(n) => Cuda::new(n).map(Device::Cuda).map_err(|e| crate::Error(format!("--device cuda:{n}: {e}"))),
+        DeviceChoice::Cuda(n) => {
+            Cuda::new(n).map(Device::Cuda).map_err(|e| crate::Error(format!("--device cuda:{n}: {e}")))
+        }
         DeviceChoice::Auto => match Cuda::new(0) {
             Ok(c) => Ok(Device::Cuda(c)),
             Err(e) => {

@@ -53,7 +53,8 @@ fn round_trip_restores_everything() {
     assert_eq!(sa, sb);
     // Another architecture is refused with a message naming the file.
     let mut other = TrainOptions { width: Some(8), ..Default::default() }.resolve().unwrap().build(be.clone()).unwrap();
-    let e = snapshot::load(&d.join("checkpoint"), &mut other).err().expect("width 8 must not load a width-4 checkpoint");
+    let e =
+        snapshot::load(&d.join("checkpoint"), &mut other).err().expect("width 8 must not load a width-4 checkpoint");
     assert!(e.0.contains("generator.safetensors"), "{e}");
 }
 
@@ -64,7 +65,10 @@ fn python_ok() -> bool {
 #[test]
 fn python_reads_our_checkpoints() {
     if !python_ok() {
-        assert!(std::env::var("WGAN_REQUIRE_PYTHON").as_deref() != Ok("1"), "WGAN_REQUIRE_PYTHON=1 but python3 with safetensors and numpy is not available");
+        assert!(
+            std::env::var("WGAN_REQUIRE_PYTHON").as_deref() != Ok("1"),
+            "WGAN_REQUIRE_PYTHON=1 but python3 with safetensors and numpy is not available"
+        );
         eprintln!("skipped: python3 with safetensors and numpy not available (pip install safetensors numpy)");
         return;
     }
@@ -96,7 +100,12 @@ fn python_reads_our_checkpoints() {
         // from a copy of the tree where the build path does not exist.
         let script = Path::new("tests/python/check_checkpoint.py");
         let o = Command::new("python3").arg(&script).arg(&dir).arg(&expected).output().unwrap();
-        assert!(o.status.success(), "python check failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "python check failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         eprintln!("{}", String::from_utf8_lossy(&o.stdout).trim());
     }
 }

@@ -69,7 +69,16 @@ fn toy_run_writes_its_folder_and_samples() {
     let run = d.join("run");
     let o = toy_run(&run, 12, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for f in ["config.json", "metrics.jsonl", "loss.png", "samples/step_000010.png", "samples/step_000012.png", "checkpoint/generator.safetensors", "checkpoint/critic.safetensors", "checkpoint/state.safetensors"] {
+    for f in [
+        "config.json",
+        "metrics.jsonl",
+        "loss.png",
+        "samples/step_000010.png",
+        "samples/step_000012.png",
+        "checkpoint/generator.safetensors",
+        "checkpoint/critic.safetensors",
+        "checkpoint/state.safetensors",
+    ] {
         assert!(run.join(f).is_file(), "missing {f}");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -129,16 +138,21 @@ fn killed_run_resumes_bitwise_identical() {
     let o = wgan(&["train", "--resume", "--out", s(&broken)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(tensors(&whole), tensors(&broken), "resumed run differs from the uninterrupted one");
-    let (a, b) = (std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap(), std::fs::read_to_string(broken.join("metrics.jsonl")).unwrap());
+    let (a, b) = (
+        std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap(),
+        std::fs::read_to_string(broken.join("metrics.jsonl")).unwrap(),
+    );
     assert_eq!(b.lines().count(), 14, "metrics.jsonl should hold each step once");
     let strip = |t: &str| -> Vec<String> {
-        t.lines().map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in ["seconds", "samples_per_sec"] {
-                v.as_object_mut().unwrap().remove(k);
-            }
-            v.to_string()
-        }).collect()
+        t.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for k in ["seconds", "samples_per_sec"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v.to_string()
+            })
+            .collect()
     };
     assert_eq!(strip(&a), strip(&b));
     // Changing the architecture on resume is refused.
@@ -153,11 +167,15 @@ fn invalid_flags() {
     let (nothing, missing, xpng, xtxt) = (d.join("nothing-here"), d.join("missing"), d.join("x.png"), d.join("x.txt"));
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec!["train", "--lr", "0", "--out", o], vec!["--lr", "positive"]),
-        (vec!["train", "--lr", "-1e-4", "--out", o], vec!["--lr"]),
+        (vec!["train", "--lr=-1e-4", "--out", o], vec!["--lr", "positive"]),
+        (vec!["train", "--lr", "-1", "--out", o], vec!["--lr", "positive"]),
         (vec!["train", "--n-critic", "0", "--out", o], vec!["--n-critic"]),
         (vec!["train", "--loss", "wgan", "--clip", "0", "--out", o], vec!["--clip"]),
         (vec!["train", "--image-size", "30", "--out", o], vec!["--image-size 30", "28, 32 or 64"]),
-        (vec!["train", "--batch-size", "20000", "--steps", "1", "--device", "cpu", "--out", o], vec!["--batch-size 20000", "10000 images"]),
+        (
+            vec!["train", "--batch-size", "20000", "--steps", "1", "--device", "cpu", "--out", o],
+            vec!["--batch-size 20000", "10000 images"],
+        ),
         (vec!["train", "--betas", "0.9", "--out", o], vec!["--betas"]),
         (vec!["train", "--dataset", "imagenet", "--out", o], vec!["--dataset"]),
         (vec!["train", "--device", "tpu", "--out", o], vec!["--device"]),
@@ -191,7 +209,9 @@ fn idx_images(n: u32, h: u32, w: u32) -> Vec<u8> {
 fn bad_datasets() {
     let d = tmp("data");
     let out = d.join("run");
-    let train = |dataset: &str, data: &Path| wgan(&["train", "--dataset", dataset, "--data", s(data), "--steps", "1", "--device", "cpu", "--out", s(&out)]);
+    let train = |dataset: &str, data: &Path| {
+        wgan(&["train", "--dataset", dataset, "--data", s(data), "--steps", "1", "--device", "cpu", "--out", s(&out)])
+    };
     fails(&train("mnist", &d.join("absent.idx")), &["absent.idx"]);
     let good = idx_images(70, 28, 28);
     write(&d.join("truncated.idx"), &good[..good.len() - 100]);
@@ -206,7 +226,19 @@ fn bad_datasets() {
     write(&d.join("small.idx"), &good);
     let small = d.join("small.idx");
     fails(
-        &wgan(&["train", "--data", s(&small), "--batch-size", "100", "--steps", "1", "--device", "cpu", "--out", s(&out)]),
+        &wgan(&[
+            "train",
+            "--data",
+            s(&small),
+            "--batch-size",
+            "100",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            s(&out),
+        ]),
         &["--batch-size 100", "70 images"],
     );
     let empty = d.join("empty");
@@ -234,7 +266,10 @@ fn bad_checkpoints_and_output_folders() {
     write(&cut, &bytes[..bytes.len() / 2]);
     fails(&wgan(&["sample", "--from", s(&cut), "--out", s(&d.join("a.csv")), "--device", "cpu"]), &["cut.safetensors"]);
     write(&d.join("junk.safetensors"), b"definitely not a checkpoint");
-    fails(&wgan(&["sample", "--from", s(&d.join("junk.safetensors")), "--out", s(&d.join("a.csv")), "--device", "cpu"]), &["junk.safetensors"]);
+    fails(
+        &wgan(&["sample", "--from", s(&d.join("junk.safetensors")), "--out", s(&d.join("a.csv")), "--device", "cpu"]),
+        &["junk.safetensors"],
+    );
     // Another architecture: a run whose configuration says width 4 but whose checkpoint is the
     // toy model's.
     let other = d.join("other");
@@ -242,7 +277,8 @@ fn bad_checkpoints_and_output_folders() {
     for f in ["generator.safetensors", "critic.safetensors", "state.safetensors"] {
         std::fs::copy(run.join("checkpoint").join(f), other.join("checkpoint").join(f)).unwrap();
     }
-    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
     cfg["dataset"] = "mnist".into();
     cfg["image_size"] = 28.into();
     cfg["width"] = 4.into();
@@ -250,7 +286,10 @@ fn bad_checkpoints_and_output_folders() {
     write(&other.join("config.json"), cfg.to_string().as_bytes());
     fails(&wgan(&["train", "--resume", "--out", s(&other), "--device", "cpu"]), &["generator.safetensors"]);
     // CSV of an image generator is refused; so is an output folder that does not exist.
-    fails(&wgan(&["sample", "--from", s(&run), "--out", s(&d.join("no/such/dir/a.csv")), "--device", "cpu"]), &["does not exist"]);
+    fails(
+        &wgan(&["sample", "--from", s(&run), "--out", s(&d.join("no/such/dir/a.csv")), "--device", "cpu"]),
+        &["does not exist"],
+    );
     // An unwritable output folder: a path below a regular file.
     let file = d.join("a-file");
     write(&file, b"x");

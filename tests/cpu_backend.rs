@@ -16,10 +16,7 @@ fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * scale,
-            "{what}: element {i}: got {g}, want {w} (tol {tol}·{scale})"
-        );
+        assert!((g - w).abs() <= tol * scale, "{what}: element {i}: got {g}, want {w} (tol {tol}·{scale})");
     }
 }
 
@@ -29,14 +26,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 // ---------------------------------------------------------------- references
 
-fn naive_matmul(
-    a: &[f64],
-    sa: [usize; 2],
-    b: &[f64],
-    sb: [usize; 2],
-    ta: bool,
-    tb: bool,
-) -> (Vec<f64>, usize, usize) {
+fn naive_matmul(a: &[f64], sa: [usize; 2], b: &[f64], sb: [usize; 2], ta: bool, tb: bool) -> (Vec<f64>, usize, usize) {
     let at = |i: usize, j: usize| {
         if ta {
             a[j * sa[1] + i]
@@ -102,15 +92,10 @@ impl Cfg {
                                 for kw in 0..self.k {
                                     let ih = (oh * self.s + kh) as isize - self.p as isize;
                                     let iw = (ow * self.s + kw) as isize - self.p as isize;
-                                    if ih < 0
-                                        || iw < 0
-                                        || ih >= self.h as isize
-                                        || iw >= self.w as isize
-                                    {
+                                    if ih < 0 || iw < 0 || ih >= self.h as isize || iw >= self.w as isize {
                                         continue;
                                     }
-                                    let xi = ((n * self.ci + ci) * self.h + ih as usize) * self.w
-                                        + iw as usize;
+                                    let xi = ((n * self.ci + ci) * self.h + ih as usize) * self.w + iw as usize;
                                     let wi = ((co * self.ci + ci) * self.k + kh) * self.k + kw;
                                     let yi = ((n * self.co + co) * ho + oh) * wo + ow;
                                     f(xi, wi, yi);
@@ -146,84 +131,21 @@ fn conv_cfgs() -> Vec<Cfg> {
             for &k in &[3, 4] {
                 for &s in &[1, 2] {
                     for &p in &[0, 1] {
-                        v.push(Cfg {
-                            n,
-                            ci,
-                            co,
-                            h: 9,
-                            w: 7,
-                            k,
-                            s,
-                            p,
-                        });
+                        v.push(Cfg { n, ci, co, h: 9, w: 7, k, s, p });
                     }
                 }
             }
         }
     }
     // 1×1 outputs, a single input channel, a kernel as large as the padded input.
-    v.push(Cfg {
-        n: 3,
-        ci: 5,
-        co: 7,
-        h: 4,
-        w: 4,
-        k: 4,
-        s: 1,
-        p: 0,
-    });
-    v.push(Cfg {
-        n: 1,
-        ci: 1,
-        co: 2,
-        h: 3,
-        w: 3,
-        k: 3,
-        s: 2,
-        p: 0,
-    });
-    v.push(Cfg {
-        n: 2,
-        ci: 3,
-        co: 3,
-        h: 2,
-        w: 2,
-        k: 4,
-        s: 2,
-        p: 1,
-    });
+    v.push(Cfg { n: 3, ci: 5, co: 7, h: 4, w: 4, k: 4, s: 1, p: 0 });
+    v.push(Cfg { n: 1, ci: 1, co: 2, h: 3, w: 3, k: 3, s: 2, p: 0 });
+    v.push(Cfg { n: 2, ci: 3, co: 3, h: 2, w: 2, k: 4, s: 2, p: 1 });
     // Padding larger than the kernel reaches (whole kernel rows and columns outside the image).
-    v.push(Cfg {
-        n: 2,
-        ci: 2,
-        co: 3,
-        h: 3,
-        w: 2,
-        k: 2,
-        s: 1,
-        p: 3,
-    });
-    v.push(Cfg {
-        n: 1,
-        ci: 2,
-        co: 2,
-        h: 2,
-        w: 3,
-        k: 2,
-        s: 2,
-        p: 3,
-    });
+    v.push(Cfg { n: 2, ci: 2, co: 3, h: 3, w: 2, k: 2, s: 1, p: 3 });
+    v.push(Cfg { n: 1, ci: 2, co: 2, h: 2, w: 3, k: 2, s: 2, p: 3 });
     // stride 2 with a remainder: the last input column is not touched.
-    v.push(Cfg {
-        n: 3,
-        ci: 3,
-        co: 5,
-        h: 8,
-        w: 6,
-        k: 3,
-        s: 2,
-        p: 0,
-    });
+    v.push(Cfg { n: 3, ci: 3, co: 5, h: 8, w: 6, k: 3, s: 2, p: 0 });
     v
 }
 
@@ -235,11 +157,7 @@ fn check_elementwise<B: Backend>(be: &B, tol: f64) {
     let a = rand_vec(n, 1);
     let b = rand_vec(n, 2);
     let pos: Vec<f64> = a.iter().map(|v| v.abs() + 0.1).collect();
-    let (ta, tb, tp) = (
-        be.from_f64(&a, &shape),
-        be.from_f64(&b, &shape),
-        be.from_f64(&pos, &shape),
-    );
+    let (ta, tb, tp) = (be.from_f64(&a, &shape), be.from_f64(&b, &shape), be.from_f64(&pos, &shape));
     let chk = |t: &B::Tensor, f: &dyn Fn(usize) -> f64, what: &str| {
         assert_eq!(be.shape(t), &shape);
         let want: Vec<f64> = (0..n).map(f).collect();
@@ -251,23 +169,11 @@ fn check_elementwise<B: Backend>(be: &B, tol: f64) {
     chk(&be.scale(&ta, -1.5), &|i| -1.5 * a[i], "scale");
     chk(&be.add_scalar(&ta, 0.25), &|i| a[i] + 0.25, "add_scalar");
     chk(&be.powf(&tp, -0.5), &|i| pos[i].powf(-0.5), "powf");
-    chk(
-        &be.leaky_relu(&ta, 0.2),
-        &|i| if a[i] > 0.0 { a[i] } else { 0.2 * a[i] },
-        "leaky_relu",
-    );
+    chk(&be.leaky_relu(&ta, 0.2), &|i| if a[i] > 0.0 { a[i] } else { 0.2 * a[i] }, "leaky_relu");
     chk(&be.leaky_relu(&ta, 0.0), &|i| a[i].max(0.0), "relu");
-    chk(
-        &be.leaky_relu_backward(&tb, &ta, 0.2),
-        &|i| if a[i] > 0.0 { b[i] } else { 0.2 * b[i] },
-        "leaky_relu_backward",
-    );
+    chk(&be.leaky_relu_backward(&tb, &ta, 0.2), &|i| if a[i] > 0.0 { b[i] } else { 0.2 * b[i] }, "leaky_relu_backward");
     chk(&be.tanh(&ta), &|i| a[i].tanh(), "tanh");
-    chk(
-        &be.tanh_backward(&tb, &ta),
-        &|i| b[i] * (1.0 - a[i] * a[i]),
-        "tanh_backward",
-    );
+    chk(&be.tanh_backward(&tb, &ta), &|i| b[i] * (1.0 - a[i] * a[i]), "tanh_backward");
 }
 
 #[test]
@@ -287,11 +193,7 @@ fn elementwise_large_parallel_path() {
     let a = rand_vec(n, 3);
     let b = rand_vec(n, 4);
     let got = be.to_f64(&be.mul(&be.from_f64(&a, &[n]), &be.from_f64(&b, &[n])));
-    let want: Vec<f64> = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (*x as f32 * *y as f32) as f64)
-        .collect();
+    let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (*x as f32 * *y as f32) as f64).collect();
     assert_eq!(got, want);
 }
 
@@ -332,10 +234,7 @@ fn views_alias_storage() {
     assert_eq!(be.to_f64(&w), vec![1.0, 2.0, 3.0, 4.0]);
     // Writing through a view is seen by the parent and by a view of the view.
     be.copy_into_inplace(&b, 1, &be.from_f64(&[7.0, 8.0], &[2]));
-    assert_eq!(
-        be.to_f64(&buf),
-        vec![0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 7.0, 8.0, 0.0]
-    );
+    assert_eq!(be.to_f64(&buf), vec![0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 7.0, 8.0, 0.0]);
     let ww = be.view(&w, 1, &[2]);
     assert_eq!(be.to_f64(&ww), vec![2.0, 3.0]);
     // In-place optimizer steps on a view update the parent buffer.
@@ -375,12 +274,7 @@ fn check_groups<B: Backend>(be: &B, shape: &[usize], tol: f64) {
         let what = format!("{group:?} {shape:?}");
         let s = be.group_sum(&tx, group);
         assert_eq!(be.shape(&s), &[g]);
-        assert_close(
-            &be.to_f64(&s),
-            &sums,
-            tol * n as f64,
-            &format!("group_sum {what}"),
-        );
+        assert_close(&be.to_f64(&s), &sums, tol * n as f64, &format!("group_sum {what}"));
         let bc = be.group_broadcast(&tv, group, shape);
         assert_eq!(be.shape(&bc), shape);
         assert_close(
@@ -409,14 +303,7 @@ fn check_groups<B: Backend>(be: &B, shape: &[usize], tol: f64) {
 #[test]
 fn group_ops_f64() {
     let be = C64::new();
-    for shape in [
-        &[5, 7][..],
-        &[3, 5, 2, 3],
-        &[1, 3, 4, 4],
-        &[4, 1],
-        &[1, 1],
-        &[6],
-    ] {
+    for shape in [&[5, 7][..], &[3, 5, 2, 3], &[1, 3, 4, 4], &[4, 1], &[1, 1], &[6]] {
         if shape.len() == 1 {
             continue;
         }
@@ -437,10 +324,7 @@ fn group_ops_f32_large() {
 fn group_sample_on_1d() {
     let be = C64::new();
     let t = be.from_f64(&[1.0, 2.0, 3.0], &[3]);
-    assert_eq!(
-        be.to_f64(&be.group_sum(&t, Group::Sample)),
-        vec![1.0, 2.0, 3.0]
-    );
+    assert_eq!(be.to_f64(&be.group_sum(&t, Group::Sample)), vec![1.0, 2.0, 3.0]);
     assert_eq!(be.to_f64(&be.group_sum(&t, Group::All)), vec![6.0]);
 }
 
@@ -466,12 +350,7 @@ fn reductions_do_not_depend_on_thread_count() {
         out.push(be.to_f32(&be.penalty(&x, PenaltyKind::TwoSided, 1e-8).0));
         out
     };
-    let pool = |n| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .unwrap()
-    };
+    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
     let one = pool(1).install(run);
     let three = pool(3).install(run);
     assert_eq!(one, three);
@@ -490,12 +369,7 @@ fn check_matmul<B: Backend>(be: &B, tol: f64) {
                 let c = be.matmul(&be.from_f64(&a, &sa), &be.from_f64(&b, &sb), ta, tb);
                 let (want, wm, wn) = naive_matmul(&a, sa, &b, sb, ta, tb);
                 assert_eq!(be.shape(&c), &[wm, wn]);
-                assert_close(
-                    &be.to_f64(&c),
-                    &want,
-                    tol * k as f64,
-                    &format!("matmul {m}x{k}x{n} {ta} {tb}"),
-                );
+                assert_close(&be.to_f64(&c), &want, tol * k as f64, &format!("matmul {m}x{k}x{n} {ta} {tb}"));
             }
         }
     }
@@ -518,10 +392,7 @@ fn matmul_views() {
     let a = be.view(&buf, 1, &[2, 2]);
     let b = be.view(&buf, 3, &[2, 1]);
     // [[1,2],[3,4]] · [[3],[4]]
-    assert_eq!(
-        be.to_f64(&be.matmul(&a, &b, false, false)),
-        vec![11.0, 25.0]
-    );
+    assert_eq!(be.to_f64(&be.matmul(&a, &b, false, false)), vec![11.0, 25.0]);
 }
 
 #[test]
@@ -538,11 +409,7 @@ fn check_conv<B: Backend>(be: &B, cfg: Cfg, tol: f64) {
     let w = rand_vec(numel(&cfg.ws()), 12);
     let gy = rand_vec(numel(&cfg.ys()), 13);
     let p = ConvParams::new(cfg.s, cfg.p);
-    let (tx, tw, tg) = (
-        be.from_f64(&x, &cfg.xs()),
-        be.from_f64(&w, &cfg.ws()),
-        be.from_f64(&gy, &cfg.ys()),
-    );
+    let (tx, tw, tg) = (be.from_f64(&x, &cfg.xs()), be.from_f64(&w, &cfg.ws()), be.from_f64(&gy, &cfg.ys()));
     let what = format!("{cfg:?}");
     let y = be.conv2d(&tx, &tw, p);
     assert_eq!(be.shape(&y), &cfg.ys(), "{what}");
@@ -551,28 +418,15 @@ fn check_conv<B: Backend>(be: &B, cfg: Cfg, tol: f64) {
     let gx = be.conv2d_data_grad(&tg, &tw, p, (cfg.h, cfg.w));
     assert_eq!(be.shape(&gx), &cfg.xs(), "{what}");
     let gx = be.to_f64(&gx);
-    assert_close(
-        &gx,
-        &cfg.data_grad(&gy, &w),
-        tol,
-        &format!("data_grad {what}"),
-    );
+    assert_close(&gx, &cfg.data_grad(&gy, &w), tol, &format!("data_grad {what}"));
     let gw = be.conv2d_weight_grad(&tx, &tg, p, cfg.k);
     assert_eq!(be.shape(&gw), &cfg.ws(), "{what}");
     let gw = be.to_f64(&gw);
-    assert_close(
-        &gw,
-        &cfg.weight_grad(&x, &gy),
-        tol,
-        &format!("weight_grad {what}"),
-    );
+    assert_close(&gw, &cfg.weight_grad(&x, &gy), tol, &format!("weight_grad {what}"));
     // Adjointness: <conv(x, w), gy> = <x, data_grad(gy, w)> = <w, weight_grad(x, gy)>.
     let (l, r1, r2) = (dot(&y, &gy), dot(&x, &gx), dot(&w, &gw));
     let sc = 1.0 + l.abs();
-    assert!(
-        (l - r1).abs() <= tol * 10.0 * sc && (l - r2).abs() <= tol * 10.0 * sc,
-        "adjoint {what}: {l} {r1} {r2}"
-    );
+    assert!((l - r1).abs() <= tol * 10.0 * sc && (l - r2).abs() <= tol * 10.0 * sc, "adjoint {what}: {l} {r1} {r2}");
 }
 
 #[test]
@@ -595,65 +449,26 @@ fn conv_f32_against_direct_loops() {
 fn conv_large_batch_chunks_and_parallel_paths() {
     // im2col of the whole batch exceeds the chunk limit (4M elements): several batch chunks.
     let be = C32::new();
-    check_conv(
-        &be,
-        Cfg {
-            n: 18,
-            ci: 16,
-            co: 5,
-            h: 32,
-            w: 32,
-            k: 4,
-            s: 1,
-            p: 1,
-        },
-        1e-5,
-    );
-    check_conv(
-        &be,
-        Cfg {
-            n: 9,
-            ci: 3,
-            co: 8,
-            h: 28,
-            w: 28,
-            k: 4,
-            s: 2,
-            p: 1,
-        },
-        1e-5,
-    );
+    check_conv(&be, Cfg { n: 18, ci: 16, co: 5, h: 32, w: 32, k: 4, s: 1, p: 1 }, 1e-5);
+    check_conv(&be, Cfg { n: 9, ci: 3, co: 8, h: 28, w: 28, k: 4, s: 2, p: 1 }, 1e-5);
 }
 
 #[test]
 fn conv_known_values() {
     // 1×1×3×3 input, 2×2 kernel of ones, stride 1, no padding: sums of 2×2 windows.
     let be = C64::new();
-    let x = be.from_f64(
-        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
-        &[1, 1, 3, 3],
-    );
+    let x = be.from_f64(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], &[1, 1, 3, 3]);
     let w = be.fill(&[1, 1, 2, 2], 1.0);
-    assert_eq!(
-        be.to_f64(&be.conv2d(&x, &w, ConvParams::new(1, 0))),
-        vec![12.0, 16.0, 24.0, 28.0]
-    );
+    assert_eq!(be.to_f64(&be.conv2d(&x, &w, ConvParams::new(1, 0))), vec![12.0, 16.0, 24.0, 28.0]);
     // With padding 1 and stride 2: windows at (-1,-1), (-1,1), (1,-1), (1,1).
-    assert_eq!(
-        be.to_f64(&be.conv2d(&x, &w, ConvParams::new(2, 1))),
-        vec![1.0, 5.0, 11.0, 28.0]
-    );
+    assert_eq!(be.to_f64(&be.conv2d(&x, &w, ConvParams::new(2, 1))), vec![1.0, 5.0, 11.0, 28.0]);
 }
 
 #[test]
 #[should_panic]
 fn conv_rejects_channel_mismatch() {
     let be = C64::new();
-    be.conv2d(
-        &be.fill(&[1, 3, 5, 5], 1.0),
-        &be.fill(&[2, 4, 3, 3], 1.0),
-        ConvParams::new(1, 0),
-    );
+    be.conv2d(&be.fill(&[1, 3, 5, 5], 1.0), &be.fill(&[2, 4, 3, 3], 1.0), ConvParams::new(1, 0));
 }
 
 // ---------------------------------------------------------------- normalisation
@@ -667,36 +482,25 @@ fn group_stats(x: &[f64], shape: &[usize], group: Group) -> Vec<(f64, f64)> {
         e.1 += v * v;
         e.2 += 1.0;
     }
-    s.iter()
-        .map(|&(a, b, c)| (a / c, b / c - (a / c) * (a / c)))
-        .collect()
+    s.iter().map(|&(a, b, c)| (a / c, b / c - (a / c) * (a / c))).collect()
 }
 
 #[test]
 fn normalize_has_zero_mean_unit_variance() {
     let be = C64::new();
     for shape in [&[6, 5][..], &[3, 5, 2, 3], &[64, 8, 16, 16]] {
-        let x: Vec<f64> = rand_vec(numel(shape), 21)
-            .iter()
-            .map(|v| 3.0 * v + 1.5)
-            .collect();
+        let x: Vec<f64> = rand_vec(numel(shape), 21).iter().map(|v| 3.0 * v + 1.5).collect();
         for group in [Group::All, Group::Sample, Group::Channel] {
             let y = be.to_f64(&be.normalize(&be.from_f64(&x, shape), group, 0.0));
             for (i, (m, v)) in group_stats(&y, shape, group).into_iter().enumerate() {
-                assert!(
-                    m.abs() < 1e-12 && (v - 1.0).abs() < 1e-10,
-                    "{group:?} {shape:?} group {i}: mean {m} var {v}"
-                );
+                assert!(m.abs() < 1e-12 && (v - 1.0).abs() < 1e-10, "{group:?} {shape:?} group {i}: mean {m} var {v}");
             }
             // With eps the variance shrinks to var/(var+eps).
             let st = group_stats(&x, shape, group);
             let y = be.to_f64(&be.normalize(&be.from_f64(&x, shape), group, 0.5));
             for (i, (m, v)) in group_stats(&y, shape, group).into_iter().enumerate() {
                 let want = st[i].1 / (st[i].1 + 0.5);
-                assert!(
-                    m.abs() < 1e-12 && (v - want).abs() < 1e-10,
-                    "{group:?} eps: {v} vs {want}"
-                );
+                assert!(m.abs() < 1e-12 && (v - want).abs() < 1e-10, "{group:?} eps: {v} vs {want}");
             }
         }
     }
@@ -706,33 +510,15 @@ fn normalize_has_zero_mean_unit_variance() {
 fn normalize_f32_matches_f64() {
     let (b32, b64) = (C32::new(), C64::new());
     let shape = [4, 6, 5, 5];
-    let x: Vec<f64> = rand_vec(numel(&shape), 22)
-        .iter()
-        .map(|v| 4.0 * v - 2.0)
-        .collect();
+    let x: Vec<f64> = rand_vec(numel(&shape), 22).iter().map(|v| 4.0 * v - 2.0).collect();
     let g = rand_vec(numel(&shape), 23);
     for group in [Group::All, Group::Sample, Group::Channel] {
         let a = b32.to_f64(&b32.normalize(&b32.from_f64(&x, &shape), group, 1e-5));
         let b = b64.to_f64(&b64.normalize(&b64.from_f64(&x, &shape), group, 1e-5));
         assert_close(&a, &b, 1e-5, "normalize f32");
-        let a = b32.normalize_backward(
-            &b32.from_f64(&g, &shape),
-            &b32.from_f64(&x, &shape),
-            group,
-            1e-5,
-        );
-        let b = b64.normalize_backward(
-            &b64.from_f64(&g, &shape),
-            &b64.from_f64(&x, &shape),
-            group,
-            1e-5,
-        );
-        assert_close(
-            &b32.to_f64(&a),
-            &b64.to_f64(&b),
-            1e-5,
-            "normalize_backward f32",
-        );
+        let a = b32.normalize_backward(&b32.from_f64(&g, &shape), &b32.from_f64(&x, &shape), group, 1e-5);
+        let b = b64.normalize_backward(&b64.from_f64(&g, &shape), &b64.from_f64(&x, &shape), group, 1e-5);
+        assert_close(&b32.to_f64(&a), &b64.to_f64(&b), 1e-5, "normalize_backward f32");
     }
 }
 
@@ -745,18 +531,8 @@ fn normalize_backward_matches_finite_differences() {
         let up = rand_vec(n, 32);
         for group in [Group::All, Group::Sample, Group::Channel] {
             let eps = 1e-3;
-            let loss = |x: &[f64]| {
-                dot(
-                    &be.to_f64(&be.normalize(&be.from_f64(x, shape), group, eps)),
-                    &up,
-                )
-            };
-            let g = be.to_f64(&be.normalize_backward(
-                &be.from_f64(&up, shape),
-                &be.from_f64(&x, shape),
-                group,
-                eps,
-            ));
+            let loss = |x: &[f64]| dot(&be.to_f64(&be.normalize(&be.from_f64(x, shape), group, eps)), &up);
+            let g = be.to_f64(&be.normalize_backward(&be.from_f64(&up, shape), &be.from_f64(&x, shape), group, eps));
             let h = 1e-6;
             let fd: Vec<f64> = (0..n)
                 .map(|i| {
@@ -766,12 +542,7 @@ fn normalize_backward_matches_finite_differences() {
                     (loss(&a) - loss(&b)) / (2.0 * h)
                 })
                 .collect();
-            assert_close(
-                &g,
-                &fd,
-                1e-7,
-                &format!("normalize_backward {group:?} {shape:?}"),
-            );
+            assert_close(&g, &fd, 1e-7, &format!("normalize_backward {group:?} {shape:?}"));
         }
     }
 }
@@ -785,14 +556,8 @@ fn interpolate_per_sample() {
     let x = rand_vec(24, 41);
     let xt = rand_vec(24, 42);
     let e = [0.0, 0.25, 1.0];
-    let got = be.to_f64(&be.interpolate(
-        &be.from_f64(&x, &shape),
-        &be.from_f64(&xt, &shape),
-        &be.from_f64(&e, &[3]),
-    ));
-    let want: Vec<f64> = (0..24)
-        .map(|i| e[i / 8] * x[i] + (1.0 - e[i / 8]) * xt[i])
-        .collect();
+    let got = be.to_f64(&be.interpolate(&be.from_f64(&x, &shape), &be.from_f64(&xt, &shape), &be.from_f64(&e, &[3])));
+    let want: Vec<f64> = (0..24).map(|i| e[i / 8] * x[i] + (1.0 - e[i / 8]) * xt[i]).collect();
     assert_close(&got, &want, 1e-15, "interpolate");
     assert_eq!(got[..8], xt[..8]);
     assert_eq!(got[16..], x[16..]);
@@ -807,10 +572,7 @@ fn penalty_at_zero_gradient_is_finite() {
     assert_eq!(be.shape(&p), &[1]);
     assert_eq!(be.shape(&d), &[4, 3, 2, 2]);
     let p = be.to_f64(&p)[0];
-    assert!(
-        (p - (eps.sqrt() - 1.0).powi(2)).abs() < 1e-15,
-        "two-sided P at 0: {p}"
-    );
+    assert!((p - (eps.sqrt() - 1.0).powi(2)).abs() < 1e-15, "two-sided P at 0: {p}");
     assert!(be.to_f64(&d).iter().all(|v| *v == 0.0));
     let (p, d) = be.penalty(&g, PenaltyKind::OneSided, eps);
     assert_eq!(be.to_f64(&p), vec![0.0]);
@@ -853,11 +615,8 @@ fn penalty_values_and_gradient() {
     let shape = [5, 2, 3, 3];
     let n = numel(&shape);
     // Samples with norms below and above 1, so the one-sided form is active for some only.
-    let g: Vec<f64> = rand_vec(n, 51)
-        .iter()
-        .enumerate()
-        .map(|(i, v)| v * if i / 18 % 2 == 0 { 0.1 } else { 0.8 })
-        .collect();
+    let g: Vec<f64> =
+        rand_vec(n, 51).iter().enumerate().map(|(i, v)| v * if i / 18 % 2 == 0 { 0.1 } else { 0.8 }).collect();
     for kind in [PenaltyKind::TwoSided, PenaltyKind::OneSided] {
         let eps = 1e-8;
         let (p, d) = be.penalty(&be.from_f64(&g, &shape), kind, eps);
@@ -873,21 +632,12 @@ fn penalty_values_and_gradient() {
             b[i] -= h;
             let pa = be.to_f64(&be.penalty(&be.from_f64(&a, &shape), kind, eps).0)[0];
             let pb = be.to_f64(&be.penalty(&be.from_f64(&b, &shape), kind, eps).0)[0];
-            assert!(
-                ((pa - pb) / (2.0 * h) - d[i]).abs() < 1e-7,
-                "{kind:?} fd at {i}"
-            );
+            assert!(((pa - pb) / (2.0 * h) - d[i]).abs() < 1e-7, "{kind:?} fd at {i}");
         }
     }
     // Two-sided exceeds one-sided when some norms are below 1.
-    let p2 = be.to_f64(
-        &be.penalty(&be.from_f64(&g, &shape), PenaltyKind::TwoSided, 0.0)
-            .0,
-    )[0];
-    let p1 = be.to_f64(
-        &be.penalty(&be.from_f64(&g, &shape), PenaltyKind::OneSided, 0.0)
-            .0,
-    )[0];
+    let p2 = be.to_f64(&be.penalty(&be.from_f64(&g, &shape), PenaltyKind::TwoSided, 0.0).0)[0];
+    let p1 = be.to_f64(&be.penalty(&be.from_f64(&g, &shape), PenaltyKind::OneSided, 0.0).0)[0];
     assert!(p2 > p1 && p1 > 0.0, "{p2} {p1}");
 }
 
@@ -895,11 +645,7 @@ fn penalty_values_and_gradient() {
 fn penalty_known_value() {
     // Two samples: g = (3, 4) has norm 5 → (5−1)² = 16; g = (0.6, 0.8) has norm 1 → 0. P = 8.
     let be = C64::new();
-    let (p, d) = be.penalty(
-        &be.from_f64(&[3.0, 4.0, 0.6, 0.8], &[2, 2]),
-        PenaltyKind::TwoSided,
-        0.0,
-    );
+    let (p, d) = be.penalty(&be.from_f64(&[3.0, 4.0, 0.6, 0.8], &[2, 2]), PenaltyKind::TwoSided, 0.0);
     assert!((be.to_f64(&p)[0] - 8.0).abs() < 1e-12);
     // dP/dg = (2/2)·4·g/5.
     assert_close(&be.to_f64(&d), &[2.4, 3.2, 0.0, 0.0], 1e-12, "known dP/dg");
@@ -939,16 +685,8 @@ fn random_numbers_moments() {
         let m = mean(v);
         v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64
     };
-    assert!(
-        mean(&z).abs() < 0.01 && (var(&z) - 1.0).abs() < 0.01,
-        "normal {} {}",
-        mean(&z),
-        var(&z)
-    );
-    assert!(
-        (mean(&u) - 0.5).abs() < 0.005 && (var(&u) - 1.0 / 12.0).abs() < 0.002,
-        "uniform"
-    );
+    assert!(mean(&z).abs() < 0.01 && (var(&z) - 1.0).abs() < 0.01, "normal {} {}", mean(&z), var(&z));
+    assert!((mean(&u) - 0.5).abs() < 0.005 && (var(&u) - 1.0 / 12.0).abs() < 0.002, "uniform");
     assert!(u.iter().all(|&x| x > 0.0 && x < 1.0));
 }
 
@@ -966,19 +704,7 @@ fn adam_two_steps_match_pytorch_formula() {
     let (mut wp, mut wm, mut wv) = (p0.to_vec(), vec![0.0; 4], vec![0.0; 4]);
     for (t, g) in grads.iter().enumerate() {
         let t = t as u64 + 1;
-        be.adam_inplace(
-            &p,
-            &be.from_f64(g, &[4]),
-            &m,
-            &v,
-            AdamStep {
-                lr,
-                beta1: b1,
-                beta2: b2,
-                eps,
-                t,
-            },
-        );
+        be.adam_inplace(&p, &be.from_f64(g, &[4]), &m, &v, AdamStep { lr, beta1: b1, beta2: b2, eps, t });
         for i in 0..4 {
             wm[i] = b1 * wm[i] + (1.0 - b1) * g[i];
             wv[i] = b2 * wv[i] + (1.0 - b2) * g[i] * g[i];
@@ -997,15 +723,9 @@ fn adam_two_steps_match_pytorch_formula() {
     let v2: f64 = 0.9 * 0.001 + 0.1 * 0.16;
     let want0 = p1 - 1e-3 / 0.75 * m2 / (v2.sqrt() / (0.19f64).sqrt() + 1e-8);
     assert!((be.to_f64(&p)[0] - want0).abs() < 1e-15);
-    assert!(
-        (want0 - (0.499 + 1e-3 * 0.23333333 / 0.29824045)).abs() < 1e-8,
-        "{want0}"
-    );
+    assert!((want0 - (0.499 + 1e-3 * 0.23333333 / 0.29824045)).abs() < 1e-8, "{want0}");
     // Zero gradient at step 1 leaves the parameter unchanged.
-    assert_eq!(
-        be.to_f64(&p)[3],
-        0.0 - 1e-3 / 0.75 * 0.5 / ((0.1f64).sqrt() / (0.19f64).sqrt() + 1e-8)
-    );
+    assert_eq!(be.to_f64(&p)[3], 0.0 - 1e-3 / 0.75 * 0.5 / ((0.1f64).sqrt() / (0.19f64).sqrt() + 1e-8));
 }
 
 #[test]
@@ -1014,23 +734,9 @@ fn adam_f32_large_matches_f64() {
     let n = 70_001;
     let p0 = rand_vec(n, 61);
     let g = rand_vec(n, 62);
-    let s = AdamStep {
-        lr: 2e-4,
-        beta1: 0.5,
-        beta2: 0.999,
-        eps: 1e-8,
-        t: 3,
-    };
-    let (p32, m32, v32) = (
-        b32.from_f64(&p0, &[n]),
-        b32.fill(&[n], 0.01),
-        b32.fill(&[n], 0.02),
-    );
-    let (p64, m64, v64) = (
-        b64.from_f64(&p0, &[n]),
-        b64.fill(&[n], 0.01),
-        b64.fill(&[n], 0.02),
-    );
+    let s = AdamStep { lr: 2e-4, beta1: 0.5, beta2: 0.999, eps: 1e-8, t: 3 };
+    let (p32, m32, v32) = (b32.from_f64(&p0, &[n]), b32.fill(&[n], 0.01), b32.fill(&[n], 0.02));
+    let (p64, m64, v64) = (b64.from_f64(&p0, &[n]), b64.fill(&[n], 0.01), b64.fill(&[n], 0.02));
     b32.adam_inplace(&p32, &b32.from_f64(&g, &[n]), &m32, &v32, s);
     b64.adam_inplace(&p64, &b64.from_f64(&g, &[n]), &m64, &v64, s);
     assert_close(&b32.to_f64(&p32), &b64.to_f64(&p64), 1e-6, "adam f32");
@@ -1048,17 +754,7 @@ fn rmsprop_two_steps_and_clip() {
         let v = be.fill(&[4], 0.0);
         let (mut wp, mut wv) = (p0.to_vec(), vec![0.0; 4]);
         for g in &grads {
-            be.rmsprop_inplace(
-                &p,
-                &be.from_f64(g, &[4]),
-                &v,
-                RmsPropStep {
-                    lr,
-                    alpha,
-                    eps,
-                    clip,
-                },
-            );
+            be.rmsprop_inplace(&p, &be.from_f64(g, &[4]), &v, RmsPropStep { lr, alpha, eps, clip });
             for i in 0..4 {
                 wv[i] = alpha * wv[i] + (1.0 - alpha) * g[i] * g[i];
                 wp[i] -= lr * g[i] / (wv[i].sqrt() + eps);
@@ -1077,17 +773,7 @@ fn rmsprop_two_steps_and_clip() {
     // Hand-computed first step of element 0: v = 0.01·0.01 = 1e-4, p = 0.5 − 5e-5·0.1/(0.01 + 1e-8).
     let p = be.from_f64(&[0.5], &[1]);
     let v = be.fill(&[1], 0.0);
-    be.rmsprop_inplace(
-        &p,
-        &be.from_f64(&[0.1], &[1]),
-        &v,
-        RmsPropStep {
-            lr,
-            alpha,
-            eps,
-            clip: None,
-        },
-    );
+    be.rmsprop_inplace(&p, &be.from_f64(&[0.1], &[1]), &v, RmsPropStep { lr, alpha, eps, clip: None });
     assert!((be.to_f64(&v)[0] - 1e-4).abs() < 1e-18);
     assert!((be.to_f64(&p)[0] - (0.5 - 5e-5 * 0.1 / (0.01 + 1e-8))).abs() < 1e-15);
 }
@@ -1122,25 +808,9 @@ fn optimizers_on_views_of_flat_buffers() {
     // Parameters and both Adam moments as views of one state buffer.
     let be = C64::new();
     let state = be.fill(&[9], 0.0);
-    let (p, m, v) = (
-        be.view(&state, 0, &[3]),
-        be.view(&state, 3, &[3]),
-        be.view(&state, 6, &[3]),
-    );
+    let (p, m, v) = (be.view(&state, 0, &[3]), be.view(&state, 3, &[3]), be.view(&state, 6, &[3]));
     be.copy_into_inplace(&state, 0, &be.from_f64(&[1.0, 2.0, 3.0], &[3]));
-    be.adam_inplace(
-        &p,
-        &be.fill(&[3], 1.0),
-        &m,
-        &v,
-        AdamStep {
-            lr: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 0.0,
-            t: 1,
-        },
-    );
+    be.adam_inplace(&p, &be.fill(&[3], 1.0), &m, &v, AdamStep { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 0.0, t: 1 });
     let s = be.to_f64(&state);
     assert_close(&s[..3], &[0.9, 1.9, 2.9], 1e-14, "p");
     assert_close(&s[3..6], &[0.1; 3], 1e-14, "m");
@@ -1155,19 +825,7 @@ fn adam_rejects_overlapping_state() {
     let p = be.view(&s, 0, &[2]);
     let m = be.view(&s, 1, &[2]);
     let v = be.view(&s, 2, &[2]);
-    be.adam_inplace(
-        &p,
-        &be.fill(&[2], 1.0),
-        &m,
-        &v,
-        AdamStep {
-            lr: 0.1,
-            beta1: 0.9,
-            beta2: 0.99,
-            eps: 1e-8,
-            t: 1,
-        },
-    );
+    be.adam_inplace(&p, &be.fill(&[2], 1.0), &m, &v, AdamStep { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, t: 1 });
 }
 
 #[test]
@@ -1191,11 +849,7 @@ fn time<R>(what: &str, reps: usize, mut f: impl FnMut() -> R) {
         })
         .collect();
     ts.sort_by(f64::total_cmp);
-    eprintln!(
-        "{what:<52} min {:>8.3} ms   median {:>8.3} ms",
-        ts[0],
-        ts[reps / 2]
-    );
+    eprintln!("{what:<52} min {:>8.3} ms   median {:>8.3} ms", ts[0], ts[reps / 2]);
 }
 
 #[test]
@@ -1206,47 +860,22 @@ fn timing() {
     let a = be.randn(&[256, 512], 1, 0);
     let w = be.randn(&[512, 512], 1, 1);
     let b = be.randn(&[512], 1, 2);
-    time("matmul [256,512]x[512,512]", 50, || {
-        be.matmul(&a, &w, false, false)
-    });
-    time("matmul [256,512]x[512,512]ᵀ", 50, || {
-        be.matmul(&a, &w, false, true)
-    });
-    time("matmul [256,512]ᵀx[256,512] (weight grad)", 50, || {
-        be.matmul(&a, &a, true, false)
-    });
-    time("group_add Channel [256,512]", 200, || {
-        be.group_add(&a, &b, Group::Channel)
-    });
-    time("group_sum Channel [256,512]", 200, || {
-        be.group_sum(&a, Group::Channel)
-    });
+    time("matmul [256,512]x[512,512]", 50, || be.matmul(&a, &w, false, false));
+    time("matmul [256,512]x[512,512]ᵀ", 50, || be.matmul(&a, &w, false, true));
+    time("matmul [256,512]ᵀx[256,512] (weight grad)", 50, || be.matmul(&a, &a, true, false));
+    time("group_add Channel [256,512]", 200, || be.group_add(&a, &b, Group::Channel));
+    time("group_sum Channel [256,512]", 200, || be.group_sum(&a, Group::Channel));
     time("leaky_relu [256,512]", 200, || be.leaky_relu(&a, 0.2));
-    time("leaky_relu_backward [256,512]", 200, || {
-        be.leaky_relu_backward(&a, &a, 0.2)
-    });
+    time("leaky_relu_backward [256,512]", 200, || be.leaky_relu_backward(&a, &a, 0.2));
     time("add [256,512]", 200, || be.add(&a, &a));
     time("randn [256,512]", 50, || be.randn(&[256, 512], 3, 0));
-    time("penalty [256,512]", 200, || {
-        be.penalty(&a, PenaltyKind::TwoSided, 1e-12)
-    });
+    time("penalty [256,512]", 200, || be.penalty(&a, PenaltyKind::TwoSided, 1e-12));
     let p = be.randn(&[1 << 20], 2, 0);
     let (m, v) = (be.fill(&[1 << 20], 0.0), be.fill(&[1 << 20], 0.0));
-    let s = AdamStep {
-        lr: 1e-4,
-        beta1: 0.5,
-        beta2: 0.9,
-        eps: 1e-8,
-        t: 1,
-    };
+    let s = AdamStep { lr: 1e-4, beta1: 0.5, beta2: 0.9, eps: 1e-8, t: 1 };
     time("adam 1M", 50, || be.adam_inplace(&p, &p.clone(), &m, &v, s));
-    for (t, (n, ci, co, h, k, st, pd)) in [
-        (64, 1, 64, 28, 4, 2, 1),
-        (64, 64, 128, 14, 4, 2, 1),
-        (64, 128, 256, 7, 3, 1, 1),
-    ]
-    .into_iter()
-    .enumerate()
+    for (t, (n, ci, co, h, k, st, pd)) in
+        [(64, 1, 64, 28, 4, 2, 1), (64, 64, 128, 14, 4, 2, 1), (64, 128, 256, 7, 3, 1, 1)].into_iter().enumerate()
     {
         let t = t as u64;
         let x = be.randn(&[n, ci, h, h], 5, t);
@@ -1255,20 +884,12 @@ fn timing() {
         let y = be.conv2d(&x, &wt, cp);
         let what = format!("[{n},{ci},{h},{h}] * [{co},{ci},{k},{k}] s{st} p{pd}");
         time(&format!("conv2d {what}"), 10, || be.conv2d(&x, &wt, cp));
-        time(&format!("data_grad {what}"), 10, || {
-            be.conv2d_data_grad(&y, &wt, cp, (h, h))
-        });
-        time(&format!("weight_grad {what}"), 10, || {
-            be.conv2d_weight_grad(&x, &y, cp, k)
-        });
+        time(&format!("data_grad {what}"), 10, || be.conv2d_data_grad(&y, &wt, cp, (h, h)));
+        time(&format!("weight_grad {what}"), 10, || be.conv2d_weight_grad(&x, &y, cp, k));
     }
     let x = be.randn(&[64, 128, 14, 14], 7, 0);
-    time("normalize Channel [64,128,14,14]", 20, || {
-        be.normalize(&x, Group::Channel, 1e-5)
-    });
-    time("normalize_backward Channel [64,128,14,14]", 20, || {
-        be.normalize_backward(&x, &x, Group::Channel, 1e-5)
-    });
+    time("normalize Channel [64,128,14,14]", 20, || be.normalize(&x, Group::Channel, 1e-5));
+    time("normalize_backward Channel [64,128,14,14]", 20, || be.normalize_backward(&x, &x, Group::Channel, 1e-5));
 }
 
 #[test]
@@ -1278,15 +899,9 @@ fn timing_groups() {
     let a = be.randn(&[256, 512], 1, 0);
     for g in [Group::All, Group::Sample, Group::Channel] {
         let v = be.randn(&[g.count(&[256, 512])], 1, 2);
-        time(&format!("group_add {g:?} [256,512]"), 500, || {
-            be.group_add(&a, &v, g)
-        });
-        time(&format!("group_broadcast {g:?} [256,512]"), 500, || {
-            be.group_broadcast(&v, g, &[256, 512])
-        });
-        time(&format!("group_sum {g:?} [256,512]"), 500, || {
-            be.group_sum(&a, g)
-        });
+        time(&format!("group_add {g:?} [256,512]"), 500, || be.group_add(&a, &v, g));
+        time(&format!("group_broadcast {g:?} [256,512]"), 500, || be.group_broadcast(&v, g, &[256, 512]));
+        time(&format!("group_sum {g:?} [256,512]"), 500, || be.group_sum(&a, g));
     }
 }
 
@@ -1294,19 +909,12 @@ fn timing_groups() {
 #[ignore]
 fn timing_conv() {
     let be = C32::new();
-    let (x, w) = (
-        be.randn(&[64, 64, 14, 14], 5, 0),
-        be.randn(&[128, 64, 4, 4], 6, 0),
-    );
+    let (x, w) = (be.randn(&[64, 64, 14, 14], 5, 0), be.randn(&[128, 64, 4, 4], 6, 0));
     let cp = ConvParams::new(2, 1);
     let y = be.conv2d(&x, &w, cp);
     time("conv2d", 10, || be.conv2d(&x, &w, cp));
-    time("data_grad", 10, || {
-        be.conv2d_data_grad(&y, &w, cp, (14, 14))
-    });
+    time("data_grad", 10, || be.conv2d_data_grad(&y, &w, cp, (14, 14)));
     time("weight_grad", 10, || be.conv2d_weight_grad(&x, &y, cp, 4));
     let (a, b) = (be.randn(&[128, 1024], 1, 0), be.randn(&[1024, 3136], 1, 1));
-    time("its GEMM alone: [128,1024]x[1024,3136]", 10, || {
-        be.matmul(&a, &b, false, false)
-    });
+    time("its GEMM alone: [128,1024]x[1024,3136]", 10, || be.matmul(&a, &b, false, false));
 }

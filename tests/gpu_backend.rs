@@ -50,18 +50,9 @@ fn setup() -> Option<Ctx> {
     let seed = std::env::var("WGAN_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
     eprintln!("inputs seed {seed} (WGAN_TEST_SEED={seed} replays)");
-    Some(Ctx {
-        g,
-        c: Cpu::<f32>::new(),
-        rng: HostRng::new(seed, 0),
-    })
+    Some(Ctx { g, c: Cpu::<f32>::new(), rng: HostRng::new(seed, 0) })
 }
 
 impl Ctx {
@@ -70,16 +61,10 @@ impl Ctx {
         (0..n).map(|_| self.rng.normal() as f32 * s).collect()
     }
     fn positive(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| 0.1 + 2.0 * self.rng.uniform() as f32)
-            .collect()
+        (0..n).map(|_| 0.1 + 2.0 * self.rng.uniform() as f32).collect()
     }
     /// The same data on both backends.
-    fn pair(
-        &mut self,
-        shape: &[usize],
-        s: f32,
-    ) -> (<Cuda as Backend>::Tensor, <Cpu<f32> as Backend>::Tensor) {
+    fn pair(&mut self, shape: &[usize], s: f32) -> (<Cuda as Backend>::Tensor, <Cpu<f32> as Backend>::Tensor) {
         let v = self.data(shape.iter().product(), s);
         (self.g.from_f32(&v, shape), self.c.from_f32(&v, shape))
     }
@@ -95,10 +80,7 @@ fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64) {
     let scale = cpu.iter().fold(1e-30f64, |m, v| m.max(v.abs() as f64));
     let mut worst = (0usize, 0f64);
     for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
-        assert!(
-            g.is_finite() == c.is_finite(),
-            "{what}[{i}]: gpu {g} cpu {c} (NaN: unwritten or wrong)"
-        );
+        assert!(g.is_finite() == c.is_finite(), "{what}[{i}]: gpu {g} cpu {c} (NaN: unwritten or wrong)");
         let d = (*g as f64 - *c as f64).abs();
         if d > worst.1 {
             worst = (i, d);
@@ -117,41 +99,15 @@ fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64) {
 #[ignore = "needs a CUDA GPU"]
 fn elementwise_ops() {
     let Some(mut t) = setup() else { return };
-    for shape in [
-        vec![1],
-        vec![3, 5],
-        vec![3, 67, 5, 5],
-        vec![1, 1, 1, 1],
-        vec![1_000_003],
-    ] {
+    for shape in [vec![1], vec![3, 5], vec![3, 67, 5, 5], vec![1, 1, 1, 1], vec![1_000_003]] {
         let (ga, ca) = t.pair(&shape, 1.0);
         let (gb, cb) = t.pair(&shape, 2.0);
         let s = format!("{shape:?}");
         let (g, c) = (&t.g, &t.c);
-        close(
-            &format!("add {s}"),
-            &g.to_f32(&g.add(&ga, &gb)),
-            &c.to_f32(&c.add(&ca, &cb)),
-            2e-6,
-        );
-        close(
-            &format!("sub {s}"),
-            &g.to_f32(&g.sub(&ga, &gb)),
-            &c.to_f32(&c.sub(&ca, &cb)),
-            2e-6,
-        );
-        close(
-            &format!("mul {s}"),
-            &g.to_f32(&g.mul(&ga, &gb)),
-            &c.to_f32(&c.mul(&ca, &cb)),
-            2e-6,
-        );
-        close(
-            &format!("scale {s}"),
-            &g.to_f32(&g.scale(&ga, -0.37)),
-            &c.to_f32(&c.scale(&ca, -0.37)),
-            2e-6,
-        );
+        close(&format!("add {s}"), &g.to_f32(&g.add(&ga, &gb)), &c.to_f32(&c.add(&ca, &cb)), 2e-6);
+        close(&format!("sub {s}"), &g.to_f32(&g.sub(&ga, &gb)), &c.to_f32(&c.sub(&ca, &cb)), 2e-6);
+        close(&format!("mul {s}"), &g.to_f32(&g.mul(&ga, &gb)), &c.to_f32(&c.mul(&ca, &cb)), 2e-6);
+        close(&format!("scale {s}"), &g.to_f32(&g.scale(&ga, -0.37)), &c.to_f32(&c.scale(&ca, -0.37)), 2e-6);
         close(
             &format!("add_scalar {s}"),
             &g.to_f32(&g.add_scalar(&ga, 1.25)),
@@ -183,12 +139,7 @@ fn elementwise_ops() {
         let pos = t.positive(shape.iter().product());
         let (gp, cp) = (t.g.from_f32(&pos, &shape), t.c.from_f32(&pos, &shape));
         for p in [-0.5, 2.0, 0.75] {
-            close(
-                &format!("powf({p}) {s}"),
-                &t.g.to_f32(&t.g.powf(&gp, p)),
-                &t.c.to_f32(&t.c.powf(&cp, p)),
-                1e-5,
-            );
+            close(&format!("powf({p}) {s}"), &t.g.to_f32(&t.g.powf(&gp, p)), &t.c.to_f32(&t.c.powf(&cp, p)), 1e-5);
         }
         t.ok();
     }
@@ -205,11 +156,7 @@ fn creation_views_and_copies() {
         let a = g.from_f32(&v, &shape);
         assert_eq!(g.to_f32(&a), v, "from_f32/to_f32 round trip");
         let v64: Vec<f64> = v.iter().map(|&x| x as f64).collect();
-        assert_eq!(
-            g.to_f64(&g.from_f64(&v64, &shape)),
-            v64,
-            "from_f64/to_f64 round trip"
-        );
+        assert_eq!(g.to_f64(&g.from_f64(&v64, &shape)), v64, "from_f64/to_f64 round trip");
         assert_eq!(g.to_f32(&g.fill(&shape, -2.5)), vec![-2.5f32; n], "fill");
         let d = g.deep_copy(&a);
         assert_eq!(g.to_f32(&d), v, "deep_copy");
@@ -230,11 +177,7 @@ fn creation_views_and_copies() {
     assert_eq!(g.to_f32(&buf), want, "copy_into_inplace through a view");
     let copy = g.deep_copy(&mid);
     g.copy_into_inplace(&buf, 10, &g.fill(&[40], 0.5));
-    assert_eq!(
-        g.to_f32(&copy),
-        want[10..50].to_vec(),
-        "deep_copy shares no storage"
-    );
+    assert_eq!(g.to_f32(&copy), want[10..50].to_vec(), "deep_copy shares no storage");
     t.ok();
 }
 
@@ -244,26 +187,14 @@ const GROUPS: [Group; 3] = [Group::All, Group::Sample, Group::Channel];
 #[ignore = "needs a CUDA GPU"]
 fn group_reductions_and_broadcasts() {
     let Some(mut t) = setup() else { return };
-    let shapes = [
-        vec![1, 1],
-        vec![3, 5],
-        vec![3, 67, 7, 7],
-        vec![1, 5, 64, 64],
-        vec![3, 2, 129, 67],
-        vec![513, 3],
-    ];
+    let shapes = [vec![1, 1], vec![3, 5], vec![3, 67, 7, 7], vec![1, 5, 64, 64], vec![3, 2, 129, 67], vec![513, 3]];
     for shape in shapes {
         let (gx, cx) = t.pair(&shape, 1.0);
         for group in GROUPS {
             let s = format!("{group:?} {shape:?}");
             let (gs, cs) = (t.g.group_sum(&gx, group), t.c.group_sum(&cx, group));
             assert_eq!(t.g.shape(&gs), t.c.shape(&cs), "group_sum shape {s}");
-            close(
-                &format!("group_sum {s}"),
-                &t.g.to_f32(&gs),
-                &t.c.to_f32(&cs),
-                1e-4,
-            );
+            close(&format!("group_sum {s}"), &t.g.to_f32(&gs), &t.c.to_f32(&cs), 1e-4);
             let k = group.count(&shape);
             let (gv, cv) = t.pair(&[k], 1.0);
             let (g, c) = (&t.g, &t.c);
@@ -295,15 +226,7 @@ fn group_reductions_and_broadcasts() {
 fn matmul_all_transposes() {
     let Some(mut t) = setup() else { return };
     // (m, k, n): 1×1, odd, tile-sized, a long reduction (split-K), a wide output.
-    for (m, k, n) in [
-        (1, 1, 1),
-        (3, 5, 67),
-        (67, 129, 3),
-        (64, 64, 64),
-        (5, 1000, 7),
-        (1, 4097, 1),
-        (130, 7, 257),
-    ] {
+    for (m, k, n) in [(1, 1, 1), (3, 5, 67), (67, 129, 3), (64, 64, 64), (5, 1000, 7), (1, 4097, 1), (130, 7, 257)] {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let ash = if ta { [k, m] } else { [m, k] };
             let bsh = if tb { [n, k] } else { [k, n] };
@@ -311,12 +234,7 @@ fn matmul_all_transposes() {
             let (gb, cb) = t.pair(&bsh, 1.0);
             let (gc, cc) = (t.g.matmul(&ga, &gb, ta, tb), t.c.matmul(&ca, &cb, ta, tb));
             assert_eq!(t.g.shape(&gc), &[m, n]);
-            close(
-                &format!("matmul m{m} k{k} n{n} ta {ta} tb {tb}"),
-                &t.g.to_f32(&gc),
-                &t.c.to_f32(&cc),
-                1e-4,
-            );
+            close(&format!("matmul m{m} k{k} n{n} ta {ta} tb {tb}"), &t.g.to_f32(&gc), &t.c.to_f32(&cc), 1e-4);
         }
         t.ok();
     }
@@ -347,35 +265,14 @@ fn conv2d_forward_and_gradients() {
         let (gw, cw) = t.pair(&[co, ci, k, k], 0.2);
         let (gy, cy) = (t.g.conv2d(&gx, &gw, cp), t.c.conv2d(&cx, &cw, cp));
         assert_eq!(t.g.shape(&gy), &[n, co, ho, wo], "{what}");
-        close(
-            &format!("conv2d {what}"),
-            &t.g.to_f32(&gy),
-            &t.c.to_f32(&cy),
-            1e-4,
-        );
+        close(&format!("conv2d {what}"), &t.g.to_f32(&gy), &t.c.to_f32(&cy), 1e-4);
         let (ggy, cgy) = t.pair(&[n, co, ho, wo], 1.0);
-        let (gdx, cdx) = (
-            t.g.conv2d_data_grad(&ggy, &gw, cp, (h, w)),
-            t.c.conv2d_data_grad(&cgy, &cw, cp, (h, w)),
-        );
+        let (gdx, cdx) = (t.g.conv2d_data_grad(&ggy, &gw, cp, (h, w)), t.c.conv2d_data_grad(&cgy, &cw, cp, (h, w)));
         assert_eq!(t.g.shape(&gdx), &[n, ci, h, w], "{what}");
-        close(
-            &format!("conv2d_data_grad {what}"),
-            &t.g.to_f32(&gdx),
-            &t.c.to_f32(&cdx),
-            1e-4,
-        );
-        let (gdw, cdw) = (
-            t.g.conv2d_weight_grad(&gx, &ggy, cp, k),
-            t.c.conv2d_weight_grad(&cx, &cgy, cp, k),
-        );
+        close(&format!("conv2d_data_grad {what}"), &t.g.to_f32(&gdx), &t.c.to_f32(&cdx), 1e-4);
+        let (gdw, cdw) = (t.g.conv2d_weight_grad(&gx, &ggy, cp, k), t.c.conv2d_weight_grad(&cx, &cgy, cp, k));
         assert_eq!(t.g.shape(&gdw), &[co, ci, k, k], "{what}");
-        close(
-            &format!("conv2d_weight_grad {what}"),
-            &t.g.to_f32(&gdw),
-            &t.c.to_f32(&cdw),
-            1e-4,
-        );
+        close(&format!("conv2d_weight_grad {what}"), &t.g.to_f32(&gdw), &t.c.to_f32(&cdw), 1e-4);
         t.ok();
     }
 }
@@ -384,13 +281,7 @@ fn conv2d_forward_and_gradients() {
 #[ignore = "needs a CUDA GPU"]
 fn normalize_and_backward() {
     let Some(mut t) = setup() else { return };
-    for shape in [
-        vec![3, 5],
-        vec![3, 67, 5, 5],
-        vec![1, 5, 3, 3],
-        vec![64, 8],
-        vec![2, 3, 64, 64],
-    ] {
+    for shape in [vec![3, 5], vec![3, 67, 5, 5], vec![1, 5, 3, 3], vec![64, 8], vec![2, 3, 64, 64]] {
         let (gx, cx) = t.pair(&shape, 3.0);
         // An offset, so that the mean matters.
         let (gx, cx) = (t.g.add_scalar(&gx, 1.5), t.c.add_scalar(&cx, 1.5));
@@ -421,12 +312,7 @@ fn normalize_and_backward() {
 #[ignore = "needs a CUDA GPU"]
 fn interpolate_and_penalty() {
     let Some(mut t) = setup() else { return };
-    for shape in [
-        vec![1, 2],
-        vec![3, 5, 4, 4],
-        vec![3, 3, 64, 64],
-        vec![64, 2],
-    ] {
+    for shape in [vec![1, 2], vec![3, 5, 4, 4], vec![3, 3, 64, 64], vec![64, 2]] {
         let n = shape[0];
         let (gx, cx) = t.pair(&shape, 1.0);
         let (gxt, cxt) = t.pair(&shape, 1.0);
@@ -444,15 +330,8 @@ fn interpolate_and_penalty() {
         let mut gv = t.data(n * per, 1.0);
         for (i, chunk) in gv.chunks_mut(per).enumerate() {
             let target = if i % 2 == 0 { 0.5 } else { 1.7 };
-            let norm = chunk
-                .iter()
-                .map(|v| (*v as f64).powi(2))
-                .sum::<f64>()
-                .sqrt()
-                .max(1e-12);
-            chunk
-                .iter_mut()
-                .for_each(|v| *v = (*v as f64 * target / norm) as f32);
+            let norm = chunk.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt().max(1e-12);
+            chunk.iter_mut().for_each(|v| *v = (*v as f64 * target / norm) as f32);
         }
         let (gg, cg) = (t.g.from_f32(&gv, &shape), t.c.from_f32(&gv, &shape));
         for kind in [PenaltyKind::TwoSided, PenaltyKind::OneSided] {
@@ -460,18 +339,8 @@ fn interpolate_and_penalty() {
                 let (gp, gd) = t.g.penalty(&gg, kind, eps);
                 let (cp, cd) = t.c.penalty(&cg, kind, eps);
                 assert_eq!(t.g.shape(&gp), &[1]);
-                close(
-                    &format!("penalty value {kind:?} {s}"),
-                    &t.g.to_f32(&gp),
-                    &t.c.to_f32(&cp),
-                    1e-4,
-                );
-                close(
-                    &format!("penalty gradient {kind:?} {s}"),
-                    &t.g.to_f32(&gd),
-                    &t.c.to_f32(&cd),
-                    1e-4,
-                );
+                close(&format!("penalty value {kind:?} {s}"), &t.g.to_f32(&gp), &t.c.to_f32(&cp), 1e-4);
+                close(&format!("penalty gradient {kind:?} {s}"), &t.g.to_f32(&gd), &t.c.to_f32(&cd), 1e-4);
             }
         }
         t.ok();
@@ -482,17 +351,10 @@ fn interpolate_and_penalty() {
 #[ignore = "needs a CUDA GPU"]
 fn random_numbers_match_the_cpu() {
     let Some(t) = setup() else { return };
-    for (shape, seed, stream) in [
-        (vec![1], 0u64, 0u64),
-        (vec![3, 67, 5], 42, 7),
-        (vec![1 << 20], u64::MAX, 1 << 40),
-    ] {
+    for (shape, seed, stream) in [(vec![1], 0u64, 0u64), (vec![3, 67, 5], 42, 7), (vec![1 << 20], u64::MAX, 1 << 40)] {
         let gu = t.g.to_f32(&t.g.rand_uniform(&shape, seed, stream));
         let cu = t.c.to_f32(&t.c.rand_uniform(&shape, seed, stream));
-        assert_eq!(
-            gu, cu,
-            "rand_uniform {shape:?} seed {seed} stream {stream}: must be bit-identical"
-        );
+        assert_eq!(gu, cu, "rand_uniform {shape:?} seed {seed} stream {stream}: must be bit-identical");
         for (i, v) in gu.iter().enumerate().take(1000) {
             assert_eq!(*v, wgan::rng::uniform(seed, stream, i as u64) as f32);
         }
@@ -506,11 +368,7 @@ fn random_numbers_match_the_cpu() {
                 assert!(ulp <= 1, "randn[{i}]: gpu {g} cpu {c} differ by {ulp} ulp");
             }
         }
-        assert!(
-            differ * 10_000 <= gn.len().max(10_000),
-            "randn: {differ} of {} values differ by an ulp",
-            gn.len()
-        );
+        assert!(differ * 10_000 <= gn.len().max(10_000), "randn: {differ} of {} values differ by an ulp", gn.len());
         t.ok();
     }
 }
@@ -525,83 +383,37 @@ fn optimizers_and_inplace_updates() {
         let (gv, cv) = (t.g.fill(&[n], 0.0), t.c.fill(&[n], 0.0));
         for step in 1..=3u64 {
             let (gg, cg) = t.pair(&[n], 0.1);
-            let s = AdamStep {
-                lr: 1e-3,
-                beta1: 0.5,
-                beta2: 0.9,
-                eps: 1e-8,
-                t: step,
-            };
+            let s = AdamStep { lr: 1e-3, beta1: 0.5, beta2: 0.9, eps: 1e-8, t: step };
             t.g.adam_inplace(&gp, &gg, &gm, &gv, s);
             t.c.adam_inplace(&cp, &cg, &cm, &cv, s);
         }
-        close(
-            &format!("adam p n{n}"),
-            &t.g.to_f32(&gp),
-            &t.c.to_f32(&cp),
-            1e-5,
-        );
-        close(
-            &format!("adam m n{n}"),
-            &t.g.to_f32(&gm),
-            &t.c.to_f32(&cm),
-            1e-5,
-        );
-        close(
-            &format!("adam v n{n}"),
-            &t.g.to_f32(&gv),
-            &t.c.to_f32(&cv),
-            1e-5,
-        );
+        close(&format!("adam p n{n}"), &t.g.to_f32(&gp), &t.c.to_f32(&cp), 1e-5);
+        close(&format!("adam m n{n}"), &t.g.to_f32(&gm), &t.c.to_f32(&cm), 1e-5);
+        close(&format!("adam v n{n}"), &t.g.to_f32(&gv), &t.c.to_f32(&cv), 1e-5);
 
         for clip in [None, Some(0.01)] {
             let (gp, cp) = t.pair(&[n], 0.05);
             let (gv, cv) = (t.g.fill(&[n], 0.0), t.c.fill(&[n], 0.0));
             for _ in 0..3 {
                 let (gg, cg) = t.pair(&[n], 0.1);
-                let s = RmsPropStep {
-                    lr: 5e-5,
-                    alpha: 0.99,
-                    eps: 1e-8,
-                    clip,
-                };
+                let s = RmsPropStep { lr: 5e-5, alpha: 0.99, eps: 1e-8, clip };
                 t.g.rmsprop_inplace(&gp, &gg, &gv, s);
                 t.c.rmsprop_inplace(&cp, &cg, &cv, s);
             }
-            close(
-                &format!("rmsprop p n{n} clip {clip:?}"),
-                &t.g.to_f32(&gp),
-                &t.c.to_f32(&cp),
-                1e-5,
-            );
-            close(
-                &format!("rmsprop v n{n} clip {clip:?}"),
-                &t.g.to_f32(&gv),
-                &t.c.to_f32(&cv),
-                1e-5,
-            );
+            close(&format!("rmsprop p n{n} clip {clip:?}"), &t.g.to_f32(&gp), &t.c.to_f32(&cp), 1e-5);
+            close(&format!("rmsprop v n{n} clip {clip:?}"), &t.g.to_f32(&gv), &t.c.to_f32(&cv), 1e-5);
         }
 
         let (gp, cp) = t.pair(&[n], 0.05);
         t.g.clamp_inplace(&gp, 0.01);
         t.c.clamp_inplace(&cp, 0.01);
-        close(
-            &format!("clamp n{n}"),
-            &t.g.to_f32(&gp),
-            &t.c.to_f32(&cp),
-            0.0,
-        );
+        close(&format!("clamp n{n}"), &t.g.to_f32(&gp), &t.c.to_f32(&cp), 0.0);
 
         let (gy, cy) = t.pair(&[n], 1.0);
         let (gx, cx) = t.pair(&[n], 1.0);
         t.g.axpby_inplace(&gy, 0.9, &gx, 0.1);
         t.c.axpby_inplace(&cy, 0.9, &cx, 0.1);
-        close(
-            &format!("axpby n{n}"),
-            &t.g.to_f32(&gy),
-            &t.c.to_f32(&cy),
-            2e-6,
-        );
+        close(&format!("axpby n{n}"), &t.g.to_f32(&gy), &t.c.to_f32(&cy), 2e-6);
         t.ok();
     }
 }
@@ -625,14 +437,8 @@ fn reductions_are_deterministic() {
         .collect();
     for r in &runs[1..] {
         assert_eq!(r.0, runs[0].0, "group_sum(All) must be bit-reproducible");
-        assert_eq!(
-            r.1, runs[0].1,
-            "group_sum(Channel) must be bit-reproducible"
-        );
-        assert_eq!(
-            r.2, runs[0].2,
-            "conv2d_weight_grad (split-K) must be bit-reproducible"
-        );
+        assert_eq!(r.1, runs[0].1, "group_sum(Channel) must be bit-reproducible");
+        assert_eq!(r.2, runs[0].2, "conv2d_weight_grad (split-K) must be bit-reproducible");
     }
     t.ok();
 }
@@ -645,12 +451,7 @@ fn errors_are_reported_not_panicked() {
     let (b, _) = t.pair(&[5, 3], 1.0);
     t.ok();
     let bad = t.g.add(&a, &b); // shape mismatch: recorded, not a panic
-    assert!(
-        t.g.to_f32(&bad).iter().all(|v| v.is_nan()),
-        "a failed op reads back as NaN"
-    );
-    let e =
-        t.g.check()
-            .expect_err("the mismatch must be reported by check()");
+    assert!(t.g.to_f32(&bad).iter().all(|v| v.is_nan()), "a failed op reads back as NaN");
+    let e = t.g.check().expect_err("the mismatch must be reported by check()");
     assert!(e.to_string().contains("add"), "error names the op: {e}");
 }

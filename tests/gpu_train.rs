@@ -19,7 +19,9 @@ use wgan::train::{Gan, Loss, TrainConfig, TrainOptions};
 fn gpu() -> Option<Cuda> {
     match Cuda::new(0) {
         Ok(g) => Some(g),
-        Err(e) if std::env::var("WGAN_REQUIRE_GPU").as_deref() == Ok("1") => panic!("WGAN_REQUIRE_GPU=1 but no GPU: {e}"),
+        Err(e) if std::env::var("WGAN_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("WGAN_REQUIRE_GPU=1 but no GPU: {e}")
+        }
         Err(e) => {
             eprintln!("skipped: no GPU ({e})");
             None
@@ -37,9 +39,16 @@ fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, atol: f64) {
 }
 
 fn cfg(loss: Loss) -> TrainConfig {
-    TrainOptions { loss: Some(loss), width: Some(8), batch_size: Some(5), steps: Some(1), seed: Some(11), ..Default::default() }
-        .resolve()
-        .unwrap()
+    TrainOptions {
+        loss: Some(loss),
+        width: Some(8),
+        batch_size: Some(5),
+        steps: Some(1),
+        seed: Some(11),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap()
 }
 
 fn batches(n: usize, len: usize) -> Vec<Vec<f32>> {

@@ -46,10 +46,14 @@ fn backward_ops_are_differentiable() {
     check("leaky_relu_backward", &|t, v| t.leaky_relu_backward(v[0], v[1], 0.2), &ins);
     // tanh_backward(g, y) = g(1 − y²), with y itself an output of tanh.
     let ins = [u(&[3, 5], 9), u(&[3, 5], 10)];
-    check("tanh_backward", &|t, v| {
-        let y = t.tanh(v[1]);
-        t.tanh_backward(v[0], y)
-    }, &ins);
+    check(
+        "tanh_backward",
+        &|t, v| {
+            let y = t.tanh(v[1]);
+            t.tanh_backward(v[0], y)
+        },
+        &ins,
+    );
 }
 
 #[test]
@@ -61,16 +65,24 @@ fn groups() {
             let n = format!("{name} {g:?}");
             check(&format!("group_sum {n}"), &|t, v| t.group_sum(v[0], g), &[x.clone()]);
             let s = shape.clone();
-            check(&format!("group_broadcast {n}"), &move |t: &mut Tape<B64>, v: &[Var]| t.group_broadcast(v[0], g, &s), &[u(&[count], 12)]);
+            check(
+                &format!("group_broadcast {n}"),
+                &move |t: &mut Tape<B64>, v: &[Var]| t.group_broadcast(v[0], g, &s),
+                &[u(&[count], 12)],
+            );
             check(&format!("group_mul {n}"), &|t, v| t.group_mul(v[0], v[1], g), &[x.clone(), u(&[count], 13)]);
             check(&format!("group_add {n}"), &|t, v| t.group_add(v[0], v[1], g), &[x.clone(), u(&[count], 14)]);
         }
     }
     check("mean", &|t, v| t.mean(v[0]), &[u(&[4, 3], 15)]);
-    check("reshape", &|t, v| {
-        let r = t.reshape(v[0], &[2, 6]);
-        t.mul(r, r)
-    }, &[u(&[4, 3], 16)]);
+    check(
+        "reshape",
+        &|t, v| {
+            let r = t.reshape(v[0], &[2, 6]);
+            t.mul(r, r)
+        },
+        &[u(&[4, 3], 16)],
+    );
 }
 
 #[test]
@@ -85,7 +97,9 @@ fn matmul_all_transposes() {
 #[test]
 fn convolutions() {
     // (batch, cin, cout, size, k, stride, pad), odd sizes included.
-    for (n, ci, co, s, k, st, p) in [(2, 2, 3, 5, 3, 1, 1), (1, 3, 2, 6, 4, 2, 1), (3, 1, 2, 4, 4, 1, 0), (2, 2, 2, 7, 3, 2, 0)] {
+    for (n, ci, co, s, k, st, p) in
+        [(2, 2, 3, 5, 3, 1, 1), (1, 3, 2, 6, 4, 2, 1), (3, 1, 2, 4, 4, 1, 0), (2, 2, 2, 7, 3, 2, 0)]
+    {
         let cp = ConvParams::new(st, p);
         let x = u(&[n, ci, s, s], 30);
         let w = u(&[co, ci, k, k], 31);
@@ -93,16 +107,32 @@ fn convolutions() {
         check(&format!("conv2d {name}"), &|t, v| t.conv2d(v[0], v[1], cp), &[x.clone(), w.clone()]);
         let o = cp.out_size(s, k);
         let gy = u(&[n, co, o, o], 32);
-        check(&format!("conv2d_data_grad {name}"), &|t, v| t.conv2d_data_grad(v[0], v[1], cp, (s, s)), &[gy.clone(), w.clone()]);
-        check(&format!("conv2d_weight_grad {name}"), &|t, v| t.conv2d_weight_grad(v[0], v[1], cp, k), &[x.clone(), gy.clone()]);
+        check(
+            &format!("conv2d_data_grad {name}"),
+            &|t, v| t.conv2d_data_grad(v[0], v[1], cp, (s, s)),
+            &[gy.clone(), w.clone()],
+        );
+        check(
+            &format!("conv2d_weight_grad {name}"),
+            &|t, v| t.conv2d_weight_grad(v[0], v[1], cp, k),
+            &[x.clone(), gy.clone()],
+        );
         // A product of two convolutions: second order in both x and w.
-        check(&format!("conv2d squared {name}"), &|t, v| {
-            let y = t.conv2d(v[0], v[1], cp);
-            t.mul(y, y)
-        }, &[x, w]);
+        check(
+            &format!("conv2d squared {name}"),
+            &|t, v| {
+                let y = t.conv2d(v[0], v[1], cp);
+                t.mul(y, y)
+            },
+            &[x, w],
+        );
     }
     let cp = ConvParams::new(2, 1);
-    check("conv_transpose2d", &|t, v| t.conv_transpose2d(v[0], v[1], cp), &[u(&[2, 3, 3, 3], 33), u(&[3, 2, 4, 4], 34)]);
+    check(
+        "conv_transpose2d",
+        &|t, v| t.conv_transpose2d(v[0], v[1], cp),
+        &[u(&[2, 3, 3, 3], 33), u(&[3, 2, 4, 4], 34)],
+    );
 }
 
 #[test]
@@ -110,7 +140,11 @@ fn normalisation() {
     for g in [Group::Sample, Group::Channel] {
         let x = u(&[3, 2, 2, 3], 40);
         check(&format!("normalize {g:?}"), &|t, v| t.normalize(v[0], g, 1e-5), &[x.clone()]);
-        check(&format!("normalize_backward {g:?}"), &|t, v| t.normalize_backward(v[0], v[1], g, 1e-5), &[u(&[3, 2, 2, 3], 41), x]);
+        check(
+            &format!("normalize_backward {g:?}"),
+            &|t, v| t.normalize_backward(v[0], v[1], g, 1e-5),
+            &[u(&[3, 2, 2, 3], 41), x],
+        );
     }
     check("normalize 2-D channel", &|t, v| t.normalize(v[0], Group::Channel, 1e-5), &[u(&[5, 3], 42)]);
 }
@@ -118,10 +152,14 @@ fn normalisation() {
 #[test]
 fn interpolation_and_penalty() {
     let eps = uniform(3, 0.0, 1.0, 50);
-    check("interpolate", &|t, v| {
-        let e = t.constant(be64().from_f64(&eps, &[3]));
-        t.interpolate(v[0], v[1], e)
-    }, &[u(&[3, 2, 2, 2], 51), u(&[3, 2, 2, 2], 52)]);
+    check(
+        "interpolate",
+        &|t, v| {
+            let e = t.constant(be64().from_f64(&eps, &[3]));
+            t.interpolate(v[0], v[1], e)
+        },
+        &[u(&[3, 2, 2, 2], 51), u(&[3, 2, 2, 2], 52)],
+    );
     // Norms on both sides of 1 for the two-sided form; above 1 only for the one-sided form's
     // active branch, and a sample below 1 contributes nothing.
     let small = input(&[2, 3], vec![0.1, -0.2, 0.3, 0.9, 0.8, -0.7]);

@@ -8,16 +8,11 @@ fn nvrtc_or_skip() -> bool {
     if nvrtc::is_available() {
         return true;
     }
-    let why = nvrtc::library()
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let why = nvrtc::library().err().map(|e| e.to_string()).unwrap_or_default();
     if std::env::var("WGAN_REQUIRE_NVRTC").as_deref() == Ok("1") {
         panic!("WGAN_REQUIRE_NVRTC=1 but NVRTC cannot be opened: {why}");
     }
-    eprintln!(
-        "skipped: NVRTC not available ({why}); set WGAN_REQUIRE_NVRTC=1 to make this a failure"
-    );
+    eprintln!("skipped: NVRTC not available ({why}); set WGAN_REQUIRE_NVRTC=1 to make this a failure");
     false
 }
 
@@ -27,11 +22,7 @@ fn check_arch(arch: &str) {
     let mut bad = Vec::new();
     for (file, log) in &logs {
         let l = log.to_lowercase();
-        if l.contains("warning")
-            || l.contains("error")
-            || l.contains("spill")
-            || l.contains("local memory")
-        {
+        if l.contains("warning") || l.contains("error") || l.contains("spill") || l.contains("local memory") {
             bad.push(format!("--- {file} ({arch}) ---\n{log}"));
         } else if !log.is_empty() {
             eprintln!("note: {file} ({arch}) log:\n{log}");

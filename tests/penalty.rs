@@ -67,7 +67,13 @@ fn setup(net: Net, n: usize) -> Setup {
     let mut shape = vec![n];
     shape.extend(&net.input);
     let len = shape.iter().product();
-    Setup { real: uniform(len, -1.0, 1.0, 70), fake: uniform(len, -1.0, 1.0, 71), eps: uniform(n, 0.0, 1.0, 72), shape, net }
+    Setup {
+        real: uniform(len, -1.0, 1.0, 70),
+        fake: uniform(len, -1.0, 1.0, 71),
+        eps: uniform(n, 0.0, 1.0, 72),
+        shape,
+        net,
+    }
 }
 
 fn build_loss(s: &Setup, kind: PenaltyKind, lambda: f64) -> impl Fn(&mut Tape<B64>, &[Var]) -> Var + '_ {
@@ -173,7 +179,8 @@ fn reference_penalty(net: &Net, params: &[Input], x: &[f64], shape: &[usize], pe
         g[j] = (d_of(&a)[j / len] - d_of(&b)[j / len]) / 2e-6;
     }
     if per_sample_norm {
-        (0..n).map(|i| (g[i * len..(i + 1) * len].iter().map(|v| v * v).sum::<f64>().sqrt() - 1.0).powi(2)).sum::<f64>() / n as f64
+        (0..n).map(|i| (g[i * len..(i + 1) * len].iter().map(|v| v * v).sum::<f64>().sqrt() - 1.0).powi(2)).sum::<f64>()
+            / n as f64
     } else {
         // The wrong-axes mistake: a norm per spatial position over the channels only.
         let (c, hw) = (shape[1], len / shape[1]);
@@ -198,18 +205,21 @@ fn penalty_uses_per_sample_eps_and_per_sample_norm() {
     let real = t.constant(be64().from_f64(&s.real, &s.shape));
     let fake = t.constant(be64().from_f64(&s.fake, &s.shape));
     let eps = t.constant(be64().from_f64(&s.eps, &[3]));
-    let pen = critic_loss(&mut t, &s.net, &params, real, fake, Some((eps, 1.0, PenaltyKind::TwoSided))).penalty.unwrap();
+    let pen =
+        critic_loss(&mut t, &s.net, &params, real, fake, Some((eps, 1.0, PenaltyKind::TwoSided))).penalty.unwrap();
     let got = t.to_f64(pen)[0];
 
     // The textbook penalty: x̂ on the segment from fake to real with one ε per sample.
     let len = s.real.len() / 3;
-    let x_hat: Vec<f64> = (0..s.real.len()).map(|j| s.eps[j / len] * s.real[j] + (1.0 - s.eps[j / len]) * s.fake[j]).collect();
+    let x_hat: Vec<f64> =
+        (0..s.real.len()).map(|j| s.eps[j / len] * s.real[j] + (1.0 - s.eps[j / len]) * s.fake[j]).collect();
     let want = reference_penalty(&s.net, &p, &x_hat, &s.shape, true);
     assert!((got - want).abs() < 1e-6 * (1.0 + want.abs()), "penalty {got}, textbook {want}");
 
     // Mistake 1: ε drawn per element. The library's value must not match it.
     let eps_elem = uniform(s.real.len(), 0.0, 1.0, 72);
-    let x_elem: Vec<f64> = (0..s.real.len()).map(|j| eps_elem[j] * s.real[j] + (1.0 - eps_elem[j]) * s.fake[j]).collect();
+    let x_elem: Vec<f64> =
+        (0..s.real.len()).map(|j| eps_elem[j] * s.real[j] + (1.0 - eps_elem[j]) * s.fake[j]).collect();
     let per_elem = reference_penalty(&s.net, &p, &x_elem, &s.shape, true);
     assert!((per_elem - want).abs() > 1e-3, "per-element ε is indistinguishable here: pick other inputs");
     // Mistake 2: the norm over the wrong axes.

@@ -28,9 +28,10 @@ fn corr(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn dcgan_wgan_gp_on_embedded_mnist() {
     let steps = 300;
-    let cfg = TrainOptions { steps: Some(steps), width: Some(16), batch_size: Some(64), seed: Some(3), ..Default::default() }
-        .resolve()
-        .unwrap();
+    let cfg =
+        TrainOptions { steps: Some(steps), width: Some(16), batch_size: Some(64), seed: Some(3), ..Default::default() }
+            .resolve()
+            .unwrap();
     let be = Cpu::<f32>::new();
     let mut gan = cfg.build(be.clone()).unwrap();
     let mut source = Source::open(&cfg, 0).unwrap();
@@ -51,5 +52,8 @@ fn dcgan_wgan_gp_on_embedded_mnist() {
     let end = smooth(&w[w.len() - 20..]);
     eprintln!("{steps} steps in {:.1} s; W peak {peak:.3} → end {end:.3}; correlation of the mean sample with the mean digit {before:.3} → {after:.3}", t0.elapsed().as_secs_f64());
     assert!(end < 0.7 * peak, "Wasserstein estimate did not fall: peak {peak:.3}, end {end:.3}");
-    assert!(after > 0.6 && after > before + 0.3, "samples did not move towards the data: correlation {before:.3} → {after:.3}");
+    assert!(
+        after > 0.6 && after > before + 0.3,
+        "samples did not move towards the data: correlation {before:.3} → {after:.3}"
+    );
 }

@@ -10,9 +10,14 @@ use wgan::train::{DatasetKind, TrainOptions};
 #[test]
 fn wgan_gp_learns_8_gaussians() {
     let steps = 1000;
-    let cfg = TrainOptions { dataset: Some(DatasetKind::EightGaussians), steps: Some(steps), seed: Some(1), ..Default::default() }
-        .resolve()
-        .unwrap();
+    let cfg = TrainOptions {
+        dataset: Some(DatasetKind::EightGaussians),
+        steps: Some(steps),
+        seed: Some(1),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
     let be = Cpu::<f32>::new();
     let mut gan = cfg.build(be.clone()).unwrap();
     let mut source = Source::open(&cfg, 0).unwrap();
@@ -23,7 +28,11 @@ fn wgan_gp_learns_8_gaussians() {
         if step % 250 == 0 {
             let v = stats.read(&be);
             let (w1, c, n) = evaluate_toy(&gan, &cfg, step).unwrap();
-            eprintln!("step {step}: W estimate {:.4}, exact W1 {w1:.4}, modes {c}/{n}, {:.1} s", v.wdist, t0.elapsed().as_secs_f64());
+            eprintln!(
+                "step {step}: W estimate {:.4}, exact W1 {w1:.4}, modes {c}/{n}, {:.1} s",
+                v.wdist,
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     let (w1, captured, total) = evaluate_toy(&gan, &cfg, 12345).unwrap();

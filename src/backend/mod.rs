@@ -175,7 +175,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, p: ConvParams) -> Self::Tensor;
     /// The data gradient of conv2d (= transposed convolution): gy [N,Co,Ho,Wo], w [Co,Ci,K,K]
     /// → [N,Ci,H,W] with (H,W) = `out_hw`.
-    fn conv2d_data_grad(&self, gy: &Self::Tensor, w: &Self::Tensor, p: ConvParams, out_hw: (usize, usize)) -> Self::Tensor;
+    fn conv2d_data_grad(
+        &self,
+        gy: &Self::Tensor,
+        w: &Self::Tensor,
+        p: ConvParams,
+        out_hw: (usize, usize),
+    ) -> Self::Tensor;
     /// The weight gradient of conv2d: x [N,Ci,H,W], gy [N,Co,Ho,Wo] → [Co,Ci,K,K], K = `k`.
     fn conv2d_weight_grad(&self, x: &Self::Tensor, gy: &Self::Tensor, p: ConvParams, k: usize) -> Self::Tensor;
 

@@ -35,10 +35,7 @@ impl BatchSampler {
             crate::bail!("batch size {batch} is larger than the data set ({n} images); use a batch of at most {n}");
         }
         if n > u32::MAX as usize {
-            crate::bail!(
-                "data set of {n} images is too large (at most {} supported)",
-                u32::MAX
-            );
+            crate::bail!("data set of {n} images is too large (at most {} supported)", u32::MAX);
         }
         Ok(BatchSampler { n, batch, seed })
     }
@@ -120,14 +117,7 @@ impl Prefetcher {
             })
             .ok();
         let rx = worker.as_ref().map(|_| rx);
-        Prefetcher {
-            data,
-            sampler,
-            next_k: k0,
-            rx,
-            worker,
-            cache: None,
-        }
+        Prefetcher { data, sampler, next_k: k0, rx, worker, cache: None }
     }
 
     /// The next batch: its index k and its pixels (batch × C × H × W).
@@ -142,11 +132,7 @@ impl Prefetcher {
                 _ => self.rx = None,
             }
         }
-        (
-            k,
-            self.data
-                .gather(&self.sampler.indices_cached(k, &mut self.cache)),
-        )
+        (k, self.data.gather(&self.sampler.indices_cached(k, &mut self.cache)))
     }
 
     /// The index of the batch `next` will return.

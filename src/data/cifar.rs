@@ -7,13 +7,8 @@ use crate::error::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// The training batches, in the order they are concatenated.
-pub const CIFAR_BATCH_FILES: [&str; 5] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-];
+pub const CIFAR_BATCH_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 
 const SIDE: usize = 32;
 const PIXELS: usize = 3 * SIDE * SIDE;
@@ -24,7 +19,10 @@ const RECORDS_PER_BATCH: usize = 10_000;
 /// `dir` may also be the folder that contains the unpacked `cifar-10-batches-bin`.
 pub fn read_cifar10(dir: &Path) -> Result<ImageDataset> {
     if !dir.is_dir() {
-        crate::bail!("{}: not a folder (expected the CIFAR-10 binary batches data_batch_1.bin … data_batch_5.bin)", dir.display());
+        crate::bail!(
+            "{}: not a folder (expected the CIFAR-10 binary batches data_batch_1.bin … data_batch_5.bin)",
+            dir.display()
+        );
     }
     let mut files = batch_files(dir);
     if files.is_empty() {
@@ -43,21 +41,11 @@ pub fn read_cifar10(dir: &Path) -> Result<ImageDataset> {
         let bytes = std::fs::read(f).context(|| format!("cannot read {}", f.display()))?;
         n += parse_batch(&bytes, f, &mut pixels)?;
     }
-    Ok(ImageDataset {
-        n,
-        channels: 3,
-        height: SIDE,
-        width: SIDE,
-        pixels,
-    })
+    Ok(ImageDataset { n, channels: 3, height: SIDE, width: SIDE, pixels })
 }
 
 fn batch_files(dir: &Path) -> Vec<PathBuf> {
-    CIFAR_BATCH_FILES
-        .iter()
-        .map(|f| dir.join(f))
-        .filter(|p| p.is_file())
-        .collect()
+    CIFAR_BATCH_FILES.iter().map(|f| dir.join(f)).filter(|p| p.is_file()).collect()
 }
 
 /// Appends one batch's images to `out`; returns how many. A whole number of records is accepted

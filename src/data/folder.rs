@@ -12,43 +12,22 @@ const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// Loads every `.png`, `.jpg` and `.jpeg` under `dir` as `channels` (1 or 3) × `image_size`².
 pub fn read_image_folder(dir: &Path, image_size: usize, channels: usize) -> Result<ImageDataset> {
     if channels != 1 && channels != 3 {
-        crate::bail!(
-            "image folder {}: channels must be 1 (grey) or 3 (RGB), got {channels}",
-            dir.display()
-        );
+        crate::bail!("image folder {}: channels must be 1 (grey) or 3 (RGB), got {channels}", dir.display());
     }
     if image_size == 0 {
-        crate::bail!(
-            "image folder {}: image size must be at least 1",
-            dir.display()
-        );
+        crate::bail!("image folder {}: image size must be at least 1", dir.display());
     }
     if !dir.is_dir() {
-        crate::bail!(
-            "{}: not a folder (expected a folder of .png/.jpg images)",
-            dir.display()
-        );
+        crate::bail!("{}: not a folder (expected a folder of .png/.jpg images)", dir.display());
     }
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     if files.is_empty() {
-        crate::bail!(
-            "{}: no images found (looked for .png, .jpg and .jpeg files, recursively)",
-            dir.display()
-        );
+        crate::bail!("{}: no images found (looked for .png, .jpg and .jpeg files, recursively)", dir.display());
     }
     files.sort();
-    let images: Vec<Vec<f32>> = files
-        .par_iter()
-        .map(|f| load_one(f, image_size, channels))
-        .collect::<Result<_>>()?;
-    Ok(ImageDataset {
-        n: images.len(),
-        channels,
-        height: image_size,
-        width: image_size,
-        pixels: images.concat(),
-    })
+    let images: Vec<Vec<f32>> = files.par_iter().map(|f| load_one(f, image_size, channels)).collect::<Result<_>>()?;
+    Ok(ImageDataset { n: images.len(), channels, height: image_size, width: image_size, pixels: images.concat() })
 }
 
 /// Recursively lists image files; hidden entries (dot-names) are skipped, as tools leave
@@ -62,8 +41,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             continue;
         }
         // metadata() follows symlinks, so linked folders and files are included.
-        let meta =
-            std::fs::metadata(&path).context(|| format!("cannot read {}", path.display()))?;
+        let meta = std::fs::metadata(&path).context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             collect(&path, out)?;
         } else if is_image_name(&path) {
@@ -74,9 +52,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn is_image_name(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 /// Decodes, centre-crops, converts and resizes one image to CHW floats.
@@ -94,11 +70,7 @@ fn load_one(path: &Path, size: usize, channels: usize) -> Result<Vec<f32>> {
     }
     let (x0, y0) = ((w - side) / 2, (h - side) / 2);
     // Interleaved bytes → one plane per channel, cropped.
-    let (bytes, c) = if channels == 1 {
-        (img.to_luma8().into_raw(), 1)
-    } else {
-        (img.to_rgb8().into_raw(), 3)
-    };
+    let (bytes, c) = if channels == 1 { (img.to_luma8().into_raw(), 1) } else { (img.to_rgb8().into_raw(), 3) };
     let mut out = Vec::with_capacity(channels * size * size);
     for ch in 0..c {
         let mut plane = Vec::with_capacity(side * side);

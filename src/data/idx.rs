@@ -15,8 +15,7 @@ static EMBEDDED_MNIST_GZ: &[u8] = include_bytes!("../../data/mnist10k/images-idx
 /// The 10,000 embedded MNIST digits: 10000 × 1 × 28 × 28 in [−1, 1].
 pub fn embedded_mnist() -> ImageDataset {
     // The bytes are part of the build, so a failure here is a packaging bug, not bad input.
-    parse_idx_images(EMBEDDED_MNIST_GZ, "embedded MNIST")
-        .expect("embedded MNIST digits are corrupt")
+    parse_idx_images(EMBEDDED_MNIST_GZ, "embedded MNIST").expect("embedded MNIST digits are corrupt")
 }
 
 /// Reads an IDX image file, gzip'd or not (told apart by the gzip magic bytes, not the name).
@@ -44,14 +43,7 @@ pub fn parse_idx_images(bytes: &[u8], what: &str) -> Result<ImageDataset> {
             bytes.len()
         );
     }
-    let word = |i: usize| {
-        u32::from_be_bytes([
-            bytes[4 * i],
-            bytes[4 * i + 1],
-            bytes[4 * i + 2],
-            bytes[4 * i + 3],
-        ])
-    };
+    let word = |i: usize| u32::from_be_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]]);
     let magic = word(0);
     if magic != IDX_IMAGES_MAGIC {
         crate::bail!("{what}: not an IDX image file (magic 0x{magic:08x}, expected 0x{IDX_IMAGES_MAGIC:08x})");

@@ -89,11 +89,5 @@ pub fn convert_channels(ds: &ImageDataset, channels: usize) -> Result<ImageDatas
             crate::bail!("cannot convert images with {a} channels to {b} channels (only 1 ↔ 3)")
         }
     };
-    Ok(ImageDataset {
-        n: ds.n,
-        channels,
-        height: ds.height,
-        width: ds.width,
-        pixels,
-    })
+    Ok(ImageDataset { n: ds.n, channels, height: ds.height, width: ds.width, pixels })
 }

@@ -24,28 +24,13 @@ pub fn resize_dataset(ds: &ImageDataset, image_size: usize) -> Result<ImageDatas
         .par_chunks_mut(image_size * image_size)
         .zip(ds.pixels.par_chunks(sh * sw))
         .for_each(|(dst, src)| resample(src, sh, sw, dst, image_size, image_size, &rows, &cols));
-    Ok(ImageDataset {
-        n: ds.n,
-        channels: ds.channels,
-        height: image_size,
-        width: image_size,
-        pixels,
-    })
+    Ok(ImageDataset { n: ds.n, channels: ds.channels, height: image_size, width: image_size, pixels })
 }
 
 /// Resizes one `sh`×`sw` plane to `dh`×`dw`.
 pub fn resize_plane(src: &[f32], sh: usize, sw: usize, dh: usize, dw: usize) -> Vec<f32> {
     let mut dst = vec![0.0; dh * dw];
-    resample(
-        src,
-        sh,
-        sw,
-        &mut dst,
-        dh,
-        dw,
-        &weights(sh, dh),
-        &weights(sw, dw),
-    );
+    resample(src, sh, sw, &mut dst, dh, dw, &weights(sh, dh), &weights(sw, dw));
     dst
 }
 
@@ -60,9 +45,8 @@ fn weights(src: usize, dst: usize) -> Taps {
             let centre = (i as f64 + 0.5) * scale;
             let lo = ((centre - support).floor().max(0.0)) as usize;
             let hi = ((centre + support).ceil() as usize).min(src);
-            let mut w: Vec<f64> = (lo..hi)
-                .map(|j| (1.0 - ((j as f64 + 0.5 - centre) / support).abs()).max(0.0))
-                .collect();
+            let mut w: Vec<f64> =
+                (lo..hi).map(|j| (1.0 - ((j as f64 + 0.5 - centre) / support).abs()).max(0.0)).collect();
             let sum: f64 = w.iter().sum();
             if sum > 0.0 {
                 w.iter_mut().for_each(|x| *x /= sum);
@@ -80,16 +64,7 @@ fn weights(src: usize, dst: usize) -> Taps {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn resample(
-    src: &[f32],
-    sh: usize,
-    sw: usize,
-    dst: &mut [f32],
-    _dh: usize,
-    dw: usize,
-    rows: &Taps,
-    cols: &Taps,
-) {
+fn resample(src: &[f32], sh: usize, sw: usize, dst: &mut [f32], _dh: usize, dw: usize, rows: &Taps, cols: &Taps) {
     // Horizontal pass into sh × dw, then vertical into dh × dw.
     let mut tmp = vec![0.0f32; sh * dw];
     for y in 0..sh {

@@ -77,7 +77,13 @@ fn mlp(inp: usize, out: usize) -> Net {
 /// (cin, cout, kernel, stride, pad) of each transposed convolution, first to last.
 fn generator_plan(size: usize, nc: usize, w: usize, nz: usize) -> Result<Vec<(usize, usize, usize, usize, usize)>> {
     Ok(match size {
-        64 => vec![(nz, 8 * w, 4, 1, 0), (8 * w, 4 * w, 4, 2, 1), (4 * w, 2 * w, 4, 2, 1), (2 * w, w, 4, 2, 1), (w, nc, 4, 2, 1)],
+        64 => vec![
+            (nz, 8 * w, 4, 1, 0),
+            (8 * w, 4 * w, 4, 2, 1),
+            (4 * w, 2 * w, 4, 2, 1),
+            (2 * w, w, 4, 2, 1),
+            (w, nc, 4, 2, 1),
+        ],
         32 => vec![(nz, 4 * w, 4, 1, 0), (4 * w, 2 * w, 4, 2, 1), (2 * w, w, 4, 2, 1), (w, nc, 4, 2, 1)],
         28 => vec![(nz, 4 * w, 7, 1, 0), (4 * w, 2 * w, 4, 2, 1), (2 * w, nc, 4, 2, 1)],
         _ => crate::bail!("--image-size {size}: the DCGAN models make 28, 32 or 64 pixel images"),
@@ -87,7 +93,13 @@ fn generator_plan(size: usize, nc: usize, w: usize, nz: usize) -> Result<Vec<(us
 /// (cin, cout, kernel, stride, pad) of each convolution, first to last.
 fn critic_plan(size: usize, nc: usize, w: usize) -> Result<Vec<(usize, usize, usize, usize, usize)>> {
     Ok(match size {
-        64 => vec![(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 4, 2, 1), (4 * w, 8 * w, 4, 2, 1), (8 * w, 1, 4, 1, 0)],
+        64 => vec![
+            (nc, w, 4, 2, 1),
+            (w, 2 * w, 4, 2, 1),
+            (2 * w, 4 * w, 4, 2, 1),
+            (4 * w, 8 * w, 4, 2, 1),
+            (8 * w, 1, 4, 1, 0),
+        ],
         32 => vec![(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 4, 2, 1), (4 * w, 1, 4, 1, 0)],
         28 => vec![(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 3, 2, 1), (4 * w, 1, 4, 1, 0)],
         _ => crate::bail!("--image-size {size}: the DCGAN models take 28, 32 or 64 pixel images"),

@@ -21,15 +21,32 @@ pub const BN_MOMENTUM: f64 = 0.1;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Layer {
     /// y = x·Wᵀ + b, W [out, in].
-    Linear { inp: usize, out: usize },
+    Linear {
+        inp: usize,
+        out: usize,
+    },
     /// Conv2d without bias, W [cout, cin, k, k].
-    Conv { cin: usize, cout: usize, k: usize, p: ConvParams },
+    Conv {
+        cin: usize,
+        cout: usize,
+        k: usize,
+        p: ConvParams,
+    },
     /// ConvTranspose2d without bias, W [cin, cout, k, k].
-    ConvT { cin: usize, cout: usize, k: usize, p: ConvParams },
+    ConvT {
+        cin: usize,
+        cout: usize,
+        k: usize,
+        p: ConvParams,
+    },
     /// BatchNorm2d: batch statistics in training, running statistics in eval.
-    BatchNorm { c: usize },
+    BatchNorm {
+        c: usize,
+    },
     /// Layer norm over (C,H,W) per sample with per-channel scale and offset (PyTorch GroupNorm(1, C)).
-    LayerNorm { c: usize },
+    LayerNorm {
+        c: usize,
+    },
     Relu,
     LeakyRelu(f64),
     Tanh,
@@ -96,7 +113,10 @@ impl Net {
                 Layer::Conv { cin, cout, k, .. } => (vec![("weight", vec![cout, cin, k, k], w)], vec![]),
                 Layer::ConvT { cin, cout, k, .. } => (vec![("weight", vec![cin, cout, k, k], w)], vec![]),
                 Layer::BatchNorm { c } => (
-                    vec![("weight", vec![c], Init::Normal { mean: 1.0, std: 0.02 }), ("bias", vec![c], Init::Const(0.0))],
+                    vec![
+                        ("weight", vec![c], Init::Normal { mean: 1.0, std: 0.02 }),
+                        ("bias", vec![c], Init::Const(0.0)),
+                    ],
                     vec![("running_mean", vec![c], Init::Const(0.0)), ("running_var", vec![c], Init::Const(1.0))],
                 ),
                 Layer::LayerNorm { c } => {

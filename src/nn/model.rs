@@ -46,7 +46,11 @@ impl<B: Backend> Model<B> {
             params: backend.from_f32(params, &[params.len()]),
             grads: backend.fill(&[params.len()], 0.0),
             // A model without batch norm still gets a (one-element) buffer so the field is uniform.
-            buffers: if buffers.is_empty() { backend.fill(&[1], 0.0) } else { backend.from_f32(buffers, &[buffers.len()]) },
+            buffers: if buffers.is_empty() {
+                backend.fill(&[1], 0.0)
+            } else {
+                backend.from_f32(buffers, &[buffers.len()])
+            },
             batches_tracked: Cell::new(batches_tracked),
             net,
         }

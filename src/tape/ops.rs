@@ -159,7 +159,14 @@ impl<B: Backend> Tape<B> {
 
     /// u · dP/dg for a [1]-shaped u: the backward of `penalty`. Uses the saved dP/dg when the
     /// penalty node is at hand, else recomputes it.
-    pub(crate) fn penalty_backward(&mut self, g: Var, u: Var, kind: PenaltyKind, eps: f64, saved: Option<B::Tensor>) -> Var {
+    pub(crate) fn penalty_backward(
+        &mut self,
+        g: Var,
+        u: Var,
+        kind: PenaltyKind,
+        eps: f64,
+        saved: Option<B::Tensor>,
+    ) -> Var {
         let dp = match saved {
             Some(dp) => dp,
             None => self.backend.penalty(self.value(g), kind, eps).1,

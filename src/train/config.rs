@@ -192,7 +192,13 @@ impl TrainOptions {
         });
         let image_size = self.image_size.unwrap_or(match dataset {
             DatasetKind::Mnist => 28,
-            _ => if toy { 2 } else { 32 },
+            _ => {
+                if toy {
+                    2
+                } else {
+                    32
+                }
+            }
         });
         let width = self.width.unwrap_or(if toy { crate::nn::arch::TOY_DIM } else { 32 });
         let nz = self.nz.unwrap_or(if toy { crate::nn::arch::TOY_NZ } else { 100 });

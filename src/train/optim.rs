@@ -56,7 +56,12 @@ impl<B: Backend> Optimizer<B> {
     }
 
     /// Restores the state saved by `state_tensors`; `get` looks a tensor up by name.
-    pub fn load_state(&mut self, be: &B, t: u64, mut get: impl FnMut(&str) -> crate::Result<Vec<f32>>) -> crate::Result<()> {
+    pub fn load_state(
+        &mut self,
+        be: &B,
+        t: u64,
+        mut get: impl FnMut(&str) -> crate::Result<Vec<f32>>,
+    ) -> crate::Result<()> {
         let n = be.shape(&self.v)[0];
         let check = |name: &str, v: Vec<f32>| -> crate::Result<Vec<f32>> {
             if v.len() != n {

@@ -137,7 +137,8 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     let mut history = read_history(&metrics_path, progress.step)?;
     let mut metrics = open_metrics(&metrics_path, &history)?;
 
-    let fixed_noise = be.randn(&[if cfg.dataset.is_toy() { 512 } else { GRID_SAMPLES }, cfg.nz], cfg.seed, STREAM_FIXED_NOISE);
+    let fixed_noise =
+        be.randn(&[if cfg.dataset.is_toy() { 512 } else { GRID_SAMPLES }, cfg.nz], cfg.seed, STREAM_FIXED_NOISE);
     let mut bar = crate::progress::Progress::new(cfg.steps, progress.step);
     let t0 = Instant::now();
     let mut last = None;
@@ -176,7 +177,9 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
                 bar.message(&format!("step {step}: exact W1 {w1:.4}, modes {captured}/{total}"));
             }
         }
-        writeln!(metrics, "{line}").and_then(|_| metrics.flush()).context(|| format!("cannot write {}", metrics_path.display()))?;
+        writeln!(metrics, "{line}")
+            .and_then(|_| metrics.flush())
+            .context(|| format!("cannot write {}", metrics_path.display()))?;
         history.push((step, v.wdist));
         bar.update(step, &[("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)]);
         if step % cfg.checkpoint_every == 0 || last_step {
@@ -208,7 +211,11 @@ fn non_finite(v: &StepValues) -> Option<&'static str> {
 
 fn describe(v: &StepValues, what: &str) -> String {
     let x = if what == "critic loss" { v.critic_loss } else { v.gen_loss };
-    if x.is_nan() { "NaN".into() } else { format!("{x}") }
+    if x.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{x}")
+    }
 }
 
 /// (step, Wasserstein estimate) of the steps already in metrics.jsonl up to `upto`.
@@ -233,7 +240,12 @@ fn open_metrics(path: &Path, kept: &[(u64, f64)]) -> Result<std::fs::File> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let kept_text: String = text
         .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= keep_upto))
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= keep_upto)
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     atomic_write(path, kept_text.as_bytes())?;

@@ -81,7 +81,9 @@ pub fn save<B: Backend>(dir: &Path, cfg: &TrainConfig, gan: &Gan<B>, p: Progress
         scalar("generator.optim_step", gan.opt_g.t),
         scalar("critic.optim_step", gan.opt_d.t),
     ];
-    for (role, opt, n) in [("generator", &gan.opt_g, gan.gen.net.num_params()), ("critic", &gan.opt_d, gan.critic.net.num_params())] {
+    for (role, opt, n) in
+        [("generator", &gan.opt_g, gan.gen.net.num_params()), ("critic", &gan.opt_d, gan.critic.net.num_params())]
+    {
         for (name, v) in opt.state_tensors(be) {
             let len = v.len();
             debug_assert!(len == n || len == 1);
@@ -129,9 +131,10 @@ fn load_model<B: Backend>(be: &B, m: &mut Model<B>, path: &Path) -> Result<BTree
     let mut tracked = 0;
     if let Some(name) = m.net.batch_counters().first() {
         let t = by_name[name.as_str()];
-        tracked = t.as_i64().and_then(|v| v.first().copied()).ok_or_else(|| {
-            crate::Error(format!("{}: {name} must be one I64 value", path.display()))
-        })?;
+        tracked = t
+            .as_i64()
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| crate::Error(format!("{}: {name} must be one I64 value", path.display())))?;
     }
     *m = Model::from_host(be, m.net.clone(), &params, &buffers, tracked);
     Ok(meta)
@@ -174,9 +177,9 @@ pub fn load<B: Backend>(dir: &Path, gan: &mut Gan<B>) -> Result<Progress> {
 /// The configuration stored in a checkpoint file's metadata.
 pub fn config_of(path: &Path) -> Result<TrainConfig> {
     let (_, meta) = read_safetensors(path)?;
-    let json = meta
-        .get("config")
-        .ok_or_else(|| crate::Error(format!("{}: not a wgan checkpoint (no configuration in its metadata)", path.display())))?;
+    let json = meta.get("config").ok_or_else(|| {
+        crate::Error(format!("{}: not a wgan checkpoint (no configuration in its metadata)", path.display()))
+    })?;
     serde_json::from_str(json).context(|| format!("{}: unreadable configuration in metadata", path.display()))
 }
 

@@ -100,7 +100,10 @@ pub fn worst(analytic: &[Vec<f64>], numeric: &[Vec<f64>], atol: f64, rtol: f64) 
         for (j, (x, y)) in a.iter().zip(n).enumerate() {
             let r = (x - y).abs() / (atol + rtol * y.abs());
             if !(r <= w.0) {
-                w = (if r.is_nan() { f64::INFINITY } else { r }, format!("input {k} element {j}: analytic {x} numeric {y}"));
+                w = (
+                    if r.is_nan() { f64::INFINITY } else { r },
+                    format!("input {k} element {j}: analytic {x} numeric {y}"),
+                );
             }
         }
     }

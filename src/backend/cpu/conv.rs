@@ -9,27 +9,11 @@ use rayon::prelude::*;
 const COL_MAX: usize = 1 << 22;
 
 /// C = op(A)·op(B) with the transposes expressed as strides.
-pub(crate) fn matmul<T: Elem>(
-    a: &CpuTensor<T>,
-    b: &CpuTensor<T>,
-    ta: bool,
-    tb: bool,
-) -> CpuTensor<T> {
+pub(crate) fn matmul<T: Elem>(a: &CpuTensor<T>, b: &CpuTensor<T>, ta: bool, tb: bool) -> CpuTensor<T> {
     let (sa, sb) = (a.shape(), b.shape());
-    assert!(
-        sa.len() == 2 && sb.len() == 2,
-        "matmul: 2-D operands needed, got {sa:?} and {sb:?}"
-    );
-    let (m, k, rsa, csa) = if ta {
-        (sa[1], sa[0], 1, sa[1])
-    } else {
-        (sa[0], sa[1], sa[1], 1)
-    };
-    let (k2, n, rsb, csb) = if tb {
-        (sb[1], sb[0], 1, sb[1])
-    } else {
-        (sb[0], sb[1], sb[1], 1)
-    };
+    assert!(sa.len() == 2 && sb.len() == 2, "matmul: 2-D operands needed, got {sa:?} and {sb:?}");
+    let (m, k, rsa, csa) = if ta { (sa[1], sa[0], 1, sa[1]) } else { (sa[0], sa[1], sa[1], 1) };
+    let (k2, n, rsb, csb) = if tb { (sb[1], sb[0], 1, sb[1]) } else { (sb[0], sb[1], sb[1], 1) };
     assert_eq!(
         k,
         k2,
@@ -90,16 +74,8 @@ impl Geom {
     /// Output columns [lo, hi) of a row whose input column ow·s + kw − pad lies in [0, w).
     #[inline]
     fn valid_cols(&self, kw: usize) -> (usize, usize) {
-        let lo = if kw >= self.pad {
-            0
-        } else {
-            (self.pad - kw).div_ceil(self.s)
-        };
-        let hi = if self.w + self.pad > kw {
-            ((self.w - 1 + self.pad - kw) / self.s + 1).min(self.wo)
-        } else {
-            0
-        };
+        let lo = if kw >= self.pad { 0 } else { (self.pad - kw).div_ceil(self.s) };
+        let hi = if self.w + self.pad > kw { ((self.w - 1 + self.pad - kw) / self.s + 1).min(self.wo) } else { 0 };
         (lo.min(self.wo), hi.max(lo.min(self.wo)))
     }
     /// Input row of output row `oh` at kernel row `kh`, if inside the image.
@@ -132,9 +108,7 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
                             d[lo..hi].copy_from_slice(&src[lo + kw - g.pad..hi + kw - g.pad]);
                         } else {
                             let first = lo * g.s + kw - g.pad;
-                            for (v, &x) in
-                                d[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.s))
-                            {
+                            for (v, &x) in d[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.s)) {
                                 *v = x;
                             }
                         }
@@ -147,9 +121,7 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
     if col.len() < PAR_MIN {
         col.chunks_mut(len).enumerate().for_each(|(r, d)| row(r, d));
     } else {
-        col.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(r, d)| row(r, d));
+        col.par_chunks_mut(len).enumerate().for_each(|(r, d)| row(r, d));
     }
 }
 
@@ -187,13 +159,9 @@ fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
         }
     };
     if out.len() < PAR_MIN {
-        out.chunks_mut(hw)
-            .enumerate()
-            .for_each(|(q, o)| plane(q, o));
+        out.chunks_mut(hw).enumerate().for_each(|(q, o)| plane(q, o));
     } else {
-        out.par_chunks_mut(hw)
-            .enumerate()
-            .for_each(|(q, o)| plane(q, o));
+        out.par_chunks_mut(hw).enumerate().for_each(|(q, o)| plane(q, o));
     }
 }
 
@@ -205,13 +173,9 @@ fn to_channel_major<T: Elem>(src: &[T], b: usize, c: usize, p: usize, dst: &mut 
         }
     };
     if dst.len() < PAR_MIN {
-        dst.chunks_mut(b * p)
-            .enumerate()
-            .for_each(|(ch, d)| f(ch, d));
+        dst.chunks_mut(b * p).enumerate().for_each(|(ch, d)| f(ch, d));
     } else {
-        dst.par_chunks_mut(b * p)
-            .enumerate()
-            .for_each(|(ch, d)| f(ch, d));
+        dst.par_chunks_mut(b * p).enumerate().for_each(|(ch, d)| f(ch, d));
     }
 }
 
@@ -225,9 +189,7 @@ fn to_sample_major<T: Elem>(src: &[T], b: usize, c: usize, p: usize, dst: &mut [
     if dst.len() < PAR_MIN {
         dst.chunks_mut(c * p).enumerate().for_each(|(j, d)| f(j, d));
     } else {
-        dst.par_chunks_mut(c * p)
-            .enumerate()
-            .for_each(|(j, d)| f(j, d));
+        dst.par_chunks_mut(c * p).enumerate().for_each(|(j, d)| f(j, d));
     }
 }
 
@@ -244,18 +206,7 @@ fn check_weight(op: &str, w: &[usize]) -> [usize; 4] {
 
 /// C[m×n] (row stride ldc) = α·A·B + β·C with row-major A [m×k] (ta: stored k×m) and B.
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: Elem>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    ta: bool,
-    b: &[T],
-    ldb: usize,
-    tb: bool,
-    beta: T,
-    c: &mut [T],
-) {
+fn gemm<T: Elem>(m: usize, k: usize, n: usize, a: &[T], ta: bool, b: &[T], ldb: usize, tb: bool, beta: T, c: &mut [T]) {
     if m * n * k == 0 {
         return;
     }
@@ -285,34 +236,14 @@ fn gemm<T: Elem>(
 pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams) -> CpuTensor<T> {
     let [n, ci, h, wd] = dims4("conv2d", x.shape());
     let [co, ci2, k, _] = check_weight("conv2d", w.shape());
-    assert_eq!(
-        ci, ci2,
-        "conv2d: input has {ci} channels, weight expects {ci2}"
-    );
-    assert!(
-        h + 2 * cp.pad >= k && wd + 2 * cp.pad >= k,
-        "conv2d: kernel {k} larger than padded input {h}×{wd}"
-    );
-    let g = Geom {
-        n,
-        ci,
-        h,
-        w: wd,
-        k,
-        ho: cp.out_size(h, k),
-        wo: cp.out_size(wd, k),
-        s: cp.stride,
-        pad: cp.pad,
-    };
+    assert_eq!(ci, ci2, "conv2d: input has {ci} channels, weight expects {ci2}");
+    assert!(h + 2 * cp.pad >= k && wd + 2 * cp.pad >= k, "conv2d: kernel {k} larger than padded input {h}×{wd}");
+    let g = Geom { n, ci, h, w: wd, k, ho: cp.out_size(h, k), wo: cp.out_size(wd, k), s: cp.stride, pad: cp.pad };
     let (kk, p) = (g.kk(), g.p());
     let mut out = zeros::<T>(n * co * p);
     let nb = g.batch_chunk();
     let mut col = take_scratch::<T>(kk * nb * p);
-    let mut tmp = if nb > 1 {
-        take_scratch::<T>(co * nb * p)
-    } else {
-        Vec::new()
-    };
+    let mut tmp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
     // SAFETY: read-only inputs.
     let (xs, ws) = unsafe { (x.data(), w.data()) };
     for n0 in (0..n).step_by(nb) {
@@ -341,34 +272,17 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
 ) -> CpuTensor<T> {
     let [n, co, ho, wo] = dims4("conv2d_data_grad", gy.shape());
     let [co2, ci, k, _] = check_weight("conv2d_data_grad", w.shape());
-    assert_eq!(
-        co, co2,
-        "conv2d_data_grad: gradient has {co} channels, weight has {co2} outputs"
-    );
+    assert_eq!(co, co2, "conv2d_data_grad: gradient has {co} channels, weight has {co2} outputs");
     assert!(
         h + 2 * cp.pad >= k && cp.out_size(h, k) == ho && cp.out_size(wd, k) == wo,
         "conv2d_data_grad: output {h}×{wd} does not convolve to {ho}×{wo} (k {k}, {cp:?})"
     );
-    let g = Geom {
-        n,
-        ci,
-        h,
-        w: wd,
-        k,
-        ho,
-        wo,
-        s: cp.stride,
-        pad: cp.pad,
-    };
+    let g = Geom { n, ci, h, w: wd, k, ho, wo, s: cp.stride, pad: cp.pad };
     let (kk, p) = (g.kk(), g.p());
     let mut out = zeros::<T>(n * ci * h * wd);
     let nb = g.batch_chunk();
     let mut col = take_scratch::<T>(kk * nb * p);
-    let mut gyp = if nb > 1 {
-        take_scratch::<T>(co * nb * p)
-    } else {
-        Vec::new()
-    };
+    let mut gyp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
     // SAFETY: read-only inputs.
     let (gs, ws) = unsafe { (gy.data(), w.data()) };
     for n0 in (0..n).step_by(nb) {
@@ -382,12 +296,7 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
         };
         let col = &mut col[..kk * b * p];
         gemm(kk, co, b * p, ws, true, bm, b * p, false, T::ZERO, col);
-        col2im(
-            &g,
-            col,
-            b,
-            &mut out[n0 * ci * h * wd..(n0 + b) * ci * h * wd],
-        );
+        col2im(&g, col, b, &mut out[n0 * ci * h * wd..(n0 + b) * ci * h * wd]);
     }
     give_scratch(col);
     give_scratch(gyp);
@@ -407,26 +316,12 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
         h + 2 * cp.pad >= k && cp.out_size(h, k) == ho && cp.out_size(wd, k) == wo,
         "conv2d_weight_grad: input {h}×{wd} does not convolve to {ho}×{wo} (k {k}, {cp:?})"
     );
-    let g = Geom {
-        n,
-        ci,
-        h,
-        w: wd,
-        k,
-        ho,
-        wo,
-        s: cp.stride,
-        pad: cp.pad,
-    };
+    let g = Geom { n, ci, h, w: wd, k, ho, wo, s: cp.stride, pad: cp.pad };
     let (kk, p) = (g.kk(), g.p());
     let mut gw = zeros::<T>(co * kk);
     let nb = g.batch_chunk();
     let mut col = take_scratch::<T>(kk * nb * p);
-    let mut gyp = if nb > 1 {
-        take_scratch::<T>(co * nb * p)
-    } else {
-        Vec::new()
-    };
+    let mut gyp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
     // SAFETY: read-only inputs.
     let (xs, gs) = unsafe { (x.data(), gy.data()) };
     for n0 in (0..n).step_by(nb) {

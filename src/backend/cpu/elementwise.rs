@@ -25,12 +25,7 @@ pub(crate) fn map<T: Elem>(a: &CpuTensor<T>, f: impl Fn(T) -> T + Sync) -> CpuTe
 }
 
 /// out[i] = f(a[i], b[i]) for equal shapes.
-pub(crate) fn zip<T: Elem>(
-    op: &str,
-    a: &CpuTensor<T>,
-    b: &CpuTensor<T>,
-    f: impl Fn(T, T) -> T + Sync,
-) -> CpuTensor<T> {
+pub(crate) fn zip<T: Elem>(op: &str, a: &CpuTensor<T>, b: &CpuTensor<T>, f: impl Fn(T, T) -> T + Sync) -> CpuTensor<T> {
     check_same(op, a.shape(), b.shape());
     // SAFETY: read-only inputs, fresh output.
     let (x, y) = unsafe { (a.data(), b.data()) };
@@ -48,19 +43,9 @@ pub(crate) fn leaky_relu<T: Elem>(x: &CpuTensor<T>, slope: f64) -> CpuTensor<T> 
     map(x, move |x| if x > T::ZERO { x } else { s * x })
 }
 
-pub(crate) fn leaky_relu_backward<T: Elem>(
-    g: &CpuTensor<T>,
-    x: &CpuTensor<T>,
-    slope: f64,
-) -> CpuTensor<T> {
+pub(crate) fn leaky_relu_backward<T: Elem>(g: &CpuTensor<T>, x: &CpuTensor<T>, slope: f64) -> CpuTensor<T> {
     let s = T::from_f64(slope);
-    zip("leaky_relu_backward", g, x, move |g, x| {
-        if x > T::ZERO {
-            g
-        } else {
-            s * g
-        }
-    })
+    zip("leaky_relu_backward", g, x, move |g, x| if x > T::ZERO { g } else { s * g })
 }
 
 pub(crate) fn tanh_backward<T: Elem>(g: &CpuTensor<T>, y: &CpuTensor<T>) -> CpuTensor<T> {
@@ -76,33 +61,15 @@ pub(crate) fn group_map<T: Elem>(
     f: impl Fn(T, T) -> T + Sync,
 ) -> CpuTensor<T> {
     let l = Layout::new(x.shape(), group);
-    assert_eq!(
-        v.numel(),
-        l.groups,
-        "{op}: {} values for {} groups of {:?}",
-        v.numel(),
-        l.groups,
-        x.shape()
-    );
+    assert_eq!(v.numel(), l.groups, "{op}: {} values for {} groups of {:?}", v.numel(), l.groups, x.shape());
     // SAFETY: read-only inputs, fresh output.
     let (xs, vs) = unsafe { (x.data(), v.data()) };
     CpuTensor::from_vec(l.build([xs], vs, |[x], c| f(x, c)), x.shape())
 }
 
-pub(crate) fn group_broadcast<T: Elem>(
-    v: &CpuTensor<T>,
-    group: Group,
-    shape: &[usize],
-) -> CpuTensor<T> {
+pub(crate) fn group_broadcast<T: Elem>(v: &CpuTensor<T>, group: Group, shape: &[usize]) -> CpuTensor<T> {
     let l = Layout::new(shape, group);
-    assert_eq!(
-        v.numel(),
-        l.groups,
-        "group_broadcast: {} values for {} groups of {:?}",
-        v.numel(),
-        l.groups,
-        shape
-    );
+    assert_eq!(v.numel(), l.groups, "group_broadcast: {} values for {} groups of {:?}", v.numel(), l.groups, shape);
     // SAFETY: read-only input, fresh output.
     let vs = unsafe { v.data() };
     CpuTensor::from_vec(l.build::<T, T, 0>([], vs, |_, c| c), shape)
@@ -113,51 +80,26 @@ pub(crate) fn group_sum<T: Elem>(x: &CpuTensor<T>, group: Group) -> CpuTensor<T>
     // SAFETY: read-only input.
     let xs = unsafe { x.data() };
     let sums = l.reduce([xs], |[x], _| [x.to_f64()]);
-    CpuTensor::from_vec(
-        sums.iter().map(|s| T::from_f64(s[0])).collect(),
-        &[l.groups],
-    )
+    CpuTensor::from_vec(sums.iter().map(|s| T::from_f64(s[0])).collect(), &[l.groups])
 }
 
 /// x̂ = ε·x + (1−ε)·x̃ per sample, in T.
-pub(crate) fn interpolate<T: Elem>(
-    x: &CpuTensor<T>,
-    xt: &CpuTensor<T>,
-    eps: &CpuTensor<T>,
-) -> CpuTensor<T> {
+pub(crate) fn interpolate<T: Elem>(x: &CpuTensor<T>, xt: &CpuTensor<T>, eps: &CpuTensor<T>) -> CpuTensor<T> {
     check_same("interpolate", x.shape(), xt.shape());
     let l = Layout::new(x.shape(), Group::Sample);
-    assert_eq!(
-        eps.numel(),
-        l.groups,
-        "interpolate: eps has {} values for {} samples",
-        eps.numel(),
-        l.groups
-    );
+    assert_eq!(eps.numel(), l.groups, "interpolate: eps has {} values for {} samples", eps.numel(), l.groups);
     // SAFETY: read-only inputs, fresh output.
     let (xs, ts, es) = unsafe { (x.data(), xt.data(), eps.data()) };
     let ef: Vec<(T, T)> = es.iter().map(|&e| (e, T::ONE - e)).collect();
-    CpuTensor::from_vec(
-        l.build([xs, ts], &ef, |[x, t], (e, f)| e * x + f * t),
-        x.shape(),
-    )
+    CpuTensor::from_vec(l.build([xs, ts], &ef, |[x, t], (e, f)| e * x + f * t), x.shape())
 }
 
 /// Element i from `rng::normal(seed, stream, i)` or `rng::uniform(...)`, rounded to T.
-pub(crate) fn random<T: Elem>(
-    shape: &[usize],
-    seed: u64,
-    stream: u64,
-    normal: bool,
-) -> CpuTensor<T> {
+pub(crate) fn random<T: Elem>(shape: &[usize], seed: u64, stream: u64, normal: bool) -> CpuTensor<T> {
     let out = build(numel(shape), |s, o| {
         for (j, o) in o.iter_mut().enumerate() {
             let i = (s + j) as u64;
-            o.write(T::from_f64(if normal {
-                rng::normal(seed, stream, i)
-            } else {
-                rng::uniform(seed, stream, i)
-            }));
+            o.write(T::from_f64(if normal { rng::normal(seed, stream, i) } else { rng::uniform(seed, stream, i) }));
         }
     });
     CpuTensor::from_vec(out, shape)

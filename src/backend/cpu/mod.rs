@@ -69,11 +69,7 @@ impl<T: Elem> Backend for Cpu<T> {
     type Tensor = CpuTensor<T>;
 
     fn name(&self) -> String {
-        format!(
-            "cpu ({} threads, {})",
-            rayon::current_num_threads(),
-            T::NAME
-        )
+        format!("cpu ({} threads, {})", rayon::current_num_threads(), T::NAME)
     }
     fn shape<'a>(&self, t: &'a CpuTensor<T>) -> &'a [usize] {
         t.shape()
@@ -175,43 +171,21 @@ impl<T: Elem> Backend for Cpu<T> {
     ) -> CpuTensor<T> {
         conv::conv2d_data_grad(gy, w, p, out_hw)
     }
-    fn conv2d_weight_grad(
-        &self,
-        x: &CpuTensor<T>,
-        gy: &CpuTensor<T>,
-        p: ConvParams,
-        k: usize,
-    ) -> CpuTensor<T> {
+    fn conv2d_weight_grad(&self, x: &CpuTensor<T>, gy: &CpuTensor<T>, p: ConvParams, k: usize) -> CpuTensor<T> {
         conv::conv2d_weight_grad(x, gy, p, k)
     }
 
     fn normalize(&self, x: &CpuTensor<T>, group: Group, eps: f64) -> CpuTensor<T> {
         norm::normalize(x, group, eps)
     }
-    fn normalize_backward(
-        &self,
-        g: &CpuTensor<T>,
-        x: &CpuTensor<T>,
-        group: Group,
-        eps: f64,
-    ) -> CpuTensor<T> {
+    fn normalize_backward(&self, g: &CpuTensor<T>, x: &CpuTensor<T>, group: Group, eps: f64) -> CpuTensor<T> {
         norm::normalize_backward(g, x, group, eps)
     }
 
-    fn interpolate(
-        &self,
-        x: &CpuTensor<T>,
-        x_tilde: &CpuTensor<T>,
-        eps: &CpuTensor<T>,
-    ) -> CpuTensor<T> {
+    fn interpolate(&self, x: &CpuTensor<T>, x_tilde: &CpuTensor<T>, eps: &CpuTensor<T>) -> CpuTensor<T> {
         ew::interpolate(x, x_tilde, eps)
     }
-    fn penalty(
-        &self,
-        g: &CpuTensor<T>,
-        kind: PenaltyKind,
-        eps: f64,
-    ) -> (CpuTensor<T>, CpuTensor<T>) {
+    fn penalty(&self, g: &CpuTensor<T>, kind: PenaltyKind, eps: f64) -> (CpuTensor<T>, CpuTensor<T>) {
         norm::penalty(g, kind, eps)
     }
 
@@ -222,23 +196,10 @@ impl<T: Elem> Backend for Cpu<T> {
         ew::random(shape, seed, stream, false)
     }
 
-    fn adam_inplace(
-        &self,
-        p: &CpuTensor<T>,
-        g: &CpuTensor<T>,
-        m: &CpuTensor<T>,
-        v: &CpuTensor<T>,
-        s: AdamStep,
-    ) {
+    fn adam_inplace(&self, p: &CpuTensor<T>, g: &CpuTensor<T>, m: &CpuTensor<T>, v: &CpuTensor<T>, s: AdamStep) {
         optim::adam(p, g, m, v, s)
     }
-    fn rmsprop_inplace(
-        &self,
-        p: &CpuTensor<T>,
-        g: &CpuTensor<T>,
-        v: &CpuTensor<T>,
-        s: RmsPropStep,
-    ) {
+    fn rmsprop_inplace(&self, p: &CpuTensor<T>, g: &CpuTensor<T>, v: &CpuTensor<T>, s: RmsPropStep) {
         optim::rmsprop(p, g, v, s)
     }
     fn clamp_inplace(&self, p: &CpuTensor<T>, c: f64) {

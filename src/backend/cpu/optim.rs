@@ -35,13 +35,7 @@ fn clamp1<T: Elem>(x: T, c: T) -> T {
     }
 }
 
-pub(crate) fn adam<T: Elem>(
-    p: &CpuTensor<T>,
-    g: &CpuTensor<T>,
-    m: &CpuTensor<T>,
-    v: &CpuTensor<T>,
-    s: AdamStep,
-) {
+pub(crate) fn adam<T: Elem>(p: &CpuTensor<T>, g: &CpuTensor<T>, m: &CpuTensor<T>, v: &CpuTensor<T>, s: AdamStep) {
     check("adam_inplace", &[p, m, v], g);
     assert!(s.t >= 1, "adam_inplace: step numbers start at 1");
     let t = s.t.min(i32::MAX as u64) as i32;
@@ -75,12 +69,7 @@ pub(crate) fn adam<T: Elem>(
     }
 }
 
-pub(crate) fn rmsprop<T: Elem>(
-    p: &CpuTensor<T>,
-    g: &CpuTensor<T>,
-    v: &CpuTensor<T>,
-    s: RmsPropStep,
-) {
+pub(crate) fn rmsprop<T: Elem>(p: &CpuTensor<T>, g: &CpuTensor<T>, v: &CpuTensor<T>, s: RmsPropStep) {
     check("rmsprop_inplace", &[p, v], g);
     let (a, c) = (T::from_f64(s.alpha), T::from_f64(1.0 - s.alpha));
     let (lr, eps) = (T::from_f64(s.lr), T::from_f64(s.eps));
@@ -138,8 +127,6 @@ pub(crate) fn axpby<T: Elem>(y: &CpuTensor<T>, a: f64, x: &CpuTensor<T>, b: f64)
     if ys.len() < PAR_MIN {
         f(ys, xs)
     } else {
-        ys.par_chunks_mut(CHUNK)
-            .zip(xs.par_chunks(CHUNK))
-            .for_each(|(y, x)| f(y, x));
+        ys.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| f(y, x));
     }
 }

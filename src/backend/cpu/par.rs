@@ -25,9 +25,7 @@ const SCRATCH_KEEP: usize = 4;
 pub(crate) fn take_scratch<T: Elem>(n: usize) -> Vec<T> {
     let found = SCRATCH.with(|p| {
         let mut p = p.borrow_mut();
-        let pos = p
-            .iter()
-            .position(|b| b.downcast_ref::<Vec<T>>().is_some_and(|v| v.len() >= n))?;
+        let pos = p.iter().position(|b| b.downcast_ref::<Vec<T>>().is_some_and(|v| v.len() >= n))?;
         p.swap_remove(pos).downcast::<Vec<T>>().ok()
     });
     match found {
@@ -75,10 +73,7 @@ pub(crate) fn build<T: Elem>(n: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) 
     if n < PAR_MIN {
         f(0, spare)
     } else {
-        spare
-            .par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(c, o)| f(c * CHUNK, o));
+        spare.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| f(c * CHUNK, o));
     }
     // SAFETY: every caller's `f` writes each element of the chunk it is given, and the chunks
     // cover 0..n; should `f` panic the length stays 0.
@@ -103,20 +98,12 @@ impl Layout {
             Group::All => (1, n),
             Group::Sample => (shape[0], n.checked_div(shape[0]).unwrap_or(0)),
             Group::Channel => {
-                assert!(
-                    shape.len() >= 2,
-                    "Group::Channel needs a tensor of rank >= 2, got {shape:?}"
-                );
+                assert!(shape.len() >= 2, "Group::Channel needs a tensor of rank >= 2, got {shape:?}");
                 (shape[1], crate::backend::inner(shape))
             }
         };
         let outer = n.checked_div(groups * inner).unwrap_or(0);
-        Layout {
-            n,
-            outer,
-            groups,
-            inner,
-        }
+        Layout { n, outer, groups, inner }
     }
 
     /// Elements per group (as f64, 1 for an empty layout so that means stay finite).

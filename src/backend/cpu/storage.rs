@@ -31,11 +31,7 @@ impl<T> Storage<T> {
 impl<T> Drop for Storage<T> {
     fn drop(&mut self) {
         // SAFETY: ptr/len came from Box::into_raw of a boxed slice of this length.
-        unsafe {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.ptr, self.len,
-            )))
-        }
+        unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len))) }
     }
 }
 
@@ -50,18 +46,8 @@ pub struct CpuTensor<T> {
 impl<T: Elem> CpuTensor<T> {
     /// A tensor that owns `data` (whose length must be `numel(shape)`).
     pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Self {
-        assert_eq!(
-            data.len(),
-            numel(shape),
-            "from_vec: {} elements for shape {:?}",
-            data.len(),
-            shape
-        );
-        CpuTensor {
-            storage: Arc::new(Storage::new(data)),
-            offset: 0,
-            shape: shape.to_vec(),
-        }
+        assert_eq!(data.len(), numel(shape), "from_vec: {} elements for shape {:?}", data.len(), shape);
+        CpuTensor { storage: Arc::new(Storage::new(data)), offset: 0, shape: shape.to_vec() }
     }
     pub fn shape(&self) -> &[usize] {
         &self.shape
@@ -97,11 +83,7 @@ impl<T: Elem> CpuTensor<T> {
             offset,
             self.shape
         );
-        CpuTensor {
-            storage: self.storage.clone(),
-            offset: self.offset + offset,
-            shape: shape.to_vec(),
-        }
+        CpuTensor { storage: self.storage.clone(), offset: self.offset + offset, shape: shape.to_vec() }
     }
     pub(crate) fn ptr(&self) -> *mut T {
         // SAFETY: offset + numel <= len is an invariant of every constructor.

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{
-    result as drv, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
-};
+use cudarc::driver::{result as drv, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
 
 use super::kernels::{self, Module};
 use super::nvrtc;
@@ -82,11 +80,7 @@ fn probe_driver() -> Result<usize> {
             "CUDA driver library libcuda.so not found: no NVIDIA driver is installed, or libcuda.so.1 is not on the loader path (LD_LIBRARY_PATH)",
         ));
     }
-    drv::init().map_err(|e| {
-        Error(format!(
-            "no CUDA GPU: the CUDA driver failed to initialise ({e})"
-        ))
-    })?;
+    drv::init().map_err(|e| Error(format!("no CUDA GPU: the CUDA driver failed to initialise ({e})")))?;
     let count = drv::device::get_count().map_err(drv_err("cuDeviceGetCount"))?;
     if count <= 0 {
         return Err(Error::msg("no CUDA GPU: the driver reports no devices"));
@@ -99,9 +93,7 @@ pub fn driver_version() -> Result<String> {
     probe_driver()?;
     let mut v = 0i32;
     // SAFETY: out-parameter; the driver library was opened by the probe.
-    unsafe { sys::cuDriverGetVersion(&mut v) }
-        .result()
-        .map_err(drv_err("cuDriverGetVersion"))?;
+    unsafe { sys::cuDriverGetVersion(&mut v) }.result().map_err(drv_err("cuDriverGetVersion"))?;
     Ok(format!("{}.{}", v / 1000, (v % 1000) / 10))
 }
 
@@ -112,9 +104,7 @@ impl Cuda {
         let count = probe_driver()?;
         let (_, nvrtc_version) = nvrtc::library()?;
         if ordinal >= count {
-            return Err(Error(format!(
-                "no CUDA GPU {ordinal}: the driver reports {count} device(s)"
-            )));
+            return Err(Error(format!("no CUDA GPU {ordinal}: the driver reports {count} device(s)")));
         }
         let ctx = CudaContext::new(ordinal).map_err(drv_err("creating a context"))?;
         // One stream, so cudarc's per-allocation events and cross-stream waits are pure overhead
@@ -123,17 +113,15 @@ impl Cuda {
         // only ever uses the one stream created below.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(drv_err("creating a stream"))?;
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(drv_err("reading the compute capability"))?;
+        let (major, minor) = ctx.compute_capability().map_err(drv_err("reading the compute capability"))?;
         let name = ctx.name().map_err(drv_err("reading the device name"))?;
         if ctx.has_async_alloc() {
             // Stream-ordered allocation from the device's default pool; keep freed memory in the
             // pool (release threshold = ∞) so that steady-state steps get no memory from the driver.
             // SAFETY: a valid device handle; the attribute takes a u64.
             unsafe {
-                let pool = drv::device::get_default_mem_pool(ctx.cu_device())
-                    .map_err(drv_err("cuDeviceGetDefaultMemPool"))?;
+                let pool =
+                    drv::device::get_default_mem_pool(ctx.cu_device()).map_err(drv_err("cuDeviceGetDefaultMemPool"))?;
                 let mut threshold: u64 = u64::MAX;
                 drv::mem_pool::set_attribute(
                     pool,
@@ -143,9 +131,7 @@ impl Cuda {
                 .map_err(drv_err("setting the memory pool's release threshold"))?;
             }
         }
-        let poison = std::env::var("WGAN_CUDA_POISON")
-            .map(|v| v == "1")
-            .unwrap_or(false);
+        let poison = std::env::var("WGAN_CUDA_POISON").map(|v| v == "1").unwrap_or(false);
         Ok(Cuda {
             inner: Arc::new(Inner {
                 ctx,
@@ -187,9 +173,7 @@ impl Cuda {
             self.record(Error(format!("CUDA stream synchronize: {e}")));
         }
         if let Err(e) = self.inner.ctx.check_err() {
-            self.record(Error(format!(
-                "CUDA (asynchronous, e.g. freeing memory): {e}"
-            )));
+            self.record(Error(format!("CUDA (asynchronous, e.g. freeing memory): {e}")));
         }
         match self.lock_error().as_ref() {
             Some(e) => Err(e.clone()),
@@ -213,27 +197,20 @@ impl Cuda {
     pub(crate) fn finish(&self, shape: &[usize], r: Result<CudaTensor>) -> CudaTensor {
         r.unwrap_or_else(|e| {
             self.record(e);
-            CudaTensor {
-                shape: shape.to_vec(),
-                storage: None,
-                offset: 0,
-            }
+            CudaTensor { shape: shape.to_vec(), storage: None, offset: 0 }
         })
     }
 
     /// A fresh device buffer of `n` floats (NaN-filled when poisoning is on).
     pub(crate) fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
         // SAFETY: the memory is uninitialised; every op writes all of its output.
-        let s = unsafe { self.inner.stream.alloc::<f32>(n.max(1)) }
-            .map_err(drv_err("allocating device memory"))?;
+        let s = unsafe { self.inner.stream.alloc::<f32>(n.max(1)) }.map_err(drv_err("allocating device memory"))?;
         if self.inner.poison.load(Ordering::Relaxed) {
             let (p, _g) = s.device_ptr(&self.inner.stream);
             // SAFETY: `p` points to n.max(1) floats on this context; 0x7FC00000 is a quiet NaN.
-            unsafe {
-                sys::cuMemsetD32Async(p, 0x7FC0_0000, n.max(1), self.inner.stream.cu_stream())
-            }
-            .result()
-            .map_err(drv_err("cuMemsetD32Async"))?;
+            unsafe { sys::cuMemsetD32Async(p, 0x7FC0_0000, n.max(1), self.inner.stream.cu_stream()) }
+                .result()
+                .map_err(drv_err("cuMemsetD32Async"))?;
         }
         Ok(s)
     }
@@ -241,19 +218,13 @@ impl Cuda {
     /// A new tensor of `shape` with fresh storage.
     pub(crate) fn empty(&self, shape: &[usize]) -> Result<CudaTensor> {
         let n = shape.iter().product();
-        Ok(CudaTensor {
-            shape: shape.to_vec(),
-            storage: Some(Arc::new(self.alloc(n)?)),
-            offset: 0,
-        })
+        Ok(CudaTensor { shape: shape.to_vec(), storage: Some(Arc::new(self.alloc(n)?)), offset: 0 })
     }
 
     /// The device address of a tensor's first element.
     pub(crate) fn ptr(&self, t: &CudaTensor) -> Result<u64> {
-        let s = t
-            .storage
-            .as_ref()
-            .ok_or_else(|| Error::msg("CUDA: input tensor comes from an op that failed earlier"))?;
+        let s =
+            t.storage.as_ref().ok_or_else(|| Error::msg("CUDA: input tensor comes from an op that failed earlier"))?;
         if t.offset + t.numel() > s.len().max(1) {
             return Err(Error(format!(
                 "CUDA: tensor window {}..{} exceeds its storage of {} elements",
@@ -268,24 +239,14 @@ impl Cuda {
 
     /// The kernel `name` of module `m`, compiling and loading the module on first use.
     pub(crate) fn func(&self, m: Module, name: &'static str) -> Result<CudaFunction> {
-        if let Some(f) = self
-            .inner
-            .funcs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(m, name))
-        {
+        if let Some(f) = self.inner.funcs.lock().unwrap_or_else(|p| p.into_inner()).get(&(m, name)) {
             return Ok(f.clone());
         }
         let module = self.module(m)?;
         let f = module
             .load_function(name)
             .map_err(|e| Error(format!("CUDA: kernel {name} in kernels/{}: {e}", m.file())))?;
-        self.inner
-            .funcs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((m, name), f.clone());
+        self.inner.funcs.lock().unwrap_or_else(|p| p.into_inner()).insert((m, name), f.clone());
         Ok(f)
     }
 
@@ -294,17 +255,9 @@ impl Cuda {
         if let Some(md) = mods.get(&m) {
             return Ok(md.clone());
         }
-        let load = |image: Vec<u8>| {
-            self.inner
-                .ctx
-                .load_module(cudarc::nvrtc::Ptx::from_binary(image))
-        };
+        let load = |image: Vec<u8>| self.inner.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(image));
         let key = kernels::cache_key(m, &self.inner.arch, self.inner.nvrtc_version);
-        let path = self
-            .inner
-            .cache_dir
-            .as_ref()
-            .map(|d| kernels::cache_path(d, m, &key));
+        let path = self.inner.cache_dir.as_ref().map(|d| kernels::cache_path(d, m, &key));
         // A cached image that is corrupt or that the driver rejects is recompiled, never fatal.
         if let Some(img) = path.as_deref().and_then(kernels::read_cached) {
             if let Ok(md) = load(img) {
@@ -377,10 +330,7 @@ pub fn system_report() -> String {
                         let name = drv::device::get_name(d)?;
                         // SAFETY: valid device handle.
                         let mem = unsafe { drv::device::total_mem(d) }?;
-                        Ok(format!(
-                            "{name}, {:.1} GiB",
-                            mem as f64 / (1u64 << 30) as f64
-                        ))
+                        Ok(format!("{name}, {:.1} GiB", mem as f64 / (1u64 << 30) as f64))
                     })
                     .unwrap_or_else(|e| format!("unreadable ({e})"));
                 let cc = CudaContext::new(i as usize)
@@ -412,10 +362,6 @@ pub fn device_info(ordinal: usize) -> Result<String> {
         c.inner.name,
         c.inner.arch,
         driver_version()?,
-        c.inner
-            .cache_dir
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|| "none".into())
+        c.inner.cache_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "none".into())
     ))
 }

@@ -15,10 +15,7 @@ use super::nvrtc;
 /// Headers every module may include, by the name used in `#include "..."`.
 pub const HEADERS: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
-    (
-        "gemm_tile.cuh",
-        include_str!("../../../kernels/gemm_tile.cuh"),
-    ),
+    ("gemm_tile.cuh", include_str!("../../../kernels/gemm_tile.cuh")),
 ];
 
 /// One kernel file.
@@ -95,22 +92,13 @@ pub fn options(arch: &str) -> Vec<String> {
 
 /// Compiles one module to a CUBIN for `arch`, without touching any cache.
 pub fn compile(m: Module, arch: &str) -> Result<nvrtc::Compiled> {
-    nvrtc::compile(
-        m.file(),
-        m.source(),
-        HEADERS,
-        &options(arch),
-        nvrtc::Output::Cubin,
-    )
+    nvrtc::compile(m.file(), m.source(), HEADERS, &options(arch), nvrtc::Output::Cubin)
 }
 
 /// Compiles every kernel file for `arch` (e.g. "sm_80") and returns (file, NVRTC log) pairs.
 /// Needs NVRTC but no GPU; any compile error is returned as an error carrying the log.
 pub fn compile_all(arch: &str) -> Result<Vec<(String, String)>> {
-    Module::ALL
-        .iter()
-        .map(|&m| compile(m, arch).map(|c| (m.file().to_string(), c.log)))
-        .collect()
+    Module::ALL.iter().map(|&m| compile(m, arch).map(|c| (m.file().to_string(), c.log))).collect()
 }
 
 /// The kernel cache directory: `$WGAN_KERNEL_CACHE`, else `$XDG_CACHE_HOME/wgan/kernels`, else
@@ -145,12 +133,7 @@ fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
 pub fn cache_key(m: Module, arch: &str, nvrtc_version: (i32, i32)) -> String {
     let opts = options(arch).join(" ");
     let ver = format!("{}.{}", nvrtc_version.0, nvrtc_version.1);
-    let mut parts: Vec<&[u8]> = vec![
-        m.source().as_bytes(),
-        opts.as_bytes(),
-        ver.as_bytes(),
-        arch.as_bytes(),
-    ];
+    let mut parts: Vec<&[u8]> = vec![m.source().as_bytes(), opts.as_bytes(), ver.as_bytes(), arch.as_bytes()];
     for (n, t) in HEADERS {
         parts.push(n.as_bytes());
         parts.push(t.as_bytes());
@@ -180,8 +163,7 @@ fn decode(bytes: &[u8]) -> Option<Vec<u8>> {
     let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
     let sum = u64::from_le_bytes(bytes[16..24].try_into().ok()?);
     let payload = &bytes[24..];
-    (payload.len() == len && len > 0 && fnv1a(0xcbf2_9ce4_8422_2325, &[payload]) == sum)
-        .then(|| payload.to_vec())
+    (payload.len() == len && len > 0 && fnv1a(0xcbf2_9ce4_8422_2325, &[payload]) == sum).then(|| payload.to_vec())
 }
 
 /// The cache file of a module.
@@ -199,8 +181,7 @@ pub fn read_cached(path: &Path) -> Option<Vec<u8>> {
 /// after noting it, since the compiled image is already in memory.
 pub fn write_cached(path: &Path, image: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| crate::Error(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error(format!("creating {}: {e}", dir.display())))?;
     }
     // A temporary name unique to this process and call, so concurrent writers never share one.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

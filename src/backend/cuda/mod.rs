@@ -12,8 +12,8 @@ mod device;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
-mod timing;
 pub mod params;
+mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
 pub use kernels::{cache_dir, compile_all};

@@ -29,14 +29,8 @@ type NvrtcResult = c_int;
 pub const NVRTC_LIB_ENV: &str = "WGAN_NVRTC_LIB";
 
 /// Library names tried after `$WGAN_NVRTC_LIB`, newest first.
-pub const NVRTC_CANDIDATES: &[&str] = &[
-    "libnvrtc.so.13",
-    "libnvrtc.so.12",
-    "libnvrtc.so",
-    "libnvrtc.so.11.2",
-    "libnvrtc.so.11.1",
-    "libnvrtc.so.11.0",
-];
+pub const NVRTC_CANDIDATES: &[&str] =
+    &["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so", "libnvrtc.so.11.2", "libnvrtc.so.11.1", "libnvrtc.so.11.0"];
 
 struct Api {
     path: String,
@@ -132,9 +126,7 @@ fn open() -> std::result::Result<Api, String> {
 
 fn api() -> Result<&'static Api> {
     static API: OnceLock<std::result::Result<Api, String>> = OnceLock::new();
-    API.get_or_init(open)
-        .as_ref()
-        .map_err(|e| Error::msg(e.clone()))
+    API.get_or_init(open).as_ref().map_err(|e| Error::msg(e.clone()))
 }
 
 /// Whether an NVRTC library can be opened.
@@ -193,19 +185,11 @@ pub fn compile(
     out: Output,
 ) -> Result<Compiled> {
     let a = api()?;
-    let cstr = |s: &str| {
-        CString::new(s).map_err(|_| Error(format!("{name}: NUL byte in kernel source or option")))
-    };
+    let cstr = |s: &str| CString::new(s).map_err(|_| Error(format!("{name}: NUL byte in kernel source or option")));
     let c_src = cstr(source)?;
     let c_name = cstr(name)?;
-    let h_src: Vec<CString> = headers
-        .iter()
-        .map(|(_, t)| cstr(t))
-        .collect::<Result<_>>()?;
-    let h_name: Vec<CString> = headers
-        .iter()
-        .map(|(n, _)| cstr(n))
-        .collect::<Result<_>>()?;
+    let h_src: Vec<CString> = headers.iter().map(|(_, t)| cstr(t)).collect::<Result<_>>()?;
+    let h_name: Vec<CString> = headers.iter().map(|(n, _)| cstr(n)).collect::<Result<_>>()?;
     let h_src_p: Vec<*const c_char> = h_src.iter().map(|c| c.as_ptr()).collect();
     let h_name_p: Vec<*const c_char> = h_name.iter().map(|c| c.as_ptr()).collect();
     let c_opts: Vec<CString> = options.iter().map(|o| cstr(o)).collect::<Result<_>>()?;
@@ -221,16 +205,8 @@ pub fn compile(
                 c_src.as_ptr(),
                 c_name.as_ptr(),
                 headers.len() as c_int,
-                if headers.is_empty() {
-                    std::ptr::null()
-                } else {
-                    h_src_p.as_ptr()
-                },
-                if headers.is_empty() {
-                    std::ptr::null()
-                } else {
-                    h_name_p.as_ptr()
-                },
+                if headers.is_empty() { std::ptr::null() } else { h_src_p.as_ptr() },
+                if headers.is_empty() { std::ptr::null() } else { h_name_p.as_ptr() },
             ),
             "nvrtcCreateProgram",
         )?;
@@ -249,14 +225,8 @@ pub fn compile(
     let rc = unsafe { (a.compile)(guard.1, c_opts_p.len() as c_int, c_opts_p.as_ptr()) };
     let log = read_log(a, guard.1)?;
     if rc != 0 {
-        let e = check(a, rc, "nvrtcCompileProgram")
-            .err()
-            .map(|e| e.0)
-            .unwrap_or_default();
-        return Err(Error(format!(
-            "compiling kernels/{name} ({}): {e}\n{log}",
-            options.join(" ")
-        )));
+        let e = check(a, rc, "nvrtcCompileProgram").err().map(|e| e.0).unwrap_or_default();
+        return Err(Error(format!("compiling kernels/{name} ({}): {e}\n{log}", options.join(" "))));
     }
     let (size_fn, get_fn, what) = match out {
         Output::Cubin => (a.cubin_size, a.cubin, "nvrtcGetCUBIN"),
@@ -268,9 +238,7 @@ pub fn compile(
     let mut image = vec![0u8; size];
     unsafe { check(a, get_fn(guard.1, image.as_mut_ptr() as *mut c_char), what)? };
     if image.is_empty() {
-        return Err(Error(format!(
-            "compiling kernels/{name}: NVRTC returned an empty image ({what})"
-        )));
+        return Err(Error(format!("compiling kernels/{name}: NVRTC returned an empty image ({what})")));
     }
     Ok(Compiled { image, log })
 }
@@ -283,13 +251,7 @@ fn read_log(a: &Api, prog: Program) -> Result<String> {
         return Ok(String::new());
     }
     let mut buf = vec![0u8; size];
-    unsafe {
-        check(
-            a,
-            (a.log)(prog, buf.as_mut_ptr() as *mut c_char),
-            "nvrtcGetProgramLog",
-        )?
-    };
+    unsafe { check(a, (a.log)(prog, buf.as_mut_ptr() as *mut c_char), "nvrtcGetProgramLog")? };
     while buf.last() == Some(&0) {
         buf.pop();
     }

@@ -9,9 +9,7 @@ use cudarc::driver::result as drv;
 use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
 use super::kernels::Module;
 use super::params as P;
-use crate::backend::{
-    inner, numel, AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep,
-};
+use crate::backend::{inner, numel, AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
 use crate::{bail, Error, Result};
 
 const GEMM_THREADS: u32 = 256;
@@ -63,29 +61,17 @@ fn segments(what: &str, shape: &[usize], group: Group) -> Result<(P::Segments, P
         outer_stride: i64_of(outer),
         group_stride: i64_of(gstride),
     };
-    let map = P::GroupMap {
-        n: i64_of(n),
-        div: i64_of(div.max(1)),
-        modulus: i64_of(modulus.max(1)),
-    };
+    let map = P::GroupMap { n: i64_of(n), div: i64_of(div.max(1)), modulus: i64_of(modulus.max(1)) };
     Ok((seg, map))
 }
 
 /// Geometry of a tiled GEMM launch of an m × nc output with reduction kd: the shape struct, the
 /// grid, and the number of split-K slices (deterministic: depends on the shape only).
-fn plan_gemm(
-    what: &str,
-    m: usize,
-    nc: usize,
-    kd: usize,
-) -> Result<(P::GemmShape, (u32, u32, u32), usize)> {
+fn plan_gemm(what: &str, m: usize, nc: usize, kd: usize) -> Result<(P::GemmShape, (u32, u32, u32), usize)> {
     let (m32, nc32, kd32) = (u32_of(what, m)?, u32_of(what, nc)?, u32_of(what, kd)?);
     let (gx, gy) = (nc.div_ceil(TILE), m.div_ceil(TILE));
     if gy > 65535 {
-        bail!(
-            "CUDA {what}: {m} output rows exceed one launch (at most {})",
-            65535 * TILE
-        );
+        bail!("CUDA {what}: {m} output rows exceed one launch (at most {})", 65535 * TILE);
     }
     let tiles = (gx * gy).max(1);
     let mut splits = 1usize;
@@ -94,18 +80,8 @@ fn plan_gemm(
     }
     let k_chunk = kd.div_ceil(splits).div_ceil(TILE_K).max(1) * TILE_K;
     let splits = kd.div_ceil(k_chunk).max(1);
-    let shape = P::GemmShape {
-        m: m32,
-        nc: nc32,
-        kd: kd32,
-        k_chunk: k_chunk as u32,
-        total: i64_of(m * nc),
-    };
-    Ok((
-        shape,
-        (gx.max(1) as u32, gy.max(1) as u32, splits as u32),
-        splits,
-    ))
+    let shape = P::GemmShape { m: m32, nc: nc32, kd: kd32, k_chunk: k_chunk as u32, total: i64_of(m * nc) };
+    Ok((shape, (gx.max(1) as u32, gy.max(1) as u32, splits as u32), splits))
 }
 
 impl Cuda {
@@ -115,41 +91,24 @@ impl Cuda {
         }
         let mut s = self.alloc(data.len())?;
         if !data.is_empty() {
-            self.stream()
-                .memcpy_htod(data, &mut s)
-                .map_err(|e| Error(format!("CUDA host-to-device copy: {e}")))?;
+            self.stream().memcpy_htod(data, &mut s).map_err(|e| Error(format!("CUDA host-to-device copy: {e}")))?;
         }
-        Ok(CudaTensor {
-            shape: shape.to_vec(),
-            storage: Some(Arc::new(s)),
-            offset: 0,
-        })
+        Ok(CudaTensor { shape: shape.to_vec(), storage: Some(Arc::new(s)), offset: 0 })
     }
 
     fn device_to_host(&self, t: &CudaTensor) -> Result<Vec<f32>> {
         let n = t.numel();
-        let s = t
-            .storage
-            .as_ref()
-            .ok_or_else(|| Error::msg("CUDA: reading a tensor from an op that failed earlier"))?;
+        let s =
+            t.storage.as_ref().ok_or_else(|| Error::msg("CUDA: reading a tensor from an op that failed earlier"))?;
         if t.offset + n > s.len() && n > 0 {
-            bail!(
-                "CUDA to_f32: window {}..{} exceeds storage of {}",
-                t.offset,
-                t.offset + n,
-                s.len()
-            );
+            bail!("CUDA to_f32: window {}..{} exceeds storage of {}", t.offset, t.offset + n, s.len());
         }
         let mut out = vec![0f32; n];
         if n > 0 {
             let view = s.slice(t.offset..t.offset + n);
-            self.stream()
-                .memcpy_dtoh(&view, &mut out)
-                .map_err(|e| Error(format!("CUDA device-to-host copy: {e}")))?;
+            self.stream().memcpy_dtoh(&view, &mut out).map_err(|e| Error(format!("CUDA device-to-host copy: {e}")))?;
         }
-        self.stream()
-            .synchronize()
-            .map_err(|e| Error(format!("CUDA synchronize: {e}")))?;
+        self.stream().synchronize().map_err(|e| Error(format!("CUDA synchronize: {e}")))?;
         if let Some(e) = self.pending_error() {
             return Err(e);
         }
@@ -171,10 +130,7 @@ impl Cuda {
         if n == 0 {
             return Ok(());
         }
-        self.inner
-            .ctx
-            .bind_to_thread()
-            .map_err(|e| Error(format!("CUDA bind context: {e}")))?;
+        self.inner.ctx.bind_to_thread().map_err(|e| Error(format!("CUDA bind context: {e}")))?;
         // SAFETY: both addresses were bounds-checked against their storage by the caller.
         unsafe { drv::memcpy_dtod_async(dst, src, n * 4, self.stream().cu_stream()) }
             .map_err(|e| Error(format!("CUDA device-to-device copy: {e}")))
@@ -184,28 +140,14 @@ impl Cuda {
         let out = self.empty(shape)?;
         let n = out.numel();
         if n > 0 {
-            let p = P::Scalar {
-                n: i64_of(n),
-                c: value as f32,
-            };
-            launch!(
-                self,
-                Module::Elementwise,
-                "fill_f32",
-                (grid_1d(n), 1, 1),
-                BLOCK,
-                self.ptr(&out)?,
-                p
-            );
+            let p = P::Scalar { n: i64_of(n), c: value as f32 };
+            launch!(self, Module::Elementwise, "fill_f32", (grid_1d(n), 1, 1), BLOCK, self.ptr(&out)?, p);
         }
         Ok(out)
     }
 
     fn try_view(&self, t: &CudaTensor, offset: usize, shape: &[usize]) -> Result<CudaTensor> {
-        let s = t
-            .storage
-            .as_ref()
-            .ok_or_else(|| Error::msg("CUDA view of a tensor from an op that failed earlier"))?;
+        let s = t.storage.as_ref().ok_or_else(|| Error::msg("CUDA view of a tensor from an op that failed earlier"))?;
         let start = t.offset + offset;
         if start + numel(shape) > s.len() {
             bail!(
@@ -214,19 +156,13 @@ impl Cuda {
                 t.offset
             );
         }
-        Ok(CudaTensor {
-            shape: shape.to_vec(),
-            storage: Some(s.clone()),
-            offset: start,
-        })
+        Ok(CudaTensor { shape: shape.to_vec(), storage: Some(s.clone()), offset: start })
     }
 
     fn try_copy_into(&self, dst: &CudaTensor, offset: usize, src: &CudaTensor) -> Result<()> {
         let n = src.numel();
-        let d = dst
-            .storage
-            .as_ref()
-            .ok_or_else(|| Error::msg("CUDA copy_into_inplace: destination from a failed op"))?;
+        let d =
+            dst.storage.as_ref().ok_or_else(|| Error::msg("CUDA copy_into_inplace: destination from a failed op"))?;
         if dst.offset + offset + n > d.len() {
             bail!("CUDA copy_into_inplace: {n} elements at offset {offset} exceed the destination");
         }
@@ -240,13 +176,7 @@ impl Cuda {
         Ok(out)
     }
 
-    fn binary(
-        &self,
-        name: &'static str,
-        a: &CudaTensor,
-        b: &CudaTensor,
-        c: f32,
-    ) -> Result<CudaTensor> {
+    fn binary(&self, name: &'static str, a: &CudaTensor, b: &CudaTensor, c: f32) -> Result<CudaTensor> {
         same_shape(name, a, b)?;
         let out = self.empty(&a.shape)?;
         let n = out.numel();
@@ -260,28 +190,10 @@ impl Cuda {
             "add_f32" => launch!(self, Module::Elementwise, "add_f32", g, BLOCK, o, pa, pb, p),
             "sub_f32" => launch!(self, Module::Elementwise, "sub_f32", g, BLOCK, o, pa, pb, p),
             "mul_f32" => launch!(self, Module::Elementwise, "mul_f32", g, BLOCK, o, pa, pb, p),
-            "leaky_relu_backward_f32" => launch!(
-                self,
-                Module::Elementwise,
-                "leaky_relu_backward_f32",
-                g,
-                BLOCK,
-                o,
-                pa,
-                pb,
-                p
-            ),
-            "tanh_backward_f32" => launch!(
-                self,
-                Module::Elementwise,
-                "tanh_backward_f32",
-                g,
-                BLOCK,
-                o,
-                pa,
-                pb,
-                p
-            ),
+            "leaky_relu_backward_f32" => {
+                launch!(self, Module::Elementwise, "leaky_relu_backward_f32", g, BLOCK, o, pa, pb, p)
+            }
+            "tanh_backward_f32" => launch!(self, Module::Elementwise, "tanh_backward_f32", g, BLOCK, o, pa, pb, p),
             _ => bail!("CUDA: no binary kernel {name}"),
         }
         Ok(out)
@@ -298,27 +210,9 @@ impl Cuda {
         let g = (grid_1d(n), 1, 1);
         match name {
             "scale_f32" => launch!(self, Module::Elementwise, "scale_f32", g, BLOCK, o, pa, p),
-            "add_scalar_f32" => launch!(
-                self,
-                Module::Elementwise,
-                "add_scalar_f32",
-                g,
-                BLOCK,
-                o,
-                pa,
-                p
-            ),
+            "add_scalar_f32" => launch!(self, Module::Elementwise, "add_scalar_f32", g, BLOCK, o, pa, p),
             "powf_f32" => launch!(self, Module::Elementwise, "powf_f32", g, BLOCK, o, pa, p),
-            "leaky_relu_f32" => launch!(
-                self,
-                Module::Elementwise,
-                "leaky_relu_f32",
-                g,
-                BLOCK,
-                o,
-                pa,
-                p
-            ),
+            "leaky_relu_f32" => launch!(self, Module::Elementwise, "leaky_relu_f32", g, BLOCK, o, pa, p),
             "tanh_f32" => launch!(self, Module::Elementwise, "tanh_f32", g, BLOCK, o, pa, p),
             _ => bail!("CUDA: no unary kernel {name}"),
         }
@@ -335,53 +229,19 @@ impl Cuda {
         let len = seg.len as usize;
         let mut splits = 1usize;
         if len > 4096 {
-            splits = 256usize
-                .div_ceil(count)
-                .min(len.div_ceil(2048))
-                .clamp(1, 65535);
+            splits = 256usize.div_ceil(count).min(len.div_ceil(2048)).clamp(1, 65535);
         }
         let chunk = len.div_ceil(splits).max(1);
         let splits = len.div_ceil(chunk).max(1);
-        let p = P::SumParams {
-            seg,
-            chunk: i64_of(chunk),
-            splits: i64_of(splits),
-        };
+        let p = P::SumParams { seg, chunk: i64_of(chunk), splits: i64_of(splits) };
         let xp = self.ptr(x)?;
         if splits == 1 {
-            launch!(
-                self,
-                Module::Reduce,
-                "group_sum_partial_f32",
-                (count as u32, 1, 1),
-                BLOCK,
-                self.ptr(&out)?,
-                xp,
-                p
-            );
+            launch!(self, Module::Reduce, "group_sum_partial_f32", (count as u32, 1, 1), BLOCK, self.ptr(&out)?, xp, p);
         } else {
             let partial = self.empty(&[count * splits])?;
             let pp = self.ptr(&partial)?;
-            launch!(
-                self,
-                Module::Reduce,
-                "group_sum_partial_f32",
-                (count as u32, splits as u32, 1),
-                BLOCK,
-                pp,
-                xp,
-                p
-            );
-            launch!(
-                self,
-                Module::Reduce,
-                "group_sum_finish_f32",
-                (count as u32, 1, 1),
-                BLOCK,
-                self.ptr(&out)?,
-                pp,
-                p
-            );
+            launch!(self, Module::Reduce, "group_sum_partial_f32", (count as u32, splits as u32, 1), BLOCK, pp, xp, p);
+            launch!(self, Module::Reduce, "group_sum_finish_f32", (count as u32, 1, 1), BLOCK, self.ptr(&out)?, pp, p);
         }
         Ok(out)
     }
@@ -396,11 +256,7 @@ impl Cuda {
     ) -> Result<CudaTensor> {
         let (seg, map) = segments(name, shape, group)?;
         if v.numel() != seg.count as usize {
-            bail!(
-                "CUDA {name}: {} group values for {} groups of {shape:?}",
-                v.numel(),
-                seg.count
-            );
+            bail!("CUDA {name}: {} group values for {} groups of {shape:?}", v.numel(), seg.count);
         }
         if let Some(x) = x {
             if x.shape != shape {
@@ -415,38 +271,15 @@ impl Cuda {
         let g = (grid_1d(n), 1, 1);
         let (o, vp) = (self.ptr(&out)?, self.ptr(v)?);
         match (name, x) {
-            ("group_broadcast_f32", None) => launch!(
-                self,
-                Module::Elementwise,
-                "group_broadcast_f32",
-                g,
-                BLOCK,
-                o,
-                vp,
-                map
-            ),
-            ("group_mul_f32", Some(x)) => launch!(
-                self,
-                Module::Elementwise,
-                "group_mul_f32",
-                g,
-                BLOCK,
-                o,
-                self.ptr(x)?,
-                vp,
-                map
-            ),
-            ("group_add_f32", Some(x)) => launch!(
-                self,
-                Module::Elementwise,
-                "group_add_f32",
-                g,
-                BLOCK,
-                o,
-                self.ptr(x)?,
-                vp,
-                map
-            ),
+            ("group_broadcast_f32", None) => {
+                launch!(self, Module::Elementwise, "group_broadcast_f32", g, BLOCK, o, vp, map)
+            }
+            ("group_mul_f32", Some(x)) => {
+                launch!(self, Module::Elementwise, "group_mul_f32", g, BLOCK, o, self.ptr(x)?, vp, map)
+            }
+            ("group_add_f32", Some(x)) => {
+                launch!(self, Module::Elementwise, "group_add_f32", g, BLOCK, o, self.ptr(x)?, vp, map)
+            }
             _ => bail!("CUDA: no group kernel {name}"),
         }
         Ok(out)
@@ -467,139 +300,41 @@ impl Cuda {
         if shape.total == 0 {
             return Ok(());
         }
-        let ws = if splits > 1 {
-            Some(self.empty(&[splits * shape.total as usize])?)
-        } else {
-            None
-        };
+        let ws = if splits > 1 { Some(self.empty(&[splits * shape.total as usize])?) } else { None };
         let dst = match &ws {
             Some(w) => self.ptr(w)?,
             None => self.ptr(out)?,
         };
         match (name, conv) {
-            ("matmul_nn_f32", None) => launch!(
-                self,
-                m,
-                "matmul_nn_f32",
-                grid,
-                GEMM_THREADS,
-                dst,
-                a,
-                b,
-                shape
-            ),
-            ("matmul_nt_f32", None) => launch!(
-                self,
-                m,
-                "matmul_nt_f32",
-                grid,
-                GEMM_THREADS,
-                dst,
-                a,
-                b,
-                shape
-            ),
-            ("matmul_tn_f32", None) => launch!(
-                self,
-                m,
-                "matmul_tn_f32",
-                grid,
-                GEMM_THREADS,
-                dst,
-                a,
-                b,
-                shape
-            ),
-            ("matmul_tt_f32", None) => launch!(
-                self,
-                m,
-                "matmul_tt_f32",
-                grid,
-                GEMM_THREADS,
-                dst,
-                a,
-                b,
-                shape
-            ),
+            ("matmul_nn_f32", None) => launch!(self, m, "matmul_nn_f32", grid, GEMM_THREADS, dst, a, b, shape),
+            ("matmul_nt_f32", None) => launch!(self, m, "matmul_nt_f32", grid, GEMM_THREADS, dst, a, b, shape),
+            ("matmul_tn_f32", None) => launch!(self, m, "matmul_tn_f32", grid, GEMM_THREADS, dst, a, b, shape),
+            ("matmul_tt_f32", None) => launch!(self, m, "matmul_tt_f32", grid, GEMM_THREADS, dst, a, b, shape),
             ("conv2d_fwd_f32", Some(c)) => {
-                launch!(
-                    self,
-                    m,
-                    "conv2d_fwd_f32",
-                    grid,
-                    GEMM_THREADS,
-                    dst,
-                    a,
-                    b,
-                    P::ConvParams { g: shape, c }
-                )
+                launch!(self, m, "conv2d_fwd_f32", grid, GEMM_THREADS, dst, a, b, P::ConvParams { g: shape, c })
             }
             ("conv2d_dgrad_f32", Some(c)) => {
-                launch!(
-                    self,
-                    m,
-                    "conv2d_dgrad_f32",
-                    grid,
-                    GEMM_THREADS,
-                    dst,
-                    a,
-                    b,
-                    P::ConvParams { g: shape, c }
-                )
+                launch!(self, m, "conv2d_dgrad_f32", grid, GEMM_THREADS, dst, a, b, P::ConvParams { g: shape, c })
             }
             ("conv2d_wgrad_f32", Some(c)) => {
-                launch!(
-                    self,
-                    m,
-                    "conv2d_wgrad_f32",
-                    grid,
-                    GEMM_THREADS,
-                    dst,
-                    a,
-                    b,
-                    P::ConvParams { g: shape, c }
-                )
+                launch!(self, m, "conv2d_wgrad_f32", grid, GEMM_THREADS, dst, a, b, P::ConvParams { g: shape, c })
             }
             _ => bail!("CUDA: no GEMM kernel {name}"),
         }
         if let Some(w) = &ws {
             let total = shape.total as usize;
-            let p = P::SplitKParams {
-                total: shape.total,
-                splits: i64_of(splits),
-            };
-            launch!(
-                self,
-                m,
-                "splitk_reduce_f32",
-                (grid_1d(total), 1, 1),
-                BLOCK,
-                self.ptr(out)?,
-                self.ptr(w)?,
-                p
-            );
+            let p = P::SplitKParams { total: shape.total, splits: i64_of(splits) };
+            launch!(self, m, "splitk_reduce_f32", (grid_1d(total), 1, 1), BLOCK, self.ptr(out)?, self.ptr(w)?, p);
         }
         Ok(())
     }
 
     fn try_matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> Result<CudaTensor> {
         if a.shape.len() != 2 || b.shape.len() != 2 {
-            bail!(
-                "CUDA matmul: needs 2-D operands, got {:?} and {:?}",
-                a.shape,
-                b.shape
-            );
+            bail!("CUDA matmul: needs 2-D operands, got {:?} and {:?}", a.shape, b.shape);
         }
-        let (m, k) = if ta {
-            (a.shape[1], a.shape[0])
-        } else {
-            (a.shape[0], a.shape[1])
-        };
-        let (k2, n) = if tb {
-            (b.shape[1], b.shape[0])
-        } else {
-            (b.shape[0], b.shape[1])
-        };
+        let (m, k) = if ta { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
+        let (k2, n) = if tb { (b.shape[1], b.shape[0]) } else { (b.shape[0], b.shape[1]) };
         if k != k2 {
             bail!(
                 "CUDA matmul: inner extents differ: {:?}{} · {:?}{}",
@@ -617,15 +352,7 @@ impl Cuda {
             (true, false) => "matmul_tn_f32",
             (true, true) => "matmul_tt_f32",
         };
-        self.run_gemm(
-            Module::Gemm,
-            name,
-            &out,
-            self.ptr(a)?,
-            self.ptr(b)?,
-            plan,
-            None,
-        )?;
+        self.run_gemm(Module::Gemm, name, &out, self.ptr(a)?, self.ptr(b)?, plan, None)?;
         Ok(out)
     }
 
@@ -665,25 +392,10 @@ impl Cuda {
             bail!("CUDA conv2d: kernel {k} larger than the padded input {xs:?}");
         }
         let (ho, wo) = (p.out_size(xs[2], k), p.out_size(xs[3], k));
-        let c = self.conv_shape(
-            "conv2d",
-            [xs[0], xs[1], xs[2], xs[3]],
-            ws[0],
-            k,
-            (ho, wo),
-            p,
-        )?;
+        let c = self.conv_shape("conv2d", [xs[0], xs[1], xs[2], xs[3]], ws[0], k, (ho, wo), p)?;
         let out = self.empty(&[xs[0], ws[0], ho, wo])?;
         let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k)?;
-        self.run_gemm(
-            Module::Conv,
-            "conv2d_fwd_f32",
-            &out,
-            self.ptr(x)?,
-            self.ptr(w)?,
-            plan,
-            Some(c),
-        )?;
+        self.run_gemm(Module::Conv, "conv2d_fwd_f32", &out, self.ptr(x)?, self.ptr(w)?, plan, Some(c))?;
         Ok(out)
     }
 
@@ -700,69 +412,27 @@ impl Cuda {
         }
         let (n, ci, k) = (gs[0], ws[1], ws[2]);
         let (h, wd) = out_hw;
-        let c = self.conv_shape(
-            "conv2d_data_grad",
-            [n, ci, h, wd],
-            ws[0],
-            k,
-            (gs[2], gs[3]),
-            p,
-        )?;
+        let c = self.conv_shape("conv2d_data_grad", [n, ci, h, wd], ws[0], k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[n, ci, h, wd])?;
         let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k)?;
-        self.run_gemm(
-            Module::Conv,
-            "conv2d_dgrad_f32",
-            &out,
-            self.ptr(gy)?,
-            self.ptr(w)?,
-            plan,
-            Some(c),
-        )?;
+        self.run_gemm(Module::Conv, "conv2d_dgrad_f32", &out, self.ptr(gy)?, self.ptr(w)?, plan, Some(c))?;
         Ok(out)
     }
 
-    fn try_conv2d_weight_grad(
-        &self,
-        x: &CudaTensor,
-        gy: &CudaTensor,
-        p: ConvParams,
-        k: usize,
-    ) -> Result<CudaTensor> {
+    fn try_conv2d_weight_grad(&self, x: &CudaTensor, gy: &CudaTensor, p: ConvParams, k: usize) -> Result<CudaTensor> {
         let (xs, gs) = (&x.shape, &gy.shape);
         if xs.len() != 4 || gs.len() != 4 || xs[0] != gs[0] {
             bail!("CUDA conv2d_weight_grad: x {xs:?} and gy {gs:?} do not fit");
         }
         let (co, ci) = (gs[1], xs[1]);
-        let c = self.conv_shape(
-            "conv2d_weight_grad",
-            [xs[0], ci, xs[2], xs[3]],
-            co,
-            k,
-            (gs[2], gs[3]),
-            p,
-        )?;
+        let c = self.conv_shape("conv2d_weight_grad", [xs[0], ci, xs[2], xs[3]], co, k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[co, ci, k, k])?;
         let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3])?;
-        self.run_gemm(
-            Module::Conv,
-            "conv2d_wgrad_f32",
-            &out,
-            self.ptr(x)?,
-            self.ptr(gy)?,
-            plan,
-            Some(c),
-        )?;
+        self.run_gemm(Module::Conv, "conv2d_wgrad_f32", &out, self.ptr(x)?, self.ptr(gy)?, plan, Some(c))?;
         Ok(out)
     }
 
-    fn try_normalize(
-        &self,
-        x: &CudaTensor,
-        g: Option<&CudaTensor>,
-        group: Group,
-        eps: f64,
-    ) -> Result<CudaTensor> {
+    fn try_normalize(&self, x: &CudaTensor, g: Option<&CudaTensor>, group: Group, eps: f64) -> Result<CudaTensor> {
         let (seg, map) = segments("normalize", &x.shape, group)?;
         if let Some(g) = g {
             same_shape("normalize_backward", g, x)?;
@@ -772,52 +442,19 @@ impl Cuda {
         if n == 0 || count == 0 {
             return Ok(out);
         }
-        let p = P::NormParams {
-            seg,
-            map,
-            eps: eps as f32,
-        };
+        let p = P::NormParams { seg, map, eps: eps as f32 };
         let (o, xp) = (self.ptr(&out)?, self.ptr(x)?);
         match g {
             None => {
                 let stats = self.empty(&[2 * count])?;
                 let sp = self.ptr(&stats)?;
-                launch!(
-                    self,
-                    Module::Norm,
-                    "normalize_stats_f32",
-                    (count as u32, 1, 1),
-                    BLOCK,
-                    sp,
-                    xp,
-                    p
-                );
-                launch!(
-                    self,
-                    Module::Norm,
-                    "normalize_apply_f32",
-                    (grid_1d(n), 1, 1),
-                    BLOCK,
-                    o,
-                    xp,
-                    sp,
-                    p
-                );
+                launch!(self, Module::Norm, "normalize_stats_f32", (count as u32, 1, 1), BLOCK, sp, xp, p);
+                launch!(self, Module::Norm, "normalize_apply_f32", (grid_1d(n), 1, 1), BLOCK, o, xp, sp, p);
             }
             Some(g) => {
                 let stats = self.empty(&[4 * count])?;
                 let (sp, gp) = (self.ptr(&stats)?, self.ptr(g)?);
-                launch!(
-                    self,
-                    Module::Norm,
-                    "normalize_backward_stats_f32",
-                    (count as u32, 1, 1),
-                    BLOCK,
-                    sp,
-                    gp,
-                    xp,
-                    p
-                );
+                launch!(self, Module::Norm, "normalize_backward_stats_f32", (count as u32, 1, 1), BLOCK, sp, gp, xp, p);
                 launch!(
                     self,
                     Module::Norm,
@@ -835,51 +472,24 @@ impl Cuda {
         Ok(out)
     }
 
-    fn try_interpolate(
-        &self,
-        x: &CudaTensor,
-        xt: &CudaTensor,
-        eps: &CudaTensor,
-    ) -> Result<CudaTensor> {
+    fn try_interpolate(&self, x: &CudaTensor, xt: &CudaTensor, eps: &CudaTensor) -> Result<CudaTensor> {
         same_shape("interpolate", x, xt)?;
         let samples = x.shape.first().copied().unwrap_or(0);
         if eps.numel() != samples {
-            bail!(
-                "CUDA interpolate: {} ε values for {samples} samples",
-                eps.numel()
-            );
+            bail!("CUDA interpolate: {} ε values for {samples} samples", eps.numel());
         }
         let out = self.empty(&x.shape)?;
         let n = x.numel();
         if n == 0 {
             return Ok(out);
         }
-        let p = P::InterpParams {
-            n: i64_of(n),
-            per_sample: i64_of(n / samples),
-        };
+        let p = P::InterpParams { n: i64_of(n), per_sample: i64_of(n / samples) };
         let args = (self.ptr(&out)?, self.ptr(x)?, self.ptr(xt)?, self.ptr(eps)?);
-        launch!(
-            self,
-            Module::Penalty,
-            "interpolate_f32",
-            (grid_1d(n), 1, 1),
-            BLOCK,
-            args.0,
-            args.1,
-            args.2,
-            args.3,
-            p
-        );
+        launch!(self, Module::Penalty, "interpolate_f32", (grid_1d(n), 1, 1), BLOCK, args.0, args.1, args.2, args.3, p);
         Ok(out)
     }
 
-    fn try_penalty(
-        &self,
-        g: &CudaTensor,
-        kind: PenaltyKind,
-        eps: f64,
-    ) -> Result<(CudaTensor, CudaTensor)> {
+    fn try_penalty(&self, g: &CudaTensor, kind: PenaltyKind, eps: f64) -> Result<(CudaTensor, CudaTensor)> {
         let samples = g.shape.first().copied().unwrap_or(0);
         let n = g.numel();
         let value = self.empty(&[1])?;
@@ -905,61 +515,27 @@ impl Cuda {
                 p
             );
         }
-        launch!(
-            self,
-            Module::Penalty,
-            "penalty_mean_f32",
-            (1, 1, 1),
-            BLOCK,
-            self.ptr(&value)?,
-            self.ptr(&per)?,
-            p
-        );
+        launch!(self, Module::Penalty, "penalty_mean_f32", (1, 1, 1), BLOCK, self.ptr(&value)?, self.ptr(&per)?, p);
         Ok((value, dg))
     }
 
-    fn try_random(
-        &self,
-        shape: &[usize],
-        seed: u64,
-        stream: u64,
-        normal: bool,
-    ) -> Result<CudaTensor> {
+    fn try_random(&self, shape: &[usize], seed: u64, stream: u64, normal: bool) -> Result<CudaTensor> {
         let out = self.empty(shape)?;
         let n = out.numel();
         if n == 0 {
             return Ok(out);
         }
-        let p = P::RngParams {
-            n: i64_of(n),
-            seed,
-            stream,
-        };
+        let p = P::RngParams { n: i64_of(n), seed, stream };
         let g = (grid_1d(n), 1, 1);
         if normal {
             launch!(self, Module::Rng, "randn_f32", g, BLOCK, self.ptr(&out)?, p);
         } else {
-            launch!(
-                self,
-                Module::Rng,
-                "rand_uniform_f32",
-                g,
-                BLOCK,
-                self.ptr(&out)?,
-                p
-            );
+            launch!(self, Module::Rng, "rand_uniform_f32", g, BLOCK, self.ptr(&out)?, p);
         }
         Ok(out)
     }
 
-    fn try_adam(
-        &self,
-        p: &CudaTensor,
-        g: &CudaTensor,
-        m: &CudaTensor,
-        v: &CudaTensor,
-        s: AdamStep,
-    ) -> Result<()> {
+    fn try_adam(&self, p: &CudaTensor, g: &CudaTensor, m: &CudaTensor, v: &CudaTensor, s: AdamStep) -> Result<()> {
         same_shape("adam", p, g)?;
         same_shape("adam", p, m)?;
         same_shape("adam", p, v)?;
@@ -981,28 +557,11 @@ impl Cuda {
             bc2_sqrt: bc2.sqrt() as f32,
         };
         let args = (self.ptr(p)?, self.ptr(g)?, self.ptr(m)?, self.ptr(v)?);
-        launch!(
-            self,
-            Module::Optim,
-            "adam_f32",
-            (grid_1d(n), 1, 1),
-            BLOCK,
-            args.0,
-            args.1,
-            args.2,
-            args.3,
-            a
-        );
+        launch!(self, Module::Optim, "adam_f32", (grid_1d(n), 1, 1), BLOCK, args.0, args.1, args.2, args.3, a);
         Ok(())
     }
 
-    fn try_rmsprop(
-        &self,
-        p: &CudaTensor,
-        g: &CudaTensor,
-        v: &CudaTensor,
-        s: RmsPropStep,
-    ) -> Result<()> {
+    fn try_rmsprop(&self, p: &CudaTensor, g: &CudaTensor, v: &CudaTensor, s: RmsPropStep) -> Result<()> {
         same_shape("rmsprop", p, g)?;
         same_shape("rmsprop", p, v)?;
         let n = p.numel();
@@ -1019,36 +578,15 @@ impl Cuda {
             has_clip: s.clip.is_some() as i32,
         };
         let args = (self.ptr(p)?, self.ptr(g)?, self.ptr(v)?);
-        launch!(
-            self,
-            Module::Optim,
-            "rmsprop_f32",
-            (grid_1d(n), 1, 1),
-            BLOCK,
-            args.0,
-            args.1,
-            args.2,
-            r
-        );
+        launch!(self, Module::Optim, "rmsprop_f32", (grid_1d(n), 1, 1), BLOCK, args.0, args.1, args.2, r);
         Ok(())
     }
 
     fn try_clamp(&self, p: &CudaTensor, c: f64) -> Result<()> {
         let n = p.numel();
         if n > 0 {
-            let q = P::Scalar {
-                n: i64_of(n),
-                c: c as f32,
-            };
-            launch!(
-                self,
-                Module::Optim,
-                "clamp_f32",
-                (grid_1d(n), 1, 1),
-                BLOCK,
-                self.ptr(p)?,
-                q
-            );
+            let q = P::Scalar { n: i64_of(n), c: c as f32 };
+            launch!(self, Module::Optim, "clamp_f32", (grid_1d(n), 1, 1), BLOCK, self.ptr(p)?, q);
         }
         Ok(())
     }
@@ -1057,21 +595,8 @@ impl Cuda {
         same_shape("axpby", y, x)?;
         let n = y.numel();
         if n > 0 {
-            let q = P::AxpbyParams {
-                n: i64_of(n),
-                a: a as f32,
-                b: b as f32,
-            };
-            launch!(
-                self,
-                Module::Optim,
-                "axpby_f32",
-                (grid_1d(n), 1, 1),
-                BLOCK,
-                self.ptr(y)?,
-                self.ptr(x)?,
-                q
-            );
+            let q = P::AxpbyParams { n: i64_of(n), a: a as f32, b: b as f32 };
+            launch!(self, Module::Optim, "axpby_f32", (grid_1d(n), 1, 1), BLOCK, self.ptr(y)?, self.ptr(x)?, q);
         }
         Ok(())
     }
@@ -1149,10 +674,7 @@ impl Backend for Cuda {
         self.finish(&x.shape, self.unary("leaky_relu_f32", x, slope as f32))
     }
     fn leaky_relu_backward(&self, g: &CudaTensor, x: &CudaTensor, slope: f64) -> CudaTensor {
-        self.finish(
-            &g.shape,
-            self.binary("leaky_relu_backward_f32", g, x, slope as f32),
-        )
+        self.finish(&g.shape, self.binary("leaky_relu_backward_f32", g, x, slope as f32))
     }
     fn tanh(&self, x: &CudaTensor) -> CudaTensor {
         self.finish(&x.shape, self.unary("tanh_f32", x, 0.0))
@@ -1162,28 +684,17 @@ impl Backend for Cuda {
     }
 
     fn group_sum(&self, x: &CudaTensor, group: Group) -> CudaTensor {
-        let count = segments("group_sum", &x.shape, group)
-            .map(|(s, _)| s.count as usize)
-            .unwrap_or(0);
+        let count = segments("group_sum", &x.shape, group).map(|(s, _)| s.count as usize).unwrap_or(0);
         self.finish(&[count], self.try_group_sum(x, group))
     }
     fn group_broadcast(&self, v: &CudaTensor, group: Group, shape: &[usize]) -> CudaTensor {
-        self.finish(
-            shape,
-            self.try_group_elementwise("group_broadcast_f32", None, v, group, shape),
-        )
+        self.finish(shape, self.try_group_elementwise("group_broadcast_f32", None, v, group, shape))
     }
     fn group_mul(&self, x: &CudaTensor, s: &CudaTensor, group: Group) -> CudaTensor {
-        self.finish(
-            &x.shape,
-            self.try_group_elementwise("group_mul_f32", Some(x), s, group, &x.shape),
-        )
+        self.finish(&x.shape, self.try_group_elementwise("group_mul_f32", Some(x), s, group, &x.shape))
     }
     fn group_add(&self, x: &CudaTensor, b: &CudaTensor, group: Group) -> CudaTensor {
-        self.finish(
-            &x.shape,
-            self.try_group_elementwise("group_add_f32", Some(x), b, group, &x.shape),
-        )
+        self.finish(&x.shape, self.try_group_elementwise("group_add_f32", Some(x), b, group, &x.shape))
     }
 
     fn matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> CudaTensor {
@@ -1196,47 +707,19 @@ impl Backend for Cuda {
         let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
         self.finish(&shape, r)
     }
-    fn conv2d_data_grad(
-        &self,
-        gy: &CudaTensor,
-        w: &CudaTensor,
-        p: ConvParams,
-        out_hw: (usize, usize),
-    ) -> CudaTensor {
-        let shape = [
-            gy.shape.first().copied().unwrap_or(0),
-            w.shape.get(1).copied().unwrap_or(0),
-            out_hw.0,
-            out_hw.1,
-        ];
+    fn conv2d_data_grad(&self, gy: &CudaTensor, w: &CudaTensor, p: ConvParams, out_hw: (usize, usize)) -> CudaTensor {
+        let shape = [gy.shape.first().copied().unwrap_or(0), w.shape.get(1).copied().unwrap_or(0), out_hw.0, out_hw.1];
         self.finish(&shape, self.try_conv2d_data_grad(gy, w, p, out_hw))
     }
-    fn conv2d_weight_grad(
-        &self,
-        x: &CudaTensor,
-        gy: &CudaTensor,
-        p: ConvParams,
-        k: usize,
-    ) -> CudaTensor {
-        let shape = [
-            gy.shape.get(1).copied().unwrap_or(0),
-            x.shape.get(1).copied().unwrap_or(0),
-            k,
-            k,
-        ];
+    fn conv2d_weight_grad(&self, x: &CudaTensor, gy: &CudaTensor, p: ConvParams, k: usize) -> CudaTensor {
+        let shape = [gy.shape.get(1).copied().unwrap_or(0), x.shape.get(1).copied().unwrap_or(0), k, k];
         self.finish(&shape, self.try_conv2d_weight_grad(x, gy, p, k))
     }
 
     fn normalize(&self, x: &CudaTensor, group: Group, eps: f64) -> CudaTensor {
         self.finish(&x.shape, self.try_normalize(x, None, group, eps))
     }
-    fn normalize_backward(
-        &self,
-        g: &CudaTensor,
-        x: &CudaTensor,
-        group: Group,
-        eps: f64,
-    ) -> CudaTensor {
+    fn normalize_backward(&self, g: &CudaTensor, x: &CudaTensor, group: Group, eps: f64) -> CudaTensor {
         self.finish(&x.shape, self.try_normalize(x, Some(g), group, eps))
     }
 
@@ -1248,11 +731,7 @@ impl Backend for Cuda {
             Ok(r) => r,
             Err(e) => {
                 self.record(e);
-                let dead = |s: &[usize]| CudaTensor {
-                    shape: s.to_vec(),
-                    storage: None,
-                    offset: 0,
-                };
+                let dead = |s: &[usize]| CudaTensor { shape: s.to_vec(), storage: None, offset: 0 };
                 (dead(&[1]), dead(&g.shape))
             }
         }
@@ -1265,14 +744,7 @@ impl Backend for Cuda {
         self.finish(shape, self.try_random(shape, seed, stream, false))
     }
 
-    fn adam_inplace(
-        &self,
-        p: &CudaTensor,
-        g: &CudaTensor,
-        m: &CudaTensor,
-        v: &CudaTensor,
-        s: AdamStep,
-    ) {
+    fn adam_inplace(&self, p: &CudaTensor, g: &CudaTensor, m: &CudaTensor, v: &CudaTensor, s: AdamStep) {
         self.note(self.try_adam(p, g, m, v, s))
     }
     fn rmsprop_inplace(&self, p: &CudaTensor, g: &CudaTensor, v: &CudaTensor, s: RmsPropStep) {
