@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
-"""PyTorch reference for wgan's benchmarks: the same networks (same parameter names, so a wgan
-checkpoint loads with load_state_dict), initialisation, hyperparameters and batch sizes.
+"""PyTorch reference for the `wgan` crate's benchmarks.
 
-One "generator step" = n_critic (5) critic iterations + 1 generator iteration, timed as a whole.
+Defines exactly the networks of `src/nn/arch.rs` (same layer order, same parameter names
+`main.{i}.weight`, `main.{i}.bias`, `main.{i}.running_mean`, `main.{i}.running_var`,
+`main.{i}.num_batches_tracked`, same initialisation), the same WGAN-GP / WGAN (weight clipping)
+training step, hyperparameters and batch sizes, and times one *generator step*
+(= n_critic critic iterations + 1 generator iteration).
 
-Workloads: toy (3x512 ReLU MLPs, batch 256, 8 gaussians), dcgan28 (1x28x28, batch 64, width 64),
-dcgan64 (3x64x64, batch 64, width 64). Image workloads use random data of the right shape: timing
-does not depend on values.
+    python3 benches/reference/wgan_torch.py --workload all --loss all --device cuda --mode all --json out.json
+    python3 benches/reference/wgan_torch.py --workload toy --loss all --device cpu --steps 20
+    python3 benches/reference/wgan_torch.py --check
+    python3 benches/reference/wgan_torch.py --train-toy 2000
 
-Modes: eager (NCHW; on CUDA, TF32 convolutions are PyTorch's default), tuned (channels_last +
-cudnn.benchmark), graph (the whole generator step captured with torch.cuda.graph). torch.compile
-is not offered: it does not support double backward (the WGAN-GP penalty needs it).
-
-  python3 benches/reference/wgan_torch.py --workload toy --loss all --device cpu --json out.json
-  python3 benches/reference/wgan_torch.py --check          # gradgradcheck of the penalty (float64)
-  python3 benches/reference/wgan_torch.py --train-toy 1000 # reference W1 curve on 8 gaussians
+torch.compile is not offered: it does not support double backward (autograd.grad with
+create_graph=True), which the gradient penalty needs.
 """
+
+from __future__ import annotations
+
 import argparse
 import json
 import math
@@ -25,357 +27,570 @@ import time
 
 import torch
 import torch.nn as nn
+from torch import autograd
 
-NZ = 100
-TOY_DIM = 512
+COMPILE_NOTE = ("note: torch.compile does not support double backward (autograd.grad(create_graph=True)), "
+                "which the gradient penalty needs, so there is no compiled mode")
+
+# ----------------------------------------------------------------------------------------------
+# Networks (src/nn/arch.rs)
+# ----------------------------------------------------------------------------------------------
+
+TOY_DIM = 512      # gan_toy.py's DIM
+TOY_NZ = 2         # gan_toy.py feeds 2-D noise to the generator
+NZ = 100           # DCGAN latent size
+LEAKY_SLOPE = 0.2  # critic LeakyReLU slope
 
 
-def init_weights(module):
-    """Conv/ConvT/Linear weights N(0, 0.02), biases 0; norm scales N(1, 0.02), offsets 0. wgan
-    draws from its own generator, so values differ but distributions agree."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+def mlp(inp: int, out: int, dim: int = TOY_DIM) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(inp, dim), nn.ReLU(),
+        nn.Linear(dim, dim), nn.ReLU(),
+        nn.Linear(dim, dim), nn.ReLU(),
+        nn.Linear(dim, out),
+    )
 
 
 class ToyGenerator(nn.Module):
-    """Linear(2,512) ReLU x3, Linear(512,2): gan_toy.py's generator (names main.{i}.*)."""
+    """Linear(2,512) ReLU ×3 → Linear(512,2), fed 2-D noise."""
 
-    def __init__(self, nz=2):
+    def __init__(self, dim: int = TOY_DIM):
         super().__init__()
-        d = TOY_DIM
-        self.main = nn.Sequential(nn.Linear(nz, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU(),
-                                  nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 2))
+        self.nz = TOY_NZ
+        self.main = mlp(TOY_NZ, 2, dim)
 
     def forward(self, z):
         return self.main(z)
 
 
 class ToyCritic(nn.Module):
-    def __init__(self):
+    """Linear(2,512) ReLU ×3 → Linear(512,1); output [N]."""
+
+    def __init__(self, dim: int = TOY_DIM):
         super().__init__()
-        d = TOY_DIM
-        self.main = nn.Sequential(nn.Linear(2, d), nn.ReLU(), nn.Linear(d, d), nn.ReLU(),
-                                  nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 1))
+        self.main = mlp(2, 1, dim)
 
     def forward(self, x):
         return self.main(x).view(-1)
 
 
-def generator_plan(size, nc, w, nz):
-    return {
-        64: [(nz, 8 * w, 4, 1, 0), (8 * w, 4 * w, 4, 2, 1), (4 * w, 2 * w, 4, 2, 1), (2 * w, w, 4, 2, 1), (w, nc, 4, 2, 1)],
-        32: [(nz, 4 * w, 4, 1, 0), (4 * w, 2 * w, 4, 2, 1), (2 * w, w, 4, 2, 1), (w, nc, 4, 2, 1)],
-        28: [(nz, 4 * w, 7, 1, 0), (4 * w, 2 * w, 4, 2, 1), (2 * w, nc, 4, 2, 1)],
-    }[size]
+def generator_plan(size: int, nc: int, w: int, nz: int = NZ):
+    """(cin, cout, kernel, stride, pad) of each ConvTranspose2d, first to last."""
+    if size == 64:
+        return [(nz, 8 * w, 4, 1, 0), (8 * w, 4 * w, 4, 2, 1), (4 * w, 2 * w, 4, 2, 1), (2 * w, w, 4, 2, 1), (w, nc, 4, 2, 1)]
+    if size == 32:
+        return [(nz, 4 * w, 4, 1, 0), (4 * w, 2 * w, 4, 2, 1), (2 * w, w, 4, 2, 1), (w, nc, 4, 2, 1)]
+    if size == 28:
+        return [(nz, 4 * w, 7, 1, 0), (4 * w, 2 * w, 4, 2, 1), (2 * w, nc, 4, 2, 1)]
+    raise ValueError(f"image size {size}: the DCGAN models make 28, 32 or 64 pixel images")
 
 
-def critic_plan(size, nc, w):
-    return {
-        64: [(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 4, 2, 1), (4 * w, 8 * w, 4, 2, 1), (8 * w, 1, 4, 1, 0)],
-        32: [(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 4, 2, 1), (4 * w, 1, 4, 1, 0)],
-        28: [(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 3, 2, 1), (4 * w, 1, 4, 1, 0)],
-    }[size]
+def critic_plan(size: int, nc: int, w: int):
+    """(cin, cout, kernel, stride, pad) of each Conv2d, first to last."""
+    if size == 64:
+        return [(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 4, 2, 1), (4 * w, 8 * w, 4, 2, 1), (8 * w, 1, 4, 1, 0)]
+    if size == 32:
+        return [(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 4, 2, 1), (4 * w, 1, 4, 1, 0)]
+    if size == 28:
+        return [(nc, w, 4, 2, 1), (w, 2 * w, 4, 2, 1), (2 * w, 4 * w, 3, 2, 1), (4 * w, 1, 4, 1, 0)]
+    raise ValueError(f"image size {size}: the DCGAN models take 28, 32 or 64 pixel images")
 
 
 class DCGANGenerator(nn.Module):
-    """ConvT-BN-ReLU blocks, last ConvT-Tanh; z [N, nz] is viewed as [N, nz, 1, 1]."""
+    """z [N, nz] viewed as [N, nz, 1, 1] → image [N, nc, size, size]; ConvT–BN–ReLU, last ConvT–Tanh."""
 
-    def __init__(self, size=64, nc=3, width=64, nz=NZ):
+    def __init__(self, size: int, nc: int, width: int, nz: int = NZ):
         super().__init__()
-        layers = []
+        self.nz = nz
         plan = generator_plan(size, nc, width, nz)
+        layers = []
         for i, (cin, cout, k, s, p) in enumerate(plan):
             layers.append(nn.ConvTranspose2d(cin, cout, k, s, p, bias=False))
             if i + 1 < len(plan):
-                layers += [nn.BatchNorm2d(cout), nn.ReLU(True)]
+                layers += [nn.BatchNorm2d(cout), nn.ReLU()]
             else:
                 layers.append(nn.Tanh())
         self.main = nn.Sequential(*layers)
-        self.nz = nz
 
     def forward(self, z):
         return self.main(z.view(z.shape[0], self.nz, 1, 1))
 
 
 class DCGANCritic(nn.Module):
-    """Conv-[GroupNorm(1,C) = layer norm over (C,H,W)]-LeakyReLU(0.2); no norm after the first
-    conv; the last conv is linear. Output [N]."""
+    """image → [N]; Conv–[LayerNorm]–LeakyReLU(0.2), no norm after the first conv, last conv linear.
 
-    def __init__(self, size=64, nc=3, width=64, norm="layer"):
+    Layer norm = nn.GroupNorm(1, C): normalise over (C,H,W) per sample, per-channel affine.
+    """
+
+    def __init__(self, size: int, nc: int, width: int, norm: str = "none"):
         super().__init__()
-        layers = []
+        assert norm in ("none", "layer")
         plan = critic_plan(size, nc, width)
+        layers = []
         for i, (cin, cout, k, s, p) in enumerate(plan):
             layers.append(nn.Conv2d(cin, cout, k, s, p, bias=False))
             if i + 1 == len(plan):
                 break
             if i > 0 and norm == "layer":
-                layers.append(nn.GroupNorm(1, cout))
-            layers.append(nn.LeakyReLU(0.2, True))
+                layers.append(nn.GroupNorm(1, cout, eps=1e-5))
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
         self.main = nn.Sequential(*layers)
 
     def forward(self, x):
         return self.main(x).view(-1)
 
 
-def eight_gaussians(n, gen):
-    s = 1.0 / math.sqrt(2)
-    centers = torch.tensor([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)]) * 2.0
-    idx = torch.randint(0, 8, (n,), generator=gen)
-    return (centers[idx] + 0.02 * torch.randn(n, 2, generator=gen)) / 1.414
-
-
-class Workload:
-    def __init__(self, name, loss, device, mode, toy_settings=False):
-        self.name, self.loss, self.device, self.mode = name, loss, device, mode
-        if name == "toy":
-            self.G, self.D, self.batch, self.nz = ToyGenerator(), ToyCritic(), 256, 2
-            self.shape = (2,)
-        else:
-            size, nc = (28, 1) if name == "dcgan28" else (64, 3)
-            norm = "layer" if loss == "wgan-gp" else "none"
-            self.G, self.D = DCGANGenerator(size, nc, 64, NZ), DCGANCritic(size, nc, 64, norm)
-            self.batch, self.nz, self.shape = 64, NZ, (nc, size, size)
-        init_weights(self.G)
-        init_weights(self.D)
-        self.G.to(device)
-        self.D.to(device)
-        fmt = torch.channels_last if (mode == "tuned" and name != "toy") else torch.contiguous_format
-        if fmt is torch.channels_last:
-            self.G.to(memory_format=fmt)
-            self.D.to(memory_format=fmt)
-        self.fmt = fmt
-        if loss == "wgan-gp":
-            betas = (0.5, 0.9) if toy_settings else (0.0, 0.9)
-            self.lam = 0.1 if toy_settings else 10.0
-            self.optG = torch.optim.Adam(self.G.parameters(), lr=1e-4, betas=betas)
-            self.optD = torch.optim.Adam(self.D.parameters(), lr=1e-4, betas=betas)
-        else:
-            self.optG = torch.optim.RMSprop(self.G.parameters(), lr=5e-5)
-            self.optD = torch.optim.RMSprop(self.D.parameters(), lr=5e-5)
-            self.clip = 0.01
-            with torch.no_grad():
-                for p in self.D.parameters():
-                    p.clamp_(-self.clip, self.clip)
-        gen = torch.Generator().manual_seed(0)
-        if name == "toy":
-            reals = [eight_gaussians(self.batch, gen) for _ in range(8)]
-        else:
-            reals = [torch.rand((self.batch,) + self.shape, generator=gen) * 2 - 1 for _ in range(8)]
-        self.reals = [r.to(device).contiguous(memory_format=fmt) if r.dim() == 4 else r.to(device) for r in reals]
-        self.k = 0
-
-    def next_real(self):
-        self.k += 1
-        return self.reals[self.k % len(self.reals)]
-
-    def penalty(self, real, fake):
-        eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
-        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-        d = self.D(x_hat)
-        (g,) = torch.autograd.grad(d.sum(), x_hat, create_graph=True)
-        return ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
-
-    def step(self, n_critic=5):
-        for _ in range(n_critic):
-            real = self.next_real()
-            z = torch.randn(self.batch, self.nz, device=self.device)
-            with torch.no_grad():
-                fake = self.G(z)
-            self.optD.zero_grad(set_to_none=True)
-            loss = self.D(fake).mean() - self.D(real).mean()
-            if self.loss == "wgan-gp":
-                loss = loss + self.lam * self.penalty(real, fake)
-            loss.backward()
-            self.optD.step()
-            if self.loss == "wgan":
-                with torch.no_grad():
-                    for p in self.D.parameters():
-                        p.clamp_(-self.clip, self.clip)
-        z = torch.randn(self.batch, self.nz, device=self.device)
-        self.optG.zero_grad(set_to_none=True)
-        g_loss = -self.D(self.G(z)).mean()
-        g_loss.backward()
-        self.optG.step()
-        return g_loss
-
-
-def forward_flops(net, batch, shape):
-    """2 x multiply-adds of linear and conv layers for one forward pass (as wgan's src/flops.rs)."""
-    total = 0
-    x = torch.zeros((1,) + tuple(shape))
-    hooks = []
-
-    def hook(m, inp, out):
-        nonlocal total
-        if isinstance(m, nn.Linear):
-            total += 2 * m.in_features * m.out_features
-        elif isinstance(m, nn.Conv2d):
-            total += 2 * m.out_channels * m.in_channels * m.kernel_size[0] * m.kernel_size[1] * out.shape[2] * out.shape[3]
-        elif isinstance(m, nn.ConvTranspose2d):
-            total += 2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * inp[0].shape[2] * inp[0].shape[3]
-
+@torch.no_grad()
+def init_weights(net: nn.Module) -> nn.Module:
+    """As the Rust crate (src/nn/mod.rs, Net::new): linear/conv/convT weights N(0, 0.02), linear
+    biases 0; BatchNorm weight N(1, 0.02), bias 0, running_mean 0, running_var 1; layer norm
+    (GroupNorm(1, C)) weight 1, bias 0."""
     for m in net.modules():
-        hooks.append(m.register_forward_hook(hook))
-    cpu = net.to("cpu")
-    with torch.no_grad():
-        cpu.eval()
-        cpu(x)
-        cpu.train()
-    for h in hooks:
-        h.remove()
-    return total * batch
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+        elif isinstance(m, nn.GroupNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
 
 
-def step_flops(w):
-    """FLOPs of a generator step, counted as wgan counts them: WGAN-GP critic iteration = G + 12 D,
-    WGAN critic iteration = G + 6 D, generator iteration = 3 G + 2 D (forward passes)."""
-    dev = next(w.G.parameters()).device
-    g = forward_flops(w.G, w.batch, (w.nz,))
-    d = forward_flops(w.D, w.batch, w.shape)
-    w.G.to(dev)
-    w.D.to(dev)
-    per = g + (12 * d if w.loss == "wgan-gp" else 6 * d)
-    return 5 * per + 3 * g + 2 * d
+# ----------------------------------------------------------------------------------------------
+# Workloads, data and hyperparameters
+# ----------------------------------------------------------------------------------------------
+
+WORKLOADS = {
+    # name: (kind, batch, image size, channels, width)
+    "toy": ("toy", 256, None, None, None),
+    "dcgan28": ("dcgan", 64, 28, 1, 64),
+    "dcgan64": ("dcgan", 64, 64, 3, 64),
+}
+
+N_CRITIC = 5
+GP_LR, GP_BETAS, GP_LAMBDA = 1e-4, (0.0, 0.9), 10.0            # WGAN-GP paper (Algorithm 1)
+TOY_GP_LAMBDA, TOY_GP_BETAS = 0.1, (0.5, 0.9)                  # gan_toy.py
+CLIP_LR, CLIP_VALUE = 5e-5, 0.01                               # WGAN paper (RMSprop)
+
+_SQ = 1.0 / math.sqrt(2.0)
+EIGHT_CENTERS = [(1, 0), (-1, 0), (0, 1), (0, -1), (_SQ, _SQ), (_SQ, -_SQ), (-_SQ, _SQ), (-_SQ, -_SQ)]
+
+
+class EightGaussians:
+    """gan_toy.py's '8gaussians': centres on the circle of radius 2, σ 0.02, all divided by 1.414."""
+
+    def __init__(self, device):
+        self.centers = torch.tensor(EIGHT_CENTERS, dtype=torch.float32, device=device) * 2.0
+        self.device = device
+
+    def sample(self, *shape):
+        idx = torch.randint(0, 8, shape, device=self.device)
+        return (self.centers[idx] + 0.02 * torch.randn(*shape, 2, device=self.device)) / 1.414
+
+
+class RandomImages:
+    """Random tensors in [−1, 1] of the right shape, kept on the device (timing does not depend on
+    values); `next()` hands out a fresh [n_critic, N, C, H, W] slice of a small pool each step."""
+
+    def __init__(self, n_critic, batch, nc, size, device, memory_format, pool_steps=2):
+        self.pool = [torch.rand(n_critic, batch, nc, size, size, device=device) * 2 - 1 for _ in range(pool_steps)]
+        if memory_format == torch.channels_last:
+            self.pool = [torch.stack([b.contiguous(memory_format=torch.channels_last) for b in p]) for p in self.pool]
+        self.i = 0
+
+    def next(self):
+        self.i = (self.i + 1) % len(self.pool)
+        return self.pool[self.i]
+
+
+class ToyData:
+    def __init__(self, n_critic, batch, device):
+        self.src, self.shape = EightGaussians(device), (n_critic, batch)
+
+    def next(self):
+        return self.src.sample(*self.shape)
+
+
+def build(workload: str, loss: str, device, memory_format=torch.contiguous_format, critic_norm="auto",
+          toy_gan_toy_settings=False, capturable=False, n_critic=N_CRITIC):
+    """Returns (G, D, optG, optD, data, cfg)."""
+    kind, batch, size, nc, width = WORKLOADS[workload]
+    if critic_norm == "auto":
+        critic_norm = "layer" if (kind == "dcgan" and loss == "wgan-gp") else "none"
+    if kind == "toy":
+        G, D = ToyGenerator(), ToyCritic()
+        data = ToyData(n_critic, batch, device)
+        sample_shape = (2,)
+        critic_norm = "n/a"
+    else:
+        G, D = DCGANGenerator(size, nc, width), DCGANCritic(size, nc, width, critic_norm)
+        data = RandomImages(n_critic, batch, nc, size, device, memory_format)
+        sample_shape = (nc, size, size)
+    init_weights(G), init_weights(D)
+    G.to(device, memory_format=memory_format) if memory_format == torch.channels_last else G.to(device)
+    D.to(device, memory_format=memory_format) if memory_format == torch.channels_last else D.to(device)
+    G.train(), D.train()
+    cfg = dict(workload=workload, loss=loss, batch=batch, n_critic=n_critic, nz=G.nz, sample_shape=sample_shape,
+               critic_norm=critic_norm, size=size, nc=nc, width=width)
+    extra = {"capturable": True} if capturable else {}
+    if loss == "wgan-gp":
+        lam, betas = GP_LAMBDA, GP_BETAS
+        if kind == "toy" and toy_gan_toy_settings:
+            lam, betas = TOY_GP_LAMBDA, TOY_GP_BETAS
+        optG = torch.optim.Adam(G.parameters(), lr=GP_LR, betas=betas, **extra)
+        optD = torch.optim.Adam(D.parameters(), lr=GP_LR, betas=betas, **extra)
+        cfg.update(lam=lam, betas=betas, lr=GP_LR, optimizer="Adam")
+    elif loss == "wgan":
+        optG = torch.optim.RMSprop(G.parameters(), lr=CLIP_LR, **extra)
+        optD = torch.optim.RMSprop(D.parameters(), lr=CLIP_LR, **extra)
+        cfg.update(clip=CLIP_VALUE, lr=CLIP_LR, optimizer="RMSprop")
+    else:
+        raise ValueError(loss)
+    return G, D, optG, optD, data, cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# The training step
+# ----------------------------------------------------------------------------------------------
+
+def gradient_penalty(D, real, fake):
+    """ε ~ U[0,1] per sample, x̂ = ε·real + (1−ε)·fake, penalty = mean((‖∇x̂ D(x̂)‖₂ − 1)²)."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    xhat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    g, = autograd.grad(D(xhat).sum(), xhat, create_graph=True)
+    return ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def set_requires_grad(net, flag):
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+def generator_step(G, D, optG, optD, reals, cfg):
+    """One generator step: n_critic critic iterations (reals[i] is iteration i's real batch) and one
+    generator iteration. Returns (loss_D, loss_G) as tensors (not synchronised)."""
+    n, nz = cfg["batch"], cfg["nz"]
+    dev = reals.device
+    set_requires_grad(D, True)
+    for i in range(cfg["n_critic"]):
+        real = reals[i]
+        z = torch.randn(n, nz, device=dev)
+        with torch.no_grad():
+            fake = G(z)
+        optD.zero_grad(set_to_none=False)
+        loss_d = D(fake).mean() - D(real).mean()
+        if cfg["loss"] == "wgan-gp":
+            loss_d = loss_d + cfg["lam"] * gradient_penalty(D, real, fake)
+        loss_d.backward()
+        optD.step()
+        if cfg["loss"] == "wgan":
+            with torch.no_grad():
+                for p in D.parameters():
+                    p.clamp_(-cfg["clip"], cfg["clip"])
+    set_requires_grad(D, False)  # the generator iteration needs only ∂D/∂x
+    z = torch.randn(n, nz, device=dev)
+    optG.zero_grad(set_to_none=False)
+    loss_g = -D(G(z)).mean()
+    loss_g.backward()
+    optG.step()
+    set_requires_grad(D, True)
+    return loss_d.detach(), loss_g.detach()
+
+
+def prime_grads(*nets):
+    """Allocate every .grad as zeros so zero_grad(set_to_none=False) is a plain fill (graph-safe)."""
+    for net in nets:
+        for p in net.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+
+
+# ----------------------------------------------------------------------------------------------
+# FLOPs (analytic)
+# ----------------------------------------------------------------------------------------------
+
+def forward_macs(net: nn.Module, sample_shape) -> int:
+    """Multiply-accumulates of one forward pass of one sample through linear/conv/convT layers
+    (norms, activations and element-wise ops are not counted)."""
+    macs, shape = 0, tuple(sample_shape)
+    for m in net.main:
+        if isinstance(m, nn.Linear):
+            macs += m.in_features * m.out_features
+            shape = (m.out_features,)
+        elif isinstance(m, nn.Conv2d):
+            (k, _), (s, _), (p, _) = m.kernel_size, m.stride, m.padding
+            h = (shape[1] + 2 * p - k) // s + 1
+            macs += m.out_channels * h * h * m.in_channels * k * k
+            shape = (m.out_channels, h, h)
+        elif isinstance(m, nn.ConvTranspose2d):
+            (k, _), (s, _), (p, _) = m.kernel_size, m.stride, m.padding
+            h_in = shape[1] if len(shape) == 3 else 1
+            macs += m.in_channels * h_in * h_in * m.out_channels * k * k
+            h = (h_in - 1) * s - 2 * p + k
+            shape = (m.out_channels, h, h)
+    return macs
+
+
+FLOP_FORMULA = (
+    "FLOPs/step: F_G, F_D = 2·MACs·N of one forward pass (linear/conv/convT only); a full backward "
+    "(weight + input grads) = 2F, an input-grad-only backward = 1F. WGAN-GP critic iteration = "
+    "F_G (no-grad fake) + 3F_D (real, fake, x̂) + 1F_D (∂D(x̂)/∂x̂) + 2·2F_D (backward of real, fake) "
+    "+ 2·(F_D + F_D) (backward through the penalty graph: x̂ forward and its gradient) = F_G + 12F_D; "
+    "WGAN critic iteration = F_G + 2F_D + 2·2F_D = F_G + 6F_D; generator iteration = F_G + F_D "
+    "(forward) + F_D (input-grad backward through frozen D) + 2F_G = 3F_G + 2F_D; "
+    "step = n_critic·critic iteration + generator iteration."
+)
+
+
+def step_flops(G, D, cfg) -> int:
+    n = cfg["batch"]
+    fg = 2 * n * forward_macs(G, (cfg["nz"],) if cfg["size"] is None else (cfg["nz"], 1, 1))
+    fd = 2 * n * forward_macs(D, cfg["sample_shape"])
+    critic = fg + (12 * fd if cfg["loss"] == "wgan-gp" else 6 * fd)
+    return cfg["n_critic"] * critic + 3 * fg + 2 * fd
+
+
+# ----------------------------------------------------------------------------------------------
+# Timing
+# ----------------------------------------------------------------------------------------------
+
+def case_name(workload, loss, batch):
+    return f"step/{workload}/{loss}/b{batch}"
 
 
 def sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def time_workload(w, steps, warmup):
-    if w.mode == "graph":
-        if w.device != "cuda":
-            raise RuntimeError("graph mode needs CUDA")
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(max(3, warmup)):
-                w.step()
-        torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        w.optD.zero_grad(set_to_none=False)
-        w.optG.zero_grad(set_to_none=False)
-        with torch.cuda.graph(graph):
-            w.step()
-        run = graph.replay
-    else:
-        run = w.step
-        for _ in range(warmup):
-            run()
+def time_steps(run_one, steps, device):
+    """Per-step wall times in ms (CUDA events on CUDA, perf_counter on CPU)."""
     times = []
+    if device.type == "cuda":
+        for _ in range(steps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            run_one()
+            b.record()
+            times.append((a, b))
+        torch.cuda.synchronize(device)
+        return [a.elapsed_time(b) for a, b in times]
     for _ in range(steps):
-        sync(w.device)
         t0 = time.perf_counter()
-        run()
-        sync(w.device)
+        run_one()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), min(times)
+    return times
 
 
-def check_double_backward():
-    """gradgradcheck of the penalty through a tiny critic in float64: the penalty's gradient with
-    respect to the weights must run through grad_x D(x_hat)."""
+def bench_case(workload, loss, mode, device, args):
+    tuned = mode == "tuned"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = tuned
+    fmt = torch.channels_last if (tuned and WORKLOADS[workload][0] == "dcgan") else torch.contiguous_format
+    G, D, optG, optD, data, cfg = build(workload, loss, device, fmt, args.critic_norm, args.toy_gan_toy_settings,
+                                        capturable=(mode == "graph"))
+    prime_grads(G, D)
+    if mode == "graph":
+        static_reals = data.next().clone()
+        s = torch.cuda.Stream(device)
+        s.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(s):  # warm-up on a side stream before capture
+            for _ in range(max(3, args.warmup)):
+                generator_step(G, D, optG, optD, static_reals, cfg)
+        torch.cuda.current_stream(device).wait_stream(s)
+        sync(device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            generator_step(G, D, optG, optD, static_reals, cfg)
+
+        def run_one():
+            static_reals.copy_(data.next())
+            graph.replay()
+    else:
+        def run_one():
+            generator_step(G, D, optG, optD, data.next(), cfg)
+        for _ in range(args.warmup):
+            run_one()
+    sync(device)
+    times = time_steps(run_one, args.steps, device)
+    for p in D.parameters():  # sanity: training stayed finite
+        if not torch.isfinite(p).all():
+            raise RuntimeError("critic parameters became non-finite")
+    flops = step_flops(G, D, cfg)
+    med = statistics.median(times)
+    return dict(case=case_name(workload, loss, cfg["batch"]), device=device.type,
+                device_name=(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
+                mode=mode, torch_ms=med, torch_ms_min=min(times), steps=args.steps, warmup=args.warmup,
+                torch_version=torch.__version__, threads=torch.get_num_threads(),
+                flops_per_step=flops, gflops_per_s=flops / (med * 1e-3) / 1e9,
+                critic_norm=cfg["critic_norm"], n_critic=cfg["n_critic"],
+                lam=cfg.get("lam"), betas=cfg.get("betas"))
+
+
+# ----------------------------------------------------------------------------------------------
+# --check: double backward of the penalty, numerically, in float64
+# ----------------------------------------------------------------------------------------------
+
+def run_check() -> bool:
+    from torch.autograd import gradcheck, gradgradcheck
+    from torch.func import functional_call
     torch.manual_seed(0)
-    D = nn.Sequential(nn.Conv2d(2, 3, 3, 2, 1), nn.GroupNorm(1, 3), nn.LeakyReLU(0.2), nn.Conv2d(3, 1, 3, 1, 0)).double()
-    x = torch.randn(3, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    ok = True
+    nets = [
+        ("toy MLP (width 8)", ToyCritic(dim=8), torch.randn(3, 2) / 1.414 * 2),
+        ("dcgan28 critic (width 2, layer norm)", DCGANCritic(28, 1, 2, "layer"), torch.rand(2, 1, 28, 28) * 2 - 1),
+    ]
+    for name, D, x in nets:
+        init_weights(D)
+        D = D.double()
+        x = x.double()
+        with torch.no_grad():  # larger weights so the check exercises non-trivial curvature
+            for p in D.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        names = [k for k, _ in D.named_parameters()]
+        params = [p.detach().clone().requires_grad_(True) for _, p in D.named_parameters()]
+        eps = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), dtype=torch.float64)
+        fake = (torch.rand_like(x) * 2 - 1) if x.dim() == 4 else torch.randn_like(x)
 
-    def f(x_):
-        d = D(x_)
-        (g,) = torch.autograd.grad(d.sum(), x_, create_graph=True)
-        return ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+        def d_of(xin, *ps):
+            return functional_call(D, dict(zip(names, ps)), (xin,))
 
-    ok = torch.autograd.gradcheck(f, (x,)) and torch.autograd.gradgradcheck(lambda x_: D(x_).sum(), (x,))
-    print(f"double-backward check (float64 gradcheck/gradgradcheck): {'ok' if ok else 'FAILED'}")
+        def penalty(*ps):
+            xhat = (eps * x + (1 - eps) * fake).requires_grad_(True)
+            g, = autograd.grad(d_of(xhat, *ps).sum(), xhat, create_graph=True)
+            return ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+        xin = x.clone().requires_grad_(True)
+        # second derivatives of D w.r.t. its input (parameters held fixed), then the penalty's
+        # gradient w.r.t. the parameters, which runs the double backward that training uses
+        r1 = gradgradcheck(lambda xi: d_of(xi, *params), (xin,), eps=1e-6, atol=1e-5, rtol=1e-3, fast_mode=True)
+        r2 = gradcheck(penalty, tuple(params), eps=1e-6, atol=1e-5, rtol=1e-3)
+        print(f"check {name}: gradgradcheck(D) {'ok' if r1 else 'FAIL'}, "
+              f"gradcheck(∂penalty/∂params, the double backward) {'ok' if r2 else 'FAIL'}")
+        ok = ok and r1 and r2
+    print("check:", "passed" if ok else "FAILED")
     return ok
 
 
-def train_toy(steps, seed=1):
-    """gan_toy.py's configuration on 8 gaussians; prints exact W1 (2048 vs 2048) as it goes."""
+# ----------------------------------------------------------------------------------------------
+# --train-toy: reference W1 curve on 8 gaussians with gan_toy.py settings
+# ----------------------------------------------------------------------------------------------
+
+def exact_w1(a, b):
     try:
         from scipy.optimize import linear_sum_assignment
     except ImportError:
-        linear_sum_assignment = None
+        return None
+    cost = torch.cdist(a.double().cpu(), b.double().cpu()).numpy()
+    r, c = linear_sum_assignment(cost)
+    return float(cost[r, c].mean())
+
+
+def train_toy(steps, device, every, loss, seed):
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    w = Workload("toy", "wgan-gp", "cpu", "eager", toy_settings=True)
-    w.reals = None
-    w.next_real = lambda: eight_gaussians(256, gen)
-    t0 = time.time()
-    for s in range(1, steps + 1):
-        w.step()
-        if s % 250 == 0 or s == steps:
+    G, D, optG, optD, data, cfg = build("toy", loss, device, toy_gan_toy_settings=True)
+    prime_grads(G, D)
+    print(f"train-toy: {loss}, gan_toy.py settings ({cfg}), device {device}, seed {seed}")
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        print("train-toy: scipy is not importable, W1 is skipped")
+    ref = EightGaussians(device)
+    t0 = time.perf_counter()
+    for it in range(1, steps + 1):
+        loss_d, loss_g = generator_step(G, D, optG, optD, data.next(), cfg)
+        if it % every == 0 or it == steps:
             with torch.no_grad():
-                fake = w.G(torch.randn(2048, 2)).numpy()
-            real = eight_gaussians(2048, gen).numpy()
-            msg = f"step {s}: {time.time() - t0:.0f} s"
-            if linear_sum_assignment is not None:
-                import numpy as np
-                cost = np.sqrt(((fake[:, None, :] - real[None, :, :]) ** 2).sum(-1))
-                r, c = linear_sum_assignment(cost)
-                msg += f", exact W1 {cost[r, c].mean():.4f}"
-            print(msg, flush=True)
+                fake = G(torch.randn(2048, TOY_NZ, device=device))
+            w1 = exact_w1(fake, ref.sample(2048))
+            w1s = f"{w1:.4f}" if w1 is not None else "n/a"
+            print(f"step {it:6d}  loss_D {loss_d.item():+.4f}  loss_G {loss_g.item():+.4f}  W1(2048) {w1s}  "
+                  f"[{time.perf_counter() - t0:.1f}s]", flush=True)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+# ----------------------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", default="all", choices=["toy", "dcgan28", "dcgan64", "all"])
     ap.add_argument("--loss", default="all", choices=["wgan-gp", "wgan", "all"])
+    ap.add_argument("--mode", default="eager", choices=["eager", "tuned", "graph", "all"],
+                    help="eager: NCHW (on CUDA TF32 convolutions, PyTorch's default); tuned: channels_last + "
+                         "cudnn.benchmark; graph: whole generator step captured with torch.cuda.graph")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--mode", default="all", choices=["eager", "tuned", "graph", "all"])
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--json", help="write one record per case to this file")
+    ap.add_argument("--steps", type=int, default=50, help="timed generator steps (median and min reported)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed warm-up generator steps")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
+    ap.add_argument("--critic-norm", default="auto", choices=["auto", "none", "layer"],
+                    help="DCGAN critic norm; auto = layer for wgan-gp, none for wgan")
     ap.add_argument("--toy-gan-toy-settings", action="store_true",
-                    help="toy workload with gan_toy.py's lambda 0.1 and betas (0.5, 0.9) (default: the paper's 10 and (0, 0.9))")
-    ap.add_argument("--check", action="store_true", help="only run the float64 double-backward check")
-    ap.add_argument("--train-toy", type=int, metavar="N", help="train the toy WGAN-GP for N generator steps and print W1")
-    a = ap.parse_args()
-    if a.check:
-        sys.exit(0 if check_double_backward() else 1)
-    if a.train_toy:
-        train_toy(a.train_toy)
-        return
-    works = ["toy", "dcgan28", "dcgan64"] if a.workload == "all" else [a.workload]
-    losses = ["wgan-gp", "wgan"] if a.loss == "all" else [a.loss]
-    modes = (["eager", "tuned", "graph"] if a.device == "cuda" else ["eager"]) if a.mode == "all" else [a.mode]
-    if a.device == "cuda":
-        torch.backends.cudnn.benchmark = False
-        info = f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
-    else:
-        info = f"cpu ({torch.get_num_threads()} threads)"
-    print(f"PyTorch {torch.__version__} on {info}; torch.compile is not used: it does not support double backward")
-    print(f"{'case':<28} {'mode':<6} {'ms/step':>10} {'min ms':>10} {'GFLOP':>8}")
+                    help="toy WGAN-GP with gan_toy.py's λ=0.1, Adam betas (0.5, 0.9) instead of the paper's "
+                         "λ=10, betas (0, 0.9)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="write one record per case to this path")
+    ap.add_argument("--check", action="store_true", help="verify the penalty's double backward (float64) and exit")
+    ap.add_argument("--train-toy", type=int, default=0, metavar="N",
+                    help="train the toy WGAN-GP for N generator steps with gan_toy.py settings, print W1")
+    ap.add_argument("--eval-every", type=int, default=200, help="--train-toy: W1 every this many steps")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.check:
+        return 0 if run_check() else 1
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    if args.train_toy:
+        train_toy(args.train_toy, device, args.eval_every, "wgan-gp", args.seed)
+        return 0
+
+    torch.manual_seed(args.seed)
+    workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    losses = ["wgan-gp", "wgan"] if args.loss == "all" else [args.loss]
+    modes = ["eager", "tuned", "graph"] if args.mode == "all" else [args.mode]
+    if device.type == "cpu":
+        if modes != ["eager"]:
+            print(f"note: on CPU only eager applies; skipping {[m for m in modes if m != 'eager']}")
+        modes = ["eager"]
+    print(f"torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+          + f", threads {torch.get_num_threads()}, steps {args.steps}, warmup {args.warmup}")
+    if device.type == "cuda":
+        print(f"TF32: conv {torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32}")
+    print(COMPILE_NOTE)
+    print(FLOP_FORMULA)
     records = []
-    for work in works:
-        for loss in losses:
-            for mode in modes:
-                torch.backends.cudnn.benchmark = mode == "tuned"
-                case = f"step/{work}/{loss}/b{256 if work == 'toy' else 64}"
+    hdr = f"{'case':30s} {'device':6s} {'mode':6s} {'ms/step':>10s} {'min ms':>10s} {'GFLOP/step':>11s} {'GFLOP/s':>9s}"
+    rows = []
+    for w in workloads:
+        for l in losses:
+            for m in modes:
                 try:
-                    w = Workload(work, loss, a.device, mode, a.toy_gan_toy_settings)
-                    flops = step_flops(w)
-                    med, mn = time_workload(w, a.steps, a.warmup)
-                except Exception as e:  # a configuration that fails is reported, not fatal
-                    print(f"{case:<28} {mode:<6} failed: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
+                    r = bench_case(w, l, m, device, args)
+                except Exception as e:  # e.g. a graph capture that fails: say why and go on
+                    print(f"{case_name(w, l, WORKLOADS[w][1])} {m}: FAILED: {type(e).__name__}: {e}", flush=True)
                     continue
-                print(f"{case:<28} {mode:<6} {med:>10.2f} {mn:>10.2f} {flops / 1e9:>8.2f}", flush=True)
-                records.append({"case": case, "device": "cpu" if a.device == "cpu" else torch.cuda.get_device_name(),
-                                "mode": mode, "torch_ms": med, "torch_min_ms": mn, "flops": flops,
-                                "torch_version": torch.__version__, "threads": torch.get_num_threads()})
-    if a.json:
-        with open(a.json + ".tmp", "w") as f:
+                records.append(r)
+                row = (f"{r['case']:30s} {r['device']:6s} {r['mode']:6s} {r['torch_ms']:10.3f} {r['torch_ms_min']:10.3f} "
+                       f"{r['flops_per_step'] / 1e9:11.3f} {r['gflops_per_s']:9.1f}")
+                rows.append(row)
+                print(row, flush=True)
+    print()
+    print(hdr)
+    for row in rows:
+        print(row)
+    if args.json:
+        with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
-        import os
-        os.replace(a.json + ".tmp", a.json)
+        print(f"wrote {len(records)} records to {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
