@@ -16,28 +16,15 @@
 //! - 1e-4: reductions, normalisation, penalty, matmul and convolutions: f32 sums of up to a few
 //!   thousand terms in different orders (the GPU accumulates reductions in f64, GEMMs in f32).
 
+mod cuda_devices;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cuda_devices::On;
 use wgan::backend::cpu::Cpu;
 use wgan::backend::cuda::Cuda;
 use wgan::backend::{AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
 use wgan::rng::HostRng;
-
-fn gpu() -> Option<Cuda> {
-    match Cuda::new(0) {
-        Ok(g) => {
-            g.set_poison(true);
-            Some(g)
-        }
-        Err(e) if std::env::var("WGAN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("WGAN_REQUIRE_GPU=1 but no usable GPU: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no GPU ({e})");
-            None
-        }
-    }
-}
 
 struct Ctx {
     g: Cuda,
@@ -45,8 +32,8 @@ struct Ctx {
     rng: HostRng,
 }
 
-fn setup() -> Option<Ctx> {
-    let g = gpu()?;
+fn setup(on: On) -> Option<Ctx> {
+    let g = cuda_devices::open(on)?;
     let seed = std::env::var("WGAN_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -95,10 +82,8 @@ fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64) {
     );
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn elementwise_ops() {
-    let Some(mut t) = setup() else { return };
+fn elementwise_ops(on: On) {
+    let Some(mut t) = setup(on) else { return };
     for shape in [vec![1], vec![3, 5], vec![3, 67, 5, 5], vec![1, 1, 1, 1], vec![1_000_003]] {
         let (ga, ca) = t.pair(&shape, 1.0);
         let (gb, cb) = t.pair(&shape, 2.0);
@@ -145,10 +130,8 @@ fn elementwise_ops() {
     }
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn creation_views_and_copies() {
-    let Some(mut t) = setup() else { return };
+fn creation_views_and_copies(on: On) {
+    let Some(mut t) = setup(on) else { return };
     for shape in [vec![1], vec![3, 67, 5, 5], vec![0, 3]] {
         let n: usize = shape.iter().product();
         let v = t.data(n, 1.0);
@@ -183,10 +166,8 @@ fn creation_views_and_copies() {
 
 const GROUPS: [Group; 3] = [Group::All, Group::Sample, Group::Channel];
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn group_reductions_and_broadcasts() {
-    let Some(mut t) = setup() else { return };
+fn group_reductions_and_broadcasts(on: On) {
+    let Some(mut t) = setup(on) else { return };
     let shapes = [vec![1, 1], vec![3, 5], vec![3, 67, 7, 7], vec![1, 5, 64, 64], vec![3, 2, 129, 67], vec![513, 3]];
     for shape in shapes {
         let (gx, cx) = t.pair(&shape, 1.0);
@@ -221,10 +202,8 @@ fn group_reductions_and_broadcasts() {
     }
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn matmul_all_transposes() {
-    let Some(mut t) = setup() else { return };
+fn matmul_all_transposes(on: On) {
+    let Some(mut t) = setup(on) else { return };
     // (m, k, n): 1×1, odd, tile-sized, a long reduction (split-K), a wide output.
     for (m, k, n) in [(1, 1, 1), (3, 5, 67), (67, 129, 3), (64, 64, 64), (5, 1000, 7), (1, 4097, 1), (130, 7, 257)] {
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
@@ -253,10 +232,8 @@ const CONVS: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (3, 5, 6, 6, 5, 3, 1, 0),
 ];
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn conv2d_forward_and_gradients() {
-    let Some(mut t) = setup() else { return };
+fn conv2d_forward_and_gradients(on: On) {
+    let Some(mut t) = setup(on) else { return };
     for &(n, ci, h, w, co, k, s, p) in CONVS {
         let cp = ConvParams::new(s, p);
         let (ho, wo) = (cp.out_size(h, k), cp.out_size(w, k));
@@ -277,10 +254,8 @@ fn conv2d_forward_and_gradients() {
     }
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn normalize_and_backward() {
-    let Some(mut t) = setup() else { return };
+fn normalize_and_backward(on: On) {
+    let Some(mut t) = setup(on) else { return };
     for shape in [vec![3, 5], vec![3, 67, 5, 5], vec![1, 5, 3, 3], vec![64, 8], vec![2, 3, 64, 64]] {
         let (gx, cx) = t.pair(&shape, 3.0);
         // An offset, so that the mean matters.
@@ -308,10 +283,8 @@ fn normalize_and_backward() {
     }
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn interpolate_and_penalty() {
-    let Some(mut t) = setup() else { return };
+fn interpolate_and_penalty(on: On) {
+    let Some(mut t) = setup(on) else { return };
     for shape in [vec![1, 2], vec![3, 5, 4, 4], vec![3, 3, 64, 64], vec![64, 2]] {
         let n = shape[0];
         let (gx, cx) = t.pair(&shape, 1.0);
@@ -347,10 +320,8 @@ fn interpolate_and_penalty() {
     }
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn random_numbers_match_the_cpu() {
-    let Some(t) = setup() else { return };
+fn random_numbers_match_the_cpu(on: On) {
+    let Some(t) = setup(on) else { return };
     for (shape, seed, stream) in [(vec![1], 0u64, 0u64), (vec![3, 67, 5], 42, 7), (vec![1 << 20], u64::MAX, 1 << 40)] {
         let gu = t.g.to_f32(&t.g.rand_uniform(&shape, seed, stream));
         let cu = t.c.to_f32(&t.c.rand_uniform(&shape, seed, stream));
@@ -373,10 +344,8 @@ fn random_numbers_match_the_cpu() {
     }
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn optimizers_and_inplace_updates() {
-    let Some(mut t) = setup() else { return };
+fn optimizers_and_inplace_updates(on: On) {
+    let Some(mut t) = setup(on) else { return };
     for n in [1usize, 67, 100_003] {
         let (gp, cp) = t.pair(&[n], 1.0);
         let (gm, cm) = t.pair(&[n], 0.0);
@@ -418,10 +387,8 @@ fn optimizers_and_inplace_updates() {
     }
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn reductions_are_deterministic() {
-    let Some(mut t) = setup() else { return };
+fn reductions_are_deterministic(on: On) {
+    let Some(mut t) = setup(on) else { return };
     let (gx, _) = t.pair(&[3, 64, 32, 32], 1.0);
     let (ggy, _) = t.pair(&[3, 128, 16, 16], 1.0);
     let g = &t.g;
@@ -443,10 +410,8 @@ fn reductions_are_deterministic() {
     t.ok();
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn errors_are_reported_not_panicked() {
-    let Some(mut t) = setup() else { return };
+fn errors_are_reported_not_panicked(on: On) {
+    let Some(mut t) = setup(on) else { return };
     let (a, _) = t.pair(&[3, 5], 1.0);
     let (b, _) = t.pair(&[5, 3], 1.0);
     t.ok();
@@ -455,3 +420,17 @@ fn errors_are_reported_not_panicked() {
     let e = t.g.check().expect_err("the mismatch must be reported by check()");
     assert!(e.to_string().contains("add"), "error names the op: {e}");
 }
+
+on_gpu_and_emulator!(
+    elementwise_ops,
+    creation_views_and_copies,
+    group_reductions_and_broadcasts,
+    matmul_all_transposes,
+    conv2d_forward_and_gradients,
+    normalize_and_backward,
+    interpolate_and_penalty,
+    random_numbers_match_the_cpu,
+    optimizers_and_inplace_updates,
+    reductions_are_deterministic,
+    errors_are_reported_not_panicked,
+);

@@ -9,25 +9,14 @@
 //! first steps move every weight by about ±lr whatever the gradient's size), so parameters are
 //! compared with an absolute tolerance of 2·lr·(updates) on top.
 
+mod cuda_devices;
+
+use cuda_devices::On;
 use wgan::backend::cpu::Cpu;
-use wgan::backend::cuda::Cuda;
 use wgan::backend::Backend;
 use wgan::tape::{Tape, Var};
 use wgan::train::gan::critic_loss;
 use wgan::train::{Gan, Loss, TrainConfig, TrainOptions};
-
-fn gpu() -> Option<Cuda> {
-    match Cuda::new(0) {
-        Ok(g) => Some(g),
-        Err(e) if std::env::var("WGAN_REQUIRE_GPU").as_deref() == Ok("1") => {
-            panic!("WGAN_REQUIRE_GPU=1 but no GPU: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: no GPU ({e})");
-            None
-        }
-    }
-}
 
 fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64, atol: f64) {
     assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
@@ -56,10 +45,8 @@ fn batches(n: usize, len: usize) -> Vec<Vec<f32>> {
     (0..n).map(|_| (0..len).map(|_| (r.uniform() * 2.0 - 1.0) as f32).collect()).collect()
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn penalty_double_backward_matches_cpu() {
-    let Some(g) = gpu() else { return };
+fn penalty_double_backward_matches_cpu(on: On) {
+    let Some(g) = cuda_devices::open(on) else { return };
     let c = Cpu::<f32>::new();
     let cfg = cfg(Loss::WganGp);
     let (_, net) = cfg.networks().unwrap();
@@ -101,8 +88,8 @@ fn one_step<B: Backend>(be: B, cfg: &TrainConfig, data: &[Vec<f32>]) -> (Gan<B>,
     (gan, first_grads)
 }
 
-fn compare_steps(loss: Loss) {
-    let Some(g) = gpu() else { return };
+fn compare_steps(on: On, loss: Loss) {
+    let Some(g) = cuda_devices::open(on) else { return };
     let cfg = cfg(loss);
     let data = batches(6, cfg.batch_size * 28 * 28);
     let (a, ga) = one_step(g, &cfg, &data);
@@ -115,14 +102,12 @@ fn compare_steps(loss: Loss) {
     close("batch-norm running statistics", &a.be.to_f32(&a.gen.buffers), &b.be.to_f32(&b.gen.buffers), 1e-3, 1e-5);
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn wgan_gp_step_matches_cpu() {
-    compare_steps(Loss::WganGp);
+fn wgan_gp_step_matches_cpu(on: On) {
+    compare_steps(on, Loss::WganGp);
 }
 
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn wgan_clip_step_matches_cpu() {
-    compare_steps(Loss::Wgan);
+fn wgan_clip_step_matches_cpu(on: On) {
+    compare_steps(on, Loss::Wgan);
 }
+
+on_gpu_and_emulator!(penalty_double_backward_matches_cpu, wgan_gp_step_matches_cpu, wgan_clip_step_matches_cpu);

@@ -1,12 +1,15 @@
-//! Opening a GPU, the memory allocator, lazily compiled modules, launches and the sticky error.
+//! Opening a GPU (or the host emulator), the memory allocator, lazily compiled modules, launches
+//! and the sticky error.
 
 use std::collections::HashMap;
+use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{result as drv, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
 
+use super::emu::{Emulator, HostStore};
 use super::kernels::{self, Module};
 use super::nvrtc;
 use crate::{Error, Result};
@@ -14,13 +17,28 @@ use crate::{Error, Result};
 /// Threads per block of the 1-D kernels (`WG_BLOCK` in common.cuh).
 pub const BLOCK: u32 = 256;
 
+/// The memory behind a tensor: device memory, or host memory under the emulator.
+pub(crate) enum Buffer {
+    Gpu(CudaSlice<f32>),
+    Host(Arc<HostStore>),
+}
+
+impl Buffer {
+    pub fn len(&self) -> usize {
+        match self {
+            Buffer::Gpu(s) => s.len(),
+            Buffer::Host(h) => h.len(),
+        }
+    }
+}
+
 /// A dense f32 tensor on the GPU: a shape and a window of shared device storage.
 /// Cloning and views share the storage. `storage` is None only for a tensor produced by an op that
 /// failed (see [`Cuda::check`]).
 #[derive(Clone)]
 pub struct CudaTensor {
     pub(crate) shape: Vec<usize>,
-    pub(crate) storage: Option<Arc<CudaSlice<f32>>>,
+    pub(crate) storage: Option<Arc<Buffer>>,
     pub(crate) offset: usize,
 }
 
@@ -43,16 +61,27 @@ impl CudaTensor {
     }
 }
 
-pub(crate) struct Inner {
+/// A real device: its context, the backend's one stream, and the loaded modules.
+pub(crate) struct Gpu {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
+    modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
+    funcs: Mutex<HashMap<(Module, &'static str), CudaFunction>>,
+}
+
+/// Where kernels run.
+pub(crate) enum Exec {
+    Gpu(Gpu),
+    Host(Emulator),
+}
+
+pub(crate) struct Inner {
+    pub exec: Exec,
     pub ordinal: usize,
     pub name: String,
     pub arch: String,
     pub nvrtc_version: (i32, i32),
     pub cache_dir: Option<PathBuf>,
-    modules: Mutex<HashMap<Module, Arc<CudaModule>>>,
-    funcs: Mutex<HashMap<(Module, &'static str), CudaFunction>>,
     error: Mutex<Option<Error>>,
     poison: AtomicBool,
 }
@@ -131,25 +160,41 @@ impl Cuda {
                 .map_err(drv_err("setting the memory pool's release threshold"))?;
             }
         }
-        let poison = std::env::var("WGAN_CUDA_POISON").map(|v| v == "1").unwrap_or(false);
-        Ok(Cuda {
+        let gpu = Gpu { ctx, stream, modules: Mutex::new(HashMap::new()), funcs: Mutex::new(HashMap::new()) };
+        Ok(Cuda::with(Exec::Gpu(gpu), ordinal, name, format!("sm_{major}{minor}"), nvrtc_version, poison_from_env()))
+    }
+
+    /// The host emulator: this backend's host code and the `kernels/*.cu` sources, compiled for
+    /// the CPU with the system's C++ compiler and run with one fiber per CUDA thread (see
+    /// `src/backend/cuda/emu/`). Slow, and for tests: it lets every kernel and launch be checked
+    /// against the CPU reference without a GPU. Poisoning is on from the start.
+    pub fn emulated() -> Result<Cuda> {
+        let emu = Emulator::new()?;
+        let name = format!("host emulator, {}", emu.describe());
+        Ok(Cuda::with(Exec::Host(emu), 0, name, "host".into(), (0, 0), true))
+    }
+
+    fn with(exec: Exec, ordinal: usize, name: String, arch: String, nvrtc_version: (i32, i32), poison: bool) -> Cuda {
+        Cuda {
             inner: Arc::new(Inner {
-                ctx,
-                stream,
+                exec,
                 ordinal,
                 name,
-                arch: format!("sm_{major}{minor}"),
+                arch,
                 nvrtc_version,
                 cache_dir: kernels::cache_dir(),
-                modules: Mutex::new(HashMap::new()),
-                funcs: Mutex::new(HashMap::new()),
                 error: Mutex::new(None),
                 poison: AtomicBool::new(poison),
             }),
-        })
+        }
     }
 
-    /// The device's architecture as NVRTC names it, e.g. "sm_90".
+    /// True when kernels run in the host emulator rather than on a GPU.
+    pub fn is_emulated(&self) -> bool {
+        matches!(self.inner.exec, Exec::Host(_))
+    }
+
+    /// The device's architecture as NVRTC names it, e.g. "sm_90" ("host" under the emulator).
     pub fn arch(&self) -> &str {
         &self.inner.arch
     }
@@ -165,19 +210,37 @@ impl Cuda {
         self.inner.poison.store(on, Ordering::Relaxed);
     }
 
+    /// The real device, or an error naming `what` for work only a GPU can do (timing).
+    pub(crate) fn gpu(&self, what: &str) -> Result<&Gpu> {
+        match &self.inner.exec {
+            Exec::Gpu(g) => Ok(g),
+            Exec::Host(_) => Err(Error(format!("CUDA {what}: not available in the host emulator"))),
+        }
+    }
+
     /// Waits for all queued work and returns the first error recorded since the backend was
     /// opened (launch, allocation, copy, compilation or an asynchronous fault), if any.
     /// The error stays recorded: a CUDA context that faulted is not usable again.
     pub fn check(&self) -> Result<()> {
-        if let Err(e) = self.inner.stream.synchronize() {
-            self.record(Error(format!("CUDA stream synchronize: {e}")));
-        }
-        if let Err(e) = self.inner.ctx.check_err() {
-            self.record(Error(format!("CUDA (asynchronous, e.g. freeing memory): {e}")));
+        if let Exec::Gpu(g) = &self.inner.exec {
+            if let Err(e) = g.stream.synchronize() {
+                self.record(Error(format!("CUDA stream synchronize: {e}")));
+            }
+            if let Err(e) = g.ctx.check_err() {
+                self.record(Error(format!("CUDA (asynchronous, e.g. freeing memory): {e}")));
+            }
         }
         match self.lock_error().as_ref() {
             Some(e) => Err(e.clone()),
             None => Ok(()),
+        }
+    }
+
+    /// Waits for all queued work (a no-op under the emulator, where launches are synchronous).
+    pub(crate) fn sync(&self) -> Result<()> {
+        match &self.inner.exec {
+            Exec::Gpu(g) => g.stream.synchronize().map_err(drv_err("stream synchronize")),
+            Exec::Host(_) => Ok(()),
         }
     }
 
@@ -201,24 +264,39 @@ impl Cuda {
         })
     }
 
-    /// A fresh device buffer of `n` floats (NaN-filled when poisoning is on).
-    pub(crate) fn alloc(&self, n: usize) -> Result<CudaSlice<f32>> {
-        // SAFETY: the memory is uninitialised; every op writes all of its output.
-        let s = unsafe { self.inner.stream.alloc::<f32>(n.max(1)) }.map_err(drv_err("allocating device memory"))?;
-        if self.inner.poison.load(Ordering::Relaxed) {
-            let (p, _g) = s.device_ptr(&self.inner.stream);
-            // SAFETY: `p` points to n.max(1) floats on this context; 0x7FC00000 is a quiet NaN.
-            unsafe { sys::cuMemsetD32Async(p, 0x7FC0_0000, n.max(1), self.inner.stream.cu_stream()) }
-                .result()
-                .map_err(drv_err("cuMemsetD32Async"))?;
+    /// A fresh buffer of `n` floats (NaN-filled when poisoning is on).
+    pub(crate) fn alloc(&self, n: usize) -> Result<Buffer> {
+        let poison = self.inner.poison.load(Ordering::Relaxed);
+        match &self.inner.exec {
+            Exec::Gpu(g) => {
+                // SAFETY: the memory is uninitialised; every op writes all of its output.
+                let s = unsafe { g.stream.alloc::<f32>(n.max(1)) }.map_err(drv_err("allocating device memory"))?;
+                if poison {
+                    let (p, _g) = s.device_ptr(&g.stream);
+                    // SAFETY: `p` points to n.max(1) floats on this context; 0x7FC00000 is a quiet NaN.
+                    unsafe { sys::cuMemsetD32Async(p, 0x7FC0_0000, n.max(1), g.stream.cu_stream()) }
+                        .result()
+                        .map_err(drv_err("cuMemsetD32Async"))?;
+                }
+                Ok(Buffer::Gpu(s))
+            }
+            Exec::Host(e) => Ok(Buffer::Host(e.alloc(n, if poison { f32::NAN } else { 0.0 }))),
         }
-        Ok(s)
     }
 
     /// A new tensor of `shape` with fresh storage.
     pub(crate) fn empty(&self, shape: &[usize]) -> Result<CudaTensor> {
         let n = shape.iter().product();
         Ok(CudaTensor { shape: shape.to_vec(), storage: Some(Arc::new(self.alloc(n)?)), offset: 0 })
+    }
+
+    /// The device address of element 0 of a buffer.
+    pub(crate) fn addr(&self, b: &Buffer) -> Result<u64> {
+        match (b, &self.inner.exec) {
+            (Buffer::Gpu(s), Exec::Gpu(g)) => Ok(s.device_ptr(&g.stream).0),
+            (Buffer::Host(h), Exec::Host(_)) => Ok(h.addr()),
+            _ => Err(Error::msg("CUDA: a tensor from another device (GPU and host emulator mixed)")),
+        }
     }
 
     /// The device address of a tensor's first element.
@@ -233,29 +311,119 @@ impl Cuda {
                 s.len()
             )));
         }
-        let (p, _g) = s.device_ptr(&self.inner.stream);
-        Ok(p + (t.offset as u64) * 4)
+        Ok(self.addr(s)? + (t.offset as u64) * 4)
+    }
+
+    /// Copies host data into elements [0, data.len()) of a buffer.
+    pub(crate) fn upload(&self, data: &[f32], dst: &mut Buffer) -> Result<()> {
+        if data.len() > dst.len() {
+            return Err(Error(format!("CUDA host-to-device copy: {} values into {}", data.len(), dst.len())));
+        }
+        match (dst, &self.inner.exec) {
+            (Buffer::Gpu(s), Exec::Gpu(g)) => {
+                let mut view = s.slice_mut(0..data.len());
+                g.stream.memcpy_htod(data, &mut view).map_err(drv_err("host-to-device copy"))
+            }
+            (Buffer::Host(h), Exec::Host(_)) => {
+                // SAFETY: bounds checked above; nothing else runs while the emulator copies.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), h.addr() as *mut f32, data.len()) };
+                Ok(())
+            }
+            _ => Err(Error::msg("CUDA host-to-device copy: buffer of another device")),
+        }
+    }
+
+    /// Copies elements [offset, offset + out.len()) of a buffer to the host and waits for it.
+    pub(crate) fn download(&self, src: &Buffer, offset: usize, out: &mut [f32]) -> Result<()> {
+        if offset + out.len() > src.len() {
+            return Err(Error(format!(
+                "CUDA device-to-host copy: window {offset}..{} exceeds storage of {}",
+                offset + out.len(),
+                src.len()
+            )));
+        }
+        if out.is_empty() {
+            return self.sync();
+        }
+        match (src, &self.inner.exec) {
+            (Buffer::Gpu(s), Exec::Gpu(g)) => {
+                let view = s.slice(offset..offset + out.len());
+                g.stream.memcpy_dtoh(&view, out).map_err(drv_err("device-to-host copy"))?;
+            }
+            (Buffer::Host(h), Exec::Host(_)) => {
+                // SAFETY: bounds checked above.
+                unsafe {
+                    std::ptr::copy_nonoverlapping((h.addr() as *const f32).add(offset), out.as_mut_ptr(), out.len())
+                };
+            }
+            _ => return Err(Error::msg("CUDA device-to-host copy: buffer of another device")),
+        }
+        self.sync()
+    }
+
+    /// Copies `n` floats between device addresses (ranges checked by the caller; may overlap only
+    /// under the emulator, where the copy is a memmove).
+    pub(crate) fn copy_dtod(&self, dst: u64, src: u64, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        match &self.inner.exec {
+            Exec::Gpu(g) => {
+                g.ctx.bind_to_thread().map_err(drv_err("bind context"))?;
+                // SAFETY: both addresses were bounds-checked against their storage by the caller.
+                unsafe { drv::memcpy_dtod_async(dst, src, n * 4, g.stream.cu_stream()) }
+                    .map_err(drv_err("device-to-device copy"))
+            }
+            Exec::Host(_) => {
+                // SAFETY: both ranges lie inside live buffers (checked by the caller).
+                unsafe { std::ptr::copy(src as *const f32, dst as *mut f32, n) };
+                Ok(())
+            }
+        }
+    }
+
+    /// Launches kernel `name` of module `m`; `args` point to the argument values in order
+    /// (cuLaunchKernel's convention). Use the `launch!` macro, which builds `args`.
+    pub(crate) fn launch_raw(
+        &self,
+        m: Module,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        match &self.inner.exec {
+            Exec::Gpu(g) => {
+                let f = self.func(g, m, name)?;
+                g.ctx.bind_to_thread().map_err(drv_err("bind context"))?;
+                // SAFETY: the caller guarantees `args` match the kernel's C signature and point to
+                // live values; every pointer argument addresses a buffer of the size described.
+                unsafe { drv::launch_kernel(f.cu_function(), grid, (block, 1, 1), 0, g.stream.cu_stream(), args) }
+                    .map_err(|e| Error(format!("CUDA launch of {name}: {e}")))
+            }
+            Exec::Host(e) => e.launch(m, name, grid, (block, 1, 1), args),
+        }
     }
 
     /// The kernel `name` of module `m`, compiling and loading the module on first use.
-    pub(crate) fn func(&self, m: Module, name: &'static str) -> Result<CudaFunction> {
-        if let Some(f) = self.inner.funcs.lock().unwrap_or_else(|p| p.into_inner()).get(&(m, name)) {
+    fn func(&self, g: &Gpu, m: Module, name: &'static str) -> Result<CudaFunction> {
+        if let Some(f) = g.funcs.lock().unwrap_or_else(|p| p.into_inner()).get(&(m, name)) {
             return Ok(f.clone());
         }
-        let module = self.module(m)?;
+        let module = self.module(g, m)?;
         let f = module
             .load_function(name)
             .map_err(|e| Error(format!("CUDA: kernel {name} in kernels/{}: {e}", m.file())))?;
-        self.inner.funcs.lock().unwrap_or_else(|p| p.into_inner()).insert((m, name), f.clone());
+        g.funcs.lock().unwrap_or_else(|p| p.into_inner()).insert((m, name), f.clone());
         Ok(f)
     }
 
-    fn module(&self, m: Module) -> Result<Arc<CudaModule>> {
-        let mut mods = self.inner.modules.lock().unwrap_or_else(|p| p.into_inner());
+    fn module(&self, g: &Gpu, m: Module) -> Result<Arc<CudaModule>> {
+        let mut mods = g.modules.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(md) = mods.get(&m) {
             return Ok(md.clone());
         }
-        let load = |image: Vec<u8>| self.inner.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(image));
+        let load = |image: Vec<u8>| g.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(image));
         let key = kernels::cache_key(m, &self.inner.arch, self.inner.nvrtc_version);
         let path = self.inner.cache_dir.as_ref().map(|d| kernels::cache_path(d, m, &key));
         // A cached image that is corrupt or that the driver rejects is recompiled, never fatal.
@@ -283,10 +451,10 @@ impl Cuda {
         mods.insert(m, md.clone());
         Ok(md)
     }
+}
 
-    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
-        &self.inner.stream
-    }
+fn poison_from_env() -> bool {
+    std::env::var("WGAN_CUDA_POISON").map(|v| v == "1").unwrap_or(false)
 }
 
 /// Blocks for a 1-D grid-stride kernel over `n` elements.
@@ -294,25 +462,26 @@ pub(crate) fn grid_1d(n: usize) -> u32 {
     n.div_ceil(BLOCK as usize).clamp(1, 1 << 20) as u32
 }
 
-/// One launch: `launch!(self, Module::X, "name", (gx, gy, gz), block, args...)`; converts a failed
-/// launch into an error naming the kernel.
+/// A kernel argument's address for [`Cuda::launch_raw`]; only types with a C layout pass.
+pub(crate) fn arg_ptr<T: cudarc::driver::DeviceRepr>(v: &T) -> *mut c_void {
+    v as *const T as *mut c_void
+}
+
+/// One launch: `launch!(self, Module::X, "name", (gx, gy, gz), block, args...)`. Each argument is
+/// evaluated into a local that lives until the launch returns; a failed launch returns an error
+/// naming the kernel.
 macro_rules! launch {
-    (@push $b:ident, $arg:expr $(, $rest:expr)*) => {
-        // Each argument lives in its own local until the launch, as the builder keeps references.
+    (@push $v:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $arg:expr $(, $rest:expr)*) => {
         let value = $arg;
-        cudarc::driver::PushKernelArg::arg(&mut $b, &value);
-        $crate::backend::cuda::device::launch!(@push $b $(, $rest)*);
+        $v.push($crate::backend::cuda::device::arg_ptr(&value));
+        $crate::backend::cuda::device::launch!(@push $v, $be, $m, $name, $grid, $block $(, $rest)*);
     };
-    (@push $b:ident) => {};
+    (@push $v:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr) => {
+        $be.launch_raw($m, $name, $grid, $block, &mut $v)?;
+    };
     ($be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $($arg:expr),+ $(,)?) => {{
-        let f = $be.func($m, $name)?;
-        let cfg = cudarc::driver::LaunchConfig { grid_dim: $grid, block_dim: ($block, 1, 1), shared_mem_bytes: 0 };
-        let mut b = $be.stream().launch_builder(&f);
-        $crate::backend::cuda::device::launch!(@push b, $($arg),+);
-        // SAFETY: argument types and order match the kernel's C signature (pointers as u64, then
-        // the #[repr(C)] parameter struct); every pointer addresses a live buffer of the size the
-        // parameters describe, checked by the caller.
-        unsafe { b.launch(cfg) }.map_err(|e| $crate::Error(format!("CUDA launch of {}: {e}", $name)))?;
+        let mut args: Vec<*mut std::ffi::c_void> = Vec::with_capacity(8);
+        $crate::backend::cuda::device::launch!(@push args, $be, $m, $name, $grid, $block, $($arg),+);
     }};
 }
 pub(crate) use launch;

@@ -6,9 +6,12 @@
 //! - [`compile_all`] compiles every kernel file for an architecture without a GPU (CI).
 //! - [`system_report`] / [`device_info`] describe the setup for `wgan info`.
 //!
+//! - [`Cuda::emulated`] runs the same host code and kernels on the CPU (`emu/`), for tests.
+//!
 //! See docs/CUDA.md for library discovery, the kernel cache and the allocator.
 
 mod device;
+mod emu;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::result as drv;
-
 use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
 use super::kernels::Module;
 use super::params as P;
@@ -91,24 +89,16 @@ impl Cuda {
         }
         let mut s = self.alloc(data.len())?;
         if !data.is_empty() {
-            self.stream().memcpy_htod(data, &mut s).map_err(|e| Error(format!("CUDA host-to-device copy: {e}")))?;
+            self.upload(data, &mut s)?;
         }
         Ok(CudaTensor { shape: shape.to_vec(), storage: Some(Arc::new(s)), offset: 0 })
     }
 
     fn device_to_host(&self, t: &CudaTensor) -> Result<Vec<f32>> {
-        let n = t.numel();
         let s =
             t.storage.as_ref().ok_or_else(|| Error::msg("CUDA: reading a tensor from an op that failed earlier"))?;
-        if t.offset + n > s.len() && n > 0 {
-            bail!("CUDA to_f32: window {}..{} exceeds storage of {}", t.offset, t.offset + n, s.len());
-        }
-        let mut out = vec![0f32; n];
-        if n > 0 {
-            let view = s.slice(t.offset..t.offset + n);
-            self.stream().memcpy_dtoh(&view, &mut out).map_err(|e| Error(format!("CUDA device-to-host copy: {e}")))?;
-        }
-        self.stream().synchronize().map_err(|e| Error(format!("CUDA synchronize: {e}")))?;
+        let mut out = vec![0f32; t.numel()];
+        self.download(s, t.offset, &mut out)?;
         if let Some(e) = self.pending_error() {
             return Err(e);
         }
@@ -124,16 +114,6 @@ impl Cuda {
             self.record(e);
             vec![f32::NAN; t.numel()]
         })
-    }
-
-    fn copy_dtod(&self, dst: u64, src: u64, n: usize) -> Result<()> {
-        if n == 0 {
-            return Ok(());
-        }
-        self.inner.ctx.bind_to_thread().map_err(|e| Error(format!("CUDA bind context: {e}")))?;
-        // SAFETY: both addresses were bounds-checked against their storage by the caller.
-        unsafe { drv::memcpy_dtod_async(dst, src, n * 4, self.stream().cu_stream()) }
-            .map_err(|e| Error(format!("CUDA device-to-device copy: {e}")))
     }
 
     fn try_fill(&self, shape: &[usize], value: f64) -> Result<CudaTensor> {
@@ -647,8 +627,8 @@ impl Backend for Cuda {
         Cuda::check(self)
     }
     fn synchronize(&self) {
-        if let Err(e) = self.stream().synchronize() {
-            self.record(Error(format!("CUDA stream synchronize: {e}")));
+        if let Err(e) = self.sync() {
+            self.record(e);
         }
     }
 

@@ -1,0 +1,470 @@
+//! The host emulator: the CUDA backend with its kernels compiled for the CPU by the system's C++
+//! compiler and run by a small fiber scheduler (`runtime.hpp`), so that the kernels and every line
+//! of the backend's host code (shape checks, launch geometry, parameter structs, split-K and
+//! workspace handling) are tested against the CPU reference on machines without a GPU.
+//!
+//! It is a test instrument, not a fast path: a CUDA thread is a fiber, blocks run one after another.
+//! What it checks and what it cannot (atomics, timing, the device's math library, races between
+//! blocks) is listed in `runtime.hpp` and docs/CUDA.md.
+//!
+//! Modules are compiled on first launch, like NVRTC's: `kernels/<module>.cu` with `runtime.hpp`
+//! force-included, as a shared library exporting `wgemu_entry_<kernel>` for every `__global__`
+//! function (found by preprocessing the source) and `wgemu_names`, the list of them. Libraries are
+//! cached beside the CUBINs (`<cache>/host/<module>-<hash>.so`, the hash covering the sources, the
+//! runtime, the compiler's version and flags), written under a temporary name and renamed.
+//!
+//! Device memory is host memory with guard zones of NaN on both sides of every buffer: a read out
+//! of bounds yields NaN, and a write out of bounds is found after the launch that made it and
+//! reported as that kernel's error.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString, OsString};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, Weak};
+
+use super::kernels::{self, Module, HEADERS};
+use crate::{Error, Result};
+
+extern "C" {
+    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    fn dlerror() -> *mut c_char;
+}
+const RTLD_NOW: c_int = 2;
+
+/// The runtime that turns CUDA built-ins into host code.
+const RUNTIME: &str = include_str!("runtime.hpp");
+
+/// Flags for every module. -O2 because the emulated kernels run the test suite's real shapes;
+/// warnings are on so that host-only problems (e.g. a narrowing the device compiler accepts) show.
+const FLAGS: &[&str] = &["-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wno-unknown-pragmas"];
+
+/// Elements of NaN on each side of every buffer.
+const GUARD: usize = 16;
+/// The guard pattern: a quiet NaN with a payload no kernel produces, so it is told apart from a
+/// NaN the poisoning or arithmetic wrote.
+const GUARD_BITS: u32 = 0x7FC0_5A5A;
+
+/// Grid and block extents of a launch, as `wgemu::LaunchDims` in runtime.hpp.
+#[repr(C)]
+struct LaunchDims {
+    grid: [u32; 3],
+    block: [u32; 3],
+}
+
+type Entry = unsafe extern "C" fn(*const LaunchDims, *mut *mut c_void, *mut c_char, usize) -> c_int;
+
+/// One compiled module: its entry points by kernel name. The library is never closed.
+struct Lib {
+    entries: HashMap<String, Entry>,
+}
+
+// SAFETY: entry points are plain C functions of a library that stays loaded; the runtime keeps its
+// state per host thread.
+unsafe impl Send for Lib {}
+unsafe impl Sync for Lib {}
+
+/// Host memory standing in for one device allocation: `len` floats between two guard zones.
+pub(crate) struct HostStore {
+    base: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the memory is only reached through raw pointers by launches and copies, which the
+// backend orders on its one (emulated) stream, as on a GPU.
+unsafe impl Send for HostStore {}
+unsafe impl Sync for HostStore {}
+
+impl HostStore {
+    fn new(len: usize, fill: f32) -> Arc<HostStore> {
+        let mut v = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
+        v[GUARD..GUARD + len].fill(fill);
+        let base = Box::into_raw(v.into_boxed_slice()) as *mut f32;
+        Arc::new(HostStore { base, len })
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// The address of element 0, as the kernels see it.
+    pub fn addr(&self) -> u64 {
+        // SAFETY: GUARD elements into an allocation of len + 2·GUARD.
+        unsafe { self.base.add(GUARD) as u64 }
+    }
+    /// True when both guard zones still hold the pattern.
+    fn guards_intact(&self) -> bool {
+        // SAFETY: reads the two guard zones, inside the allocation.
+        let all = unsafe { std::slice::from_raw_parts(self.base, self.len + 2 * GUARD) };
+        let ok = |s: &[f32]| s.iter().all(|v| v.to_bits() == GUARD_BITS);
+        ok(&all[..GUARD]) && ok(&all[GUARD + self.len..])
+    }
+}
+
+impl Drop for HostStore {
+    fn drop(&mut self) {
+        // SAFETY: `base` came from Box::into_raw of a boxed slice of this length.
+        unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.base, self.len + 2 * GUARD))) };
+    }
+}
+
+/// The emulated device: a C++ compiler, the compiled modules, and the live buffers (for the
+/// guard check after each launch).
+pub(crate) struct Emulator {
+    cxx: String,
+    cxx_version: String,
+    dir: PathBuf,
+    libs: Mutex<HashMap<&'static str, Arc<Lib>>>,
+    buffers: Mutex<Vec<Weak<HostStore>>>,
+}
+
+/// The C++ compiler to use: `$WGAN_HOST_CXX`, else the first of c++, g++, clang++ that runs.
+fn find_compiler() -> Result<(String, String)> {
+    let env = std::env::var("WGAN_HOST_CXX").ok().filter(|s| !s.is_empty());
+    let candidates: Vec<String> = match env {
+        Some(c) => vec![c],
+        None => ["c++", "g++", "clang++"].iter().map(|s| s.to_string()).collect(),
+    };
+    for c in &candidates {
+        if let Ok(out) = Command::new(c).arg("--version").output() {
+            if out.status.success() {
+                let v = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
+                return Ok((c.clone(), v));
+            }
+        }
+    }
+    Err(Error(format!(
+        "the CUDA host emulator needs a C++ compiler: none of {} runs (install g++, or set WGAN_HOST_CXX)",
+        candidates.join(", ")
+    )))
+}
+
+fn last_dl_error() -> String {
+    // SAFETY: dlerror returns null or a NUL-terminated string owned by libc.
+    unsafe {
+        let e = dlerror();
+        if e.is_null() {
+            "unknown error".into()
+        } else {
+            CStr::from_ptr(e).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// The names of the `__global__` functions in preprocessed source: each `__global__` token is
+/// followed by `void`, optionally `__launch_bounds__(...)`, then the name.
+fn kernel_names(preprocessed: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = preprocessed;
+    while let Some(i) = rest.find("__global__") {
+        rest = &rest[i + "__global__".len()..];
+        let mut s = rest.trim_start();
+        let Some(t) = s.strip_prefix("void") else { continue };
+        s = t.trim_start();
+        if let Some(t) = s.strip_prefix("__launch_bounds__") {
+            let Some(close) = t.find(')') else { continue };
+            s = t[close + 1..].trim_start();
+        }
+        let name: String = s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for p in parts {
+        for &b in *p {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl Emulator {
+    pub fn new() -> Result<Emulator> {
+        let (cxx, cxx_version) = find_compiler()?;
+        let dir = match kernels::cache_dir() {
+            Some(d) => d.join("host"),
+            None => std::env::temp_dir().join(format!("wgan-host-kernels-{}", std::process::id())),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| Error(format!("creating {}: {e}", dir.display())))?;
+        Ok(Emulator { cxx, cxx_version, dir, libs: Mutex::new(HashMap::new()), buffers: Mutex::new(Vec::new()) })
+    }
+
+    /// The compiler, e.g. "c++ (g++ (Debian 12.2.0-14) 12.2.0)".
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.cxx, self.cxx_version)
+    }
+
+    /// A buffer of `n` floats, each set to `fill`.
+    pub fn alloc(&self, n: usize, fill: f32) -> Arc<HostStore> {
+        let s = HostStore::new(n, fill);
+        let mut live = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() >= 64 && live.len().is_power_of_two() {
+            live.retain(|w| w.strong_count() > 0);
+        }
+        live.push(Arc::downgrade(&s));
+        s
+    }
+
+    /// The compiled kernel file `file` (source text `source`), built on first use.
+    fn lib(&self, file: &'static str, source: &str) -> Result<Arc<Lib>> {
+        let mut libs = self.libs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = libs.get(file) {
+            return Ok(l.clone());
+        }
+        let l = Arc::new(self.load_or_build(file, source)?);
+        libs.insert(file, l.clone());
+        Ok(l)
+    }
+
+    fn key(&self, source: &str) -> String {
+        let mut parts: Vec<&[u8]> = vec![source.as_bytes(), RUNTIME.as_bytes(), self.cxx_version.as_bytes()];
+        for f in FLAGS {
+            parts.push(f.as_bytes());
+        }
+        for (n, t) in HEADERS {
+            parts.push(n.as_bytes());
+            parts.push(t.as_bytes());
+        }
+        format!("{:016x}", fnv1a(&parts))
+    }
+
+    fn load_or_build(&self, file: &str, source: &str) -> Result<Lib> {
+        let stem = file.trim_end_matches(".cu");
+        let so = self.dir.join(format!("{stem}-{}.so", self.key(source)));
+        if so.exists() {
+            if let Ok(l) = open(&so) {
+                return Ok(l);
+            }
+        }
+        self.build(file, source, &so)?;
+        open(&so).map_err(|e| Error(format!("CUDA host emulator: loading {}: {e}", so.display())))
+    }
+
+    /// Compiles module `m` into the shared library `so` (through a private work folder and a rename).
+    fn build(&self, file: &str, source: &str, so: &Path) -> Result<()> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let work = self.dir.join(format!("build-{}-{seq}", std::process::id()));
+        let r = self.build_in(file, source, so, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        r
+    }
+
+    fn build_in(&self, file: &str, source: &str, so: &Path, work: &Path) -> Result<()> {
+        std::fs::create_dir_all(work).map_err(io(work))?;
+        for (name, text) in HEADERS.iter().chain([(file, source), ("runtime.hpp", RUNTIME)].iter()) {
+            let p = work.join(name);
+            std::fs::write(&p, text).map_err(io(&p))?;
+        }
+        let run = |args: &[OsString]| -> Result<String> {
+            let out = Command::new(&self.cxx)
+                .args(args)
+                .current_dir(work)
+                .output()
+                .map_err(|e| Error(format!("CUDA host emulator: running {}: {e}", self.cxx)))?;
+            let log = String::from_utf8_lossy(&out.stderr).into_owned();
+            if !out.status.success() {
+                return Err(Error(format!("CUDA host emulator: compiling kernels/{file} failed:\n{log}")));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned() + &log)
+        };
+        // Preprocess without the runtime, so `__global__` survives to be found.
+        let pre = run(&os(&["-E", "-P", "-x", "c++", file]))?;
+        let names = kernel_names(&pre);
+        let mut wrapper = format!("#include \"{file}\"\n");
+        for n in &names {
+            wrapper += &format!("WGEMU_ENTRY({n})\n");
+        }
+        wrapper += &format!("extern \"C\" const char wgemu_names[] = \"{}\";\n", names.join(" "));
+        let wp = work.join("entries.cpp");
+        std::fs::write(&wp, wrapper).map_err(io(&wp))?;
+        let tmp = work.join("module.so");
+        let mut args = os(FLAGS);
+        args.extend(os(&["-include", "runtime.hpp", "entries.cpp", "-o"]));
+        args.push(tmp.clone().into_os_string());
+        let log = run(&args)?;
+        if log.contains("warning") {
+            return Err(Error(format!("CUDA host emulator: kernels/{file} compiles with warnings:\n{log}")));
+        }
+        std::fs::rename(&tmp, so).map_err(io(so))?;
+        Ok(())
+    }
+
+    /// Runs kernel `name` of module `m` over the grid; `args` point to the argument values as for
+    /// cuLaunchKernel. Checks every live buffer's guards afterwards.
+    pub fn launch(
+        &self,
+        m: Module,
+        name: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        let lib = self.lib(m.file(), m.source())?;
+        self.run(&lib, m.file(), name, grid, block, args)
+    }
+
+    fn run(
+        &self,
+        lib: &Lib,
+        file: &str,
+        name: &str,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        args: &mut [*mut c_void],
+    ) -> Result<()> {
+        let entry = lib
+            .entries
+            .get(name)
+            .ok_or_else(|| Error(format!("CUDA host emulator: no kernel {name} in kernels/{file}")))?;
+        let dims = LaunchDims { grid: [grid.0, grid.1, grid.2], block: [block.0, block.1, block.2] };
+        let mut err = vec![0 as c_char; 512];
+        // SAFETY: `args` match the kernel's parameters (the caller's contract, as for a GPU launch).
+        let rc = unsafe { entry(&dims, args.as_mut_ptr(), err.as_mut_ptr(), err.len()) };
+        if rc != 0 {
+            // SAFETY: the runtime wrote a NUL-terminated message into `err`.
+            let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+            return Err(Error(format!("CUDA host emulator: {name}: {msg}")));
+        }
+        let live = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
+        for b in live.iter().filter_map(Weak::upgrade) {
+            if !b.guards_intact() {
+                return Err(Error(format!(
+                    "CUDA host emulator: {name} wrote outside a buffer of {} elements (guard zone overwritten)",
+                    b.len
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error(format!("CUDA host emulator: writing {}: {e}", p.display()))
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// Opens a compiled module and binds each kernel it lists.
+fn open(so: &Path) -> std::result::Result<Lib, String> {
+    let c = CString::new(so.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: loading a library this emulator compiled; its initialisers only set up statics.
+    let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW) };
+    if h.is_null() {
+        return Err(last_dl_error());
+    }
+    let sym = |n: &str| -> std::result::Result<*mut c_void, String> {
+        let cn = CString::new(n).map_err(|e| e.to_string())?;
+        // SAFETY: looks a symbol up in a library that stays loaded.
+        let p = unsafe { dlsym(h, cn.as_ptr()) };
+        if p.is_null() {
+            Err(format!("symbol {n} missing: {}", last_dl_error()))
+        } else {
+            Ok(p)
+        }
+    };
+    // SAFETY: `wgemu_names` is a NUL-terminated array of chars defined by the generated wrapper.
+    let names = unsafe { CStr::from_ptr(sym("wgemu_names")? as *const c_char) }.to_string_lossy().into_owned();
+    let mut entries = HashMap::new();
+    for n in names.split_whitespace() {
+        let p = sym(&format!("wgemu_entry_{n}"))?;
+        // SAFETY: every wgemu_entry_* has the `Entry` signature (WGEMU_ENTRY in runtime.hpp).
+        entries.insert(n.to_string(), unsafe { std::mem::transmute::<*mut c_void, Entry>(p) });
+    }
+    Ok(Lib { entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_kernel_names_after_preprocessing() {
+        let src = "extern \"C\" __global__ void __launch_bounds__(256) matmul_nn_f32(float* out) {}\n\
+                   extern \"C\" __global__ void\nadd_f32(float* o) {}\n__device__ void helper() {}";
+        assert_eq!(kernel_names(src), vec!["matmul_nn_f32".to_string(), "add_f32".to_string()]);
+    }
+
+    /// Kernels that break the rules on purpose, to show the emulator reports each breach.
+    const BAD: &str = r#"
+#include "common.cuh"
+// Writes element n too: one past the end of a buffer of n.
+extern "C" __global__ void write_one_past(float* out, i64 n) {
+    for (i64 i = threadIdx.x; i <= n; i += blockDim.x) out[i] = 1.0f;
+}
+// Half of warp 0 shuffles while every other thread waits at __syncthreads: a deadlock on a GPU.
+extern "C" __global__ void divergent_shuffle(float* out, i64 n) {
+    float v = (float)threadIdx.x;
+    if (threadIdx.x < 16) v = __shfl_down_sync(0xffffffffu, v, 1);
+    __syncthreads();
+    if ((i64)threadIdx.x < n) out[threadIdx.x] = v;
+}
+// Each thread reads its neighbour's shared-memory slot with and without a barrier in between.
+extern "C" __global__ void neighbour(float* synced, float* unsynced, i64 n) {
+    __shared__ float s[64];
+    s[threadIdx.x] = -1.0f;
+    __syncthreads();
+    s[threadIdx.x] = (float)threadIdx.x;
+    unsynced[threadIdx.x] = s[(threadIdx.x + 1) % 64];
+    __syncthreads();
+    synced[threadIdx.x] = s[(threadIdx.x + 1) % 64];
+}
+"#;
+
+    fn emulator() -> Option<Emulator> {
+        match Emulator::new() {
+            Ok(e) => Some(e),
+            Err(e) if std::env::var("WGAN_REQUIRE_EMULATOR").as_deref() == Ok("1") => panic!("{e}"),
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                None
+            }
+        }
+    }
+
+    /// Runs kernel `name` of BAD on one block of 64 threads over fresh buffers `bufs` of 64 floats
+    /// (each passed as a pointer), then n = 64; returns the launch's result and the buffers.
+    fn run_bad(emu: &Emulator, name: &str, bufs: usize) -> (Result<()>, Vec<Vec<f32>>) {
+        let lib = emu.lib("bad.cu", BAD).unwrap();
+        let stores: Vec<Arc<HostStore>> = (0..bufs).map(|_| emu.alloc(64, f32::NAN)).collect();
+        let mut ptrs: Vec<u64> = stores.iter().map(|b| b.addr()).collect();
+        let mut n = 64i64;
+        let mut args: Vec<*mut c_void> = ptrs.iter_mut().map(|p| p as *mut u64 as *mut c_void).collect();
+        args.push(&mut n as *mut i64 as *mut c_void);
+        let r = emu.run(&lib, "bad.cu", name, (1, 1, 1), (64, 1, 1), &mut args);
+        // SAFETY: reads each buffer's own elements.
+        let read = |b: &HostStore| unsafe { std::slice::from_raw_parts(b.addr() as *const f32, b.len()) }.to_vec();
+        (r, stores.iter().map(|b| read(b)).collect())
+    }
+
+    #[test]
+    fn reports_out_of_bounds_writes_and_deadlocks() {
+        let Some(emu) = emulator() else { return };
+        let e = run_bad(&emu, "write_one_past", 1).0.expect_err("an out-of-bounds write must be reported");
+        assert!(e.to_string().contains("wrote outside"), "{e}");
+        let emu = emulator().unwrap(); // a fresh one: the broken guard stays broken, like a faulted context
+        let e = run_bad(&emu, "divergent_shuffle", 1).0.expect_err("a divergent shuffle must be reported");
+        assert!(e.to_string().contains("deadlock"), "{e}");
+        let e = run_bad(&emu, "missing", 1).0.expect_err("an unknown kernel must be reported");
+        assert!(e.to_string().contains("no kernel missing"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_barrier_gives_wrong_results() {
+        let Some(emu) = emulator() else { return };
+        let (r, out) = run_bad(&emu, "neighbour", 2);
+        r.unwrap();
+        let want: Vec<f32> = (0..64).map(|t| ((t + 1) % 64) as f32).collect();
+        assert_eq!(out[0], want, "with the barrier every thread sees its neighbour's value");
+        // Without it a thread runs ahead of its neighbour: all but the last (whose neighbour, 0,
+        // has run already) read the old value.
+        assert!(out[1][..63].iter().all(|&v| v == -1.0) && out[1][63] == 0.0, "{:?}", out[1]);
+    }
+}
