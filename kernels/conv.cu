@@ -38,6 +38,7 @@ __device__ __forceinline__ float gather_x(const float* __restrict__ x, const Con
 }
 
 struct FwdOp {
+    __device__ __forceinline__ float epilogue(u32, float v) const { return v; }
     const float* __restrict__ x;
     const float* __restrict__ wt;
     ConvShape sh;
@@ -58,6 +59,7 @@ struct FwdOp {
 };
 
 struct DgradOp {
+    __device__ __forceinline__ float epilogue(u32, float v) const { return v; }
     const float* __restrict__ gy;
     const float* __restrict__ wt;
     ConvShape sh;
@@ -85,6 +87,7 @@ struct DgradOp {
 };
 
 struct WgradOp {
+    __device__ __forceinline__ float epilogue(u32, float v) const { return v; }
     const float* __restrict__ x;
     const float* __restrict__ gy;
     ConvShape sh;
@@ -122,8 +125,9 @@ conv2d_wgrad_f32(float* __restrict__ gw, const float* __restrict__ x, const floa
     gemm_tile<true, false>(op, gw, p.g);
 }
 
-extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws, SplitKParams p) {
-    splitk_reduce(out, ws, p);
+extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws,
+                                             const float* __restrict__ bias, SplitKParams p) {
+    splitk_reduce(out, ws, bias, p);
 }
 
 static_assert(sizeof(ConvShape) == 40 && sizeof(ConvParams) == 64, "conv params layout");

@@ -1,6 +1,7 @@
-// gemm.cu: C = op(A)·op(B) for row-major 2-D A and B, op transposing when the flag is set, as a
-// tiled shared-memory SGEMM (gemm_tile.cuh: 64×64 tiles, k step 16, 4×4 outputs per thread,
-// optional deterministic split-K). The transpose flags are compile-time: matmul_nn_f32 (A·B),
+// gemm.cu: C = op(A)·op(B) (+ bias[col] when `bias` is not null: a Linear layer's x·wᵀ + b in one
+// pass) for row-major 2-D A and B, op transposing when the flag is set, as a tiled shared-memory
+// SGEMM (gemm_tile.cuh: 64×64 tiles, k step 16, 4×4 outputs per thread, optional deterministic
+// split-K, the bias added in the epilogue or, with split-K, by splitk_reduce_f32). The transpose flags are compile-time: matmul_nn_f32 (A·B),
 // matmul_nt_f32 (A·Bᵀ), matmul_tn_f32 (Aᵀ·B), matmul_tt_f32 (Aᵀ·Bᵀ).
 // A is stored [M, K] (or [K, M] when transposed), B [K, N] (or [N, K]), C [M, N].
 
@@ -10,6 +11,7 @@ template <bool TA, bool TB>
 struct MatOperand {
     const float* __restrict__ pa;
     const float* __restrict__ pb;
+    const float* __restrict__ bias;  // [n] or null
     u32 m, n, k;
     __device__ __forceinline__ float a(u32 i, u32 kk) const {
         return TA ? pa[(i64)kk * m + i] : pa[(i64)i * k + kk];
@@ -18,13 +20,14 @@ struct MatOperand {
         return TB ? pb[(i64)j * k + kk] : pb[(i64)kk * n + j];
     }
     __device__ __forceinline__ i64 c(u32 i, u32 j) const { return (i64)i * n + j; }
+    __device__ __forceinline__ float epilogue(u32 j, float v) const { return bias ? v + bias[j] : v; }
 };
 
 #define MATMUL_ENTRY(name, TA, TB)                                                                  \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                      \
         name(float* __restrict__ out, const float* __restrict__ a, const float* __restrict__ b,     \
-             GemmShape s) {                                                                         \
-        MatOperand<TA, TB> op{a, b, s.m, s.nc, s.kd};                                               \
+             const float* __restrict__ bias, GemmShape s) {                                         \
+        MatOperand<TA, TB> op{a, b, bias, s.m, s.nc, s.kd};                                         \
         gemm_tile<!(TA), !(TB)>(op, out, s);                                                        \
     }
 
@@ -33,6 +36,7 @@ MATMUL_ENTRY(matmul_nt_f32, false, true)
 MATMUL_ENTRY(matmul_tn_f32, true, false)
 MATMUL_ENTRY(matmul_tt_f32, true, true)
 
-extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws, SplitKParams p) {
-    splitk_reduce(out, ws, p);
+extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws,
+                                             const float* __restrict__ bias, SplitKParams p) {
+    splitk_reduce(out, ws, bias, p);
 }

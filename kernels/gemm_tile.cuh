@@ -13,6 +13,9 @@
 // Split-K: blockIdx.z takes the k range [z·k_chunk, min((z+1)·k_chunk, Kd)) and writes its partial
 // tile to out + z·total; splitk_reduce_f32 (gemm.cu, conv.cu) then adds the slices in order, so the
 // result is deterministic. With one split, out is the output itself.
+// Epilogue: each value goes through op.epilogue(col, v) before it is stored (the matmuls add a
+// per-column bias there); with split-K the partial slices are stored raw and splitk_reduce adds the
+// bias once, after the slices.
 
 #pragma once
 #include "common.cuh"
@@ -95,7 +98,7 @@ __device__ __forceinline__ void gemm_tile(const Op& op, float* __restrict__ out,
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             const u32 n = n0 + tx + 16 * j;
-            if (n < s.nc) dst[op.c(m, n)] = acc[i][j];
+            if (n < s.nc) dst[op.c(m, n)] = gridDim.z == 1 ? op.epilogue(n, acc[i][j]) : acc[i][j];
         }
     }
 }
@@ -103,16 +106,17 @@ __device__ __forceinline__ void gemm_tile(const Op& op, float* __restrict__ out,
 struct SplitKParams {
     i64 total;   // elements of the output
     i64 splits;  // slices to add
+    i64 cols;    // columns of the output (the bias's length)
 };
 
-// out[i] = Σ_z ws[z·total + i], z in order.
+// out[i] = Σ_z ws[z·total + i], z in order, then + bias[i % cols] when bias is not null.
 __device__ __forceinline__ void splitk_reduce(float* __restrict__ out, const float* __restrict__ ws,
-                                              const SplitKParams& p) {
+                                              const float* __restrict__ bias, const SplitKParams& p) {
     WG_FOR(i, p.total) {
         float acc = 0.0f;
         for (i64 z = 0; z < p.splits; ++z) acc += ws[z * p.total + i];
-        out[i] = acc;
+        out[i] = bias ? acc + bias[i % p.cols] : acc;
     }
 }
 
-static_assert(sizeof(GemmShape) == 24 && sizeof(SplitKParams) == 16, "GEMM params layout");
+static_assert(sizeof(GemmShape) == 24 && sizeof(SplitKParams) == 24, "GEMM params layout");

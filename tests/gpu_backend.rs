@@ -215,6 +215,13 @@ fn matmul_all_transposes(on: On) {
             assert_eq!(t.g.shape(&gc), &[m, n]);
             close(&format!("matmul m{m} k{k} n{n} ta {ta} tb {tb}"), &t.g.to_f32(&gc), &t.c.to_f32(&cc), 1e-4);
         }
+        // linear: x [m, k], w [n, k], bias [n], the bias fused into the GEMM (or its split-K sum).
+        let (gx, cx) = t.pair(&[m, k], 1.0);
+        let (gw, cw) = t.pair(&[n, k], 1.0);
+        let (gb, cb) = t.pair(&[n], 3.0);
+        let (gy, cy) = (t.g.linear(&gx, &gw, &gb), t.c.linear(&cx, &cw, &cb));
+        assert_eq!(t.g.shape(&gy), &[m, n]);
+        close(&format!("linear m{m} k{k} n{n}"), &t.g.to_f32(&gy), &t.c.to_f32(&cy), 1e-4);
         t.ok();
     }
 }

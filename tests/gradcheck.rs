@@ -95,6 +95,12 @@ fn matmul_all_transposes() {
 }
 
 #[test]
+fn linear_with_bias() {
+    // x [3, 4], w [5, 4], b [5]: y = x·wᵀ + b.
+    check("linear", &|t, v| t.linear(v[0], v[1], v[2]), &[u(&[3, 4], 22), u(&[5, 4], 23), u(&[5], 24)]);
+}
+
+#[test]
 fn convolutions() {
     // (batch, cin, cout, size, k, stride, pad), odd sizes included.
     for (n, ci, co, s, k, st, p) in

@@ -171,6 +171,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     // ---- dense layers ----
     /// C = op(A)·op(B) for 2-D A, B where op transposes when the flag is set.
     fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor, ta: bool, tb: bool) -> Self::Tensor;
+    /// A Linear layer's forward, y = x·wᵀ + b broadcast over rows: x [N, In], w [Out, In], b [Out]
+    /// → [N, Out]. Defined as `group_add(matmul(x, w, false, true), b, Group::Channel)`, which is
+    /// what the CPU computes; the CUDA backend fuses the bias into the GEMM's epilogue.
+    fn linear(&self, x: &Self::Tensor, w: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor {
+        self.group_add(&self.matmul(x, w, false, true), b, Group::Channel)
+    }
     /// Cross-correlation as in PyTorch's conv2d: x [N,Ci,H,W], w [Co,Ci,K,K] → [N,Co,Ho,Wo].
     fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, p: ConvParams) -> Self::Tensor;
     /// The data gradient of conv2d (= transposed convolution): gy [N,Co,Ho,Wo], w [Co,Ci,K,K]

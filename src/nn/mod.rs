@@ -157,10 +157,7 @@ impl Net {
         for (i, layer) in self.layers.iter().enumerate() {
             let (pi, bi) = self.first[i];
             h = match *layer {
-                Layer::Linear { .. } => {
-                    let y = t.matmul(h, params[pi], false, true);
-                    t.group_add(y, params[pi + 1], Group::Channel)
-                }
+                Layer::Linear { .. } => t.linear(h, params[pi], params[pi + 1]),
                 Layer::Conv { p, .. } => t.conv2d(h, params[pi], p),
                 Layer::ConvT { p, .. } => t.conv_transpose2d(h, params[pi], p),
                 Layer::BatchNorm { .. } => {

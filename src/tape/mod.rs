@@ -41,6 +41,8 @@ pub(crate) enum Op {
     GroupAdd(Var, Var, Group),
     Reshape(Var),
     MatMul(Var, Var, bool, bool),
+    /// (x, w, b): x·wᵀ + b.
+    Linear(Var, Var, Var),
     Conv2d(Var, Var, ConvParams),
     /// (gy, w): the transposed convolution.
     ConvDataGrad(Var, Var, ConvParams),
@@ -69,7 +71,7 @@ impl Op {
             GroupMul(a, b, _) | GroupAdd(a, b, _) | MatMul(a, b, _, _) | Conv2d(a, b, _) => vec![a, b],
             ConvDataGrad(a, b, _) | ConvWeightGrad(a, b, _) | NormalizeBackward(a, b, _, _) => vec![a, b],
             PenaltyBackward(a, b, _, _) => vec![a, b],
-            Interpolate(a, b, c) => vec![a, b, c],
+            Interpolate(a, b, c) | Linear(a, b, c) => vec![a, b, c],
         }
     }
 }

@@ -108,6 +108,12 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::MatMul(a, b, ta, tb))
     }
 
+    /// x·wᵀ + b (b broadcast over rows): a Linear layer, one fused launch on the GPU.
+    pub fn linear(&mut self, x: Var, w: Var, b: Var) -> Var {
+        let v = self.backend.linear(self.value(x), self.value(w), self.value(b));
+        self.push(v, Op::Linear(x, w, b))
+    }
+
     pub fn conv2d(&mut self, x: Var, w: Var, p: ConvParams) -> Var {
         let v = self.backend.conv2d(self.value(x), self.value(w), p);
         self.push(v, Op::Conv2d(x, w, p))

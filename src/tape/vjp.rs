@@ -100,6 +100,18 @@ impl<B: Backend> Tape<B> {
                     r.push((b, db));
                 }
             }
+            Op::Linear(x, w, b) => {
+                // y = x·wᵀ + b: dx = G·w, dw = Gᵀ·x, db = column sums of G.
+                if want(x) {
+                    r.push((x, self.matmul(g, w, false, false)));
+                }
+                if want(w) {
+                    r.push((w, self.matmul(g, x, true, false)));
+                }
+                if want(b) {
+                    r.push((b, self.group_sum(g, Group::Channel)));
+                }
+            }
             Op::Conv2d(x, w, p) => {
                 if want(x) {
                     let xs = self.shape(x);

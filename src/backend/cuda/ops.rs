@@ -63,6 +63,14 @@ fn segments(what: &str, shape: &[usize], group: Group) -> Result<(P::Segments, P
     Ok((seg, map))
 }
 
+/// One tiled GEMM launch: the kernel, its planned geometry, and the convolution's shape if any.
+struct Gemm {
+    module: Module,
+    name: &'static str,
+    plan: (P::GemmShape, (u32, u32, u32), usize),
+    conv: Option<P::ConvShape>,
+}
+
 /// Geometry of a tiled GEMM launch of an m × nc output with reduction kd: the shape struct, the
 /// grid, and the number of split-K slices (deterministic: depends on the shape only).
 fn plan_gemm(what: &str, m: usize, nc: usize, kd: usize) -> Result<(P::GemmShape, (u32, u32, u32), usize)> {
@@ -265,18 +273,10 @@ impl Cuda {
         Ok(out)
     }
 
-    /// Runs a planned tiled GEMM kernel, through a split-K workspace when the plan splits.
-    fn run_gemm(
-        &self,
-        m: Module,
-        name: &'static str,
-        out: &CudaTensor,
-        a: u64,
-        b: u64,
-        plan: (P::GemmShape, (u32, u32, u32), usize),
-        conv: Option<P::ConvShape>,
-    ) -> Result<()> {
-        let (shape, grid, splits) = plan;
+    /// Runs a planned tiled GEMM kernel, through a split-K workspace when the plan splits. `bias`
+    /// (a device address, 0 for none) is added per output column by the matmul kernels.
+    fn run_gemm(&self, g: Gemm, out: &CudaTensor, a: u64, b: u64, bias: u64) -> Result<()> {
+        let Gemm { module: m, name, plan: (shape, grid, splits), conv } = g;
         if shape.total == 0 {
             return Ok(());
         }
@@ -286,10 +286,10 @@ impl Cuda {
             None => self.ptr(out)?,
         };
         match (name, conv) {
-            ("matmul_nn_f32", None) => launch!(self, m, "matmul_nn_f32", grid, GEMM_THREADS, dst, a, b, shape),
-            ("matmul_nt_f32", None) => launch!(self, m, "matmul_nt_f32", grid, GEMM_THREADS, dst, a, b, shape),
-            ("matmul_tn_f32", None) => launch!(self, m, "matmul_tn_f32", grid, GEMM_THREADS, dst, a, b, shape),
-            ("matmul_tt_f32", None) => launch!(self, m, "matmul_tt_f32", grid, GEMM_THREADS, dst, a, b, shape),
+            ("matmul_nn_f32", None) => launch!(self, m, "matmul_nn_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
+            ("matmul_nt_f32", None) => launch!(self, m, "matmul_nt_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
+            ("matmul_tn_f32", None) => launch!(self, m, "matmul_tn_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
+            ("matmul_tt_f32", None) => launch!(self, m, "matmul_tt_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
             ("conv2d_fwd_f32", Some(c)) => {
                 launch!(self, m, "conv2d_fwd_f32", grid, GEMM_THREADS, dst, a, b, P::ConvParams { g: shape, c })
             }
@@ -303,13 +303,21 @@ impl Cuda {
         }
         if let Some(w) = &ws {
             let total = shape.total as usize;
-            let p = P::SplitKParams { total: shape.total, splits: i64_of(splits) };
-            launch!(self, m, "splitk_reduce_f32", (grid_1d(total), 1, 1), BLOCK, self.ptr(out)?, self.ptr(w)?, p);
+            let p = P::SplitKParams { total: shape.total, splits: i64_of(splits), cols: i64::from(shape.nc.max(1)) };
+            launch!(self, m, "splitk_reduce_f32", (grid_1d(total), 1, 1), BLOCK, self.ptr(out)?, self.ptr(w)?, bias, p);
         }
         Ok(())
     }
 
-    fn try_matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> Result<CudaTensor> {
+    /// op(a)·op(b), plus `bias` [n] added to every row when given.
+    fn try_matmul(
+        &self,
+        a: &CudaTensor,
+        b: &CudaTensor,
+        ta: bool,
+        tb: bool,
+        bias: Option<&CudaTensor>,
+    ) -> Result<CudaTensor> {
         if a.shape.len() != 2 || b.shape.len() != 2 {
             bail!("CUDA matmul: needs 2-D operands, got {:?} and {:?}", a.shape, b.shape);
         }
@@ -324,15 +332,20 @@ impl Cuda {
                 if tb { "ᵀ" } else { "" }
             );
         }
+        let bias_ptr = match bias {
+            Some(v) if v.shape != [n] => bail!("CUDA linear: bias of shape {:?} for {n} output features", v.shape),
+            Some(v) => self.ptr(v)?,
+            None => 0,
+        };
         let out = self.empty(&[m, n])?;
-        let plan = plan_gemm("matmul", m, n, k)?;
         let name = match (ta, tb) {
             (false, false) => "matmul_nn_f32",
             (false, true) => "matmul_nt_f32",
             (true, false) => "matmul_tn_f32",
             (true, true) => "matmul_tt_f32",
         };
-        self.run_gemm(Module::Gemm, name, &out, self.ptr(a)?, self.ptr(b)?, plan, None)?;
+        let g = Gemm { module: Module::Gemm, name, plan: plan_gemm("matmul", m, n, k)?, conv: None };
+        self.run_gemm(g, &out, self.ptr(a)?, self.ptr(b)?, bias_ptr)?;
         Ok(out)
     }
 
@@ -375,7 +388,8 @@ impl Cuda {
         let c = self.conv_shape("conv2d", [xs[0], xs[1], xs[2], xs[3]], ws[0], k, (ho, wo), p)?;
         let out = self.empty(&[xs[0], ws[0], ho, wo])?;
         let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k)?;
-        self.run_gemm(Module::Conv, "conv2d_fwd_f32", &out, self.ptr(x)?, self.ptr(w)?, plan, Some(c))?;
+        let g = Gemm { module: Module::Conv, name: "conv2d_fwd_f32", plan, conv: Some(c) };
+        self.run_gemm(g, &out, self.ptr(x)?, self.ptr(w)?, 0)?;
         Ok(out)
     }
 
@@ -395,7 +409,8 @@ impl Cuda {
         let c = self.conv_shape("conv2d_data_grad", [n, ci, h, wd], ws[0], k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[n, ci, h, wd])?;
         let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k)?;
-        self.run_gemm(Module::Conv, "conv2d_dgrad_f32", &out, self.ptr(gy)?, self.ptr(w)?, plan, Some(c))?;
+        let g = Gemm { module: Module::Conv, name: "conv2d_dgrad_f32", plan, conv: Some(c) };
+        self.run_gemm(g, &out, self.ptr(gy)?, self.ptr(w)?, 0)?;
         Ok(out)
     }
 
@@ -408,7 +423,8 @@ impl Cuda {
         let c = self.conv_shape("conv2d_weight_grad", [xs[0], ci, xs[2], xs[3]], co, k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[co, ci, k, k])?;
         let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3])?;
-        self.run_gemm(Module::Conv, "conv2d_wgrad_f32", &out, self.ptr(x)?, self.ptr(gy)?, plan, Some(c))?;
+        let g = Gemm { module: Module::Conv, name: "conv2d_wgrad_f32", plan, conv: Some(c) };
+        self.run_gemm(g, &out, self.ptr(x)?, self.ptr(gy)?, 0)?;
         Ok(out)
     }
 
@@ -678,7 +694,12 @@ impl Backend for Cuda {
     }
 
     fn matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> CudaTensor {
-        let r = self.try_matmul(a, b, ta, tb);
+        let r = self.try_matmul(a, b, ta, tb, None);
+        let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
+        self.finish(&shape, r)
+    }
+    fn linear(&self, x: &CudaTensor, w: &CudaTensor, b: &CudaTensor) -> CudaTensor {
+        let r = self.try_matmul(x, w, false, true, Some(b));
         let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
         self.finish(&shape, r)
     }

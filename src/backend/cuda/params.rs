@@ -130,6 +130,7 @@ pub struct GemmShape {
 pub struct SplitKParams {
     pub total: i64,
     pub splits: i64,
+    pub cols: i64,
 }
 
 /// conv.cu `ConvShape`
@@ -199,7 +200,7 @@ const _: () = {
     assert!(size_of::<AxpbyParams>() == 16);
     assert!(size_of::<RngParams>() == 24);
     assert!(size_of::<GemmShape>() == 24);
-    assert!(size_of::<SplitKParams>() == 16);
+    assert!(size_of::<SplitKParams>() == 24);
     assert!(size_of::<ConvShape>() == 40);
     assert!(size_of::<ConvParams>() == 64);
 };
