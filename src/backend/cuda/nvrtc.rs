@@ -15,12 +15,12 @@ use std::sync::OnceLock;
 use crate::{Error, Result};
 
 extern "C" {
-    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+    pub(crate) fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
     fn dlerror() -> *mut c_char;
 }
 
-const RTLD_NOW: c_int = 2;
+pub(crate) const RTLD_NOW: c_int = 2;
 
 type Program = *mut c_void;
 type NvrtcResult = c_int;
@@ -58,7 +58,7 @@ struct Api {
 unsafe impl Send for Api {}
 unsafe impl Sync for Api {}
 
-fn last_dl_error() -> String {
+pub(crate) fn last_dl_error() -> String {
     // SAFETY: dlerror returns null or a NUL-terminated string owned by libc.
     unsafe {
         let e = dlerror();
@@ -70,7 +70,8 @@ fn last_dl_error() -> String {
     }
 }
 
-unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> std::result::Result<T, String> {
+/// Symbol `name` of an open library as a `T` (a function pointer or a raw pointer).
+pub(crate) unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> std::result::Result<T, String> {
     let c = CString::new(name).map_err(|e| e.to_string())?;
     let p = dlsym(handle, c.as_ptr());
     if p.is_null() {

@@ -24,14 +24,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 
 use super::kernels::{self, Module, HEADERS};
+use super::nvrtc::{dlopen, last_dl_error, sym, RTLD_NOW};
 use crate::{Error, Result};
-
-extern "C" {
-    fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-    fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-    fn dlerror() -> *mut c_char;
-}
-const RTLD_NOW: c_int = 2;
 
 /// The runtime that turns CUDA built-ins into host code.
 const RUNTIME: &str = include_str!("runtime.hpp");
@@ -136,18 +130,6 @@ fn find_compiler() -> Result<(String, String)> {
         "the CUDA host emulator needs a C++ compiler: none of {} runs (install g++, or set WGAN_HOST_CXX)",
         candidates.join(", ")
     )))
-}
-
-fn last_dl_error() -> String {
-    // SAFETY: dlerror returns null or a NUL-terminated string owned by libc.
-    unsafe {
-        let e = dlerror();
-        if e.is_null() {
-            "unknown error".into()
-        } else {
-            CStr::from_ptr(e).to_string_lossy().into_owned()
-        }
-    }
 }
 
 /// The names of the `__global__` functions in preprocessed source: each `__global__` token is
@@ -360,16 +342,8 @@ fn open(so: &Path) -> std::result::Result<Lib, String> {
     if h.is_null() {
         return Err(last_dl_error());
     }
-    let sym = |n: &str| -> std::result::Result<*mut c_void, String> {
-        let cn = CString::new(n).map_err(|e| e.to_string())?;
-        // SAFETY: looks a symbol up in a library that stays loaded.
-        let p = unsafe { dlsym(h, cn.as_ptr()) };
-        if p.is_null() {
-            Err(format!("symbol {n} missing: {}", last_dl_error()))
-        } else {
-            Ok(p)
-        }
-    };
+    // SAFETY: looks a symbol up in a library that stays loaded.
+    let sym = |n: &str| unsafe { sym::<*mut c_void>(h, n) };
     // SAFETY: `wgemu_names` is a NUL-terminated array of chars defined by the generated wrapper.
     let names = unsafe { CStr::from_ptr(sym("wgemu_names")? as *const c_char) }.to_string_lossy().into_owned();
     let mut entries = HashMap::new();
