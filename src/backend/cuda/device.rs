@@ -468,20 +468,22 @@ pub(crate) fn arg_ptr<T: cudarc::driver::DeviceRepr>(v: &T) -> *mut c_void {
 }
 
 /// One launch: `launch!(self, Module::X, "name", (gx, gy, gz), block, args...)`. Each argument is
-/// evaluated into a local that lives until the launch returns; a failed launch returns an error
-/// naming the kernel.
+/// evaluated into a local that lives until the launch returns, and its address goes into a fixed
+/// array (no allocation per launch); a failed launch returns an error naming the kernel.
 macro_rules! launch {
-    (@push $v:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $arg:expr $(, $rest:expr)*) => {
+    (@push $v:ident, $n:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $arg:expr $(, $rest:expr)*) => {
         let value = $arg;
-        $v.push($crate::backend::cuda::device::arg_ptr(&value));
-        $crate::backend::cuda::device::launch!(@push $v, $be, $m, $name, $grid, $block $(, $rest)*);
+        $v[$n] = $crate::backend::cuda::device::arg_ptr(&value);
+        $n += 1;
+        $crate::backend::cuda::device::launch!(@push $v, $n, $be, $m, $name, $grid, $block $(, $rest)*);
     };
-    (@push $v:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr) => {
-        $be.launch_raw($m, $name, $grid, $block, &mut $v)?;
+    (@push $v:ident, $n:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr) => {
+        $be.launch_raw($m, $name, $grid, $block, &mut $v[..$n])?;
     };
     ($be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $($arg:expr),+ $(,)?) => {{
-        let mut args: Vec<*mut std::ffi::c_void> = Vec::with_capacity(8);
-        $crate::backend::cuda::device::launch!(@push args, $be, $m, $name, $grid, $block, $($arg),+);
+        let mut args = [std::ptr::null_mut::<std::ffi::c_void>(); 8];
+        let mut n = 0usize;
+        $crate::backend::cuda::device::launch!(@push args, n, $be, $m, $name, $grid, $block, $($arg),+);
     }};
 }
 pub(crate) use launch;
