@@ -1,8 +1,9 @@
 // gemm.cu: C = op(A)·op(B) (+ bias[col] when `bias` is not null: a Linear layer's x·wᵀ + b in one
 // pass) for row-major 2-D A and B, op transposing when the flag is set, as a tiled shared-memory
 // SGEMM (gemm_tile.cuh: 64×64 tiles, k step 16, 4×4 outputs per thread, optional deterministic
-// split-K, the bias added in the epilogue or, with split-K, by splitk_reduce_f32). The transpose flags are compile-time: matmul_nn_f32 (A·B),
-// matmul_nt_f32 (A·Bᵀ), matmul_tn_f32 (Aᵀ·B), matmul_tt_f32 (Aᵀ·Bᵀ).
+// split-K, the bias added in the epilogue or, with split-K, by splitk_reduce_f32). The transpose
+// flags are compile-time: matmul_nn_f32 (A·B), matmul_nt_f32 (A·Bᵀ), matmul_tn_f32 (Aᵀ·B),
+// matmul_tt_f32 (Aᵀ·Bᵀ).
 // A is stored [M, K] (or [K, M] when transposed), B [K, N] (or [N, K]), C [M, N].
 
 #include "gemm_tile.cuh"

@@ -189,11 +189,6 @@ impl Cuda {
         }
     }
 
-    /// True when kernels run in the host emulator rather than on a GPU.
-    pub fn is_emulated(&self) -> bool {
-        matches!(self.inner.exec, Exec::Host(_))
-    }
-
     /// The device's architecture as NVRTC names it, e.g. "sm_90" ("host" under the emulator).
     pub fn arch(&self) -> &str {
         &self.inner.arch

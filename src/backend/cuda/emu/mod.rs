@@ -184,11 +184,7 @@ impl Emulator {
     /// A buffer of `n` floats, each set to `fill`.
     pub fn alloc(&self, n: usize, fill: f32) -> Arc<HostStore> {
         let s = HostStore::new(n, fill);
-        let mut live = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-        if live.len() >= 64 && live.len().is_power_of_two() {
-            live.retain(|w| w.strong_count() > 0);
-        }
-        live.push(Arc::downgrade(&s));
+        self.buffers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&s));
         s
     }
 
@@ -313,16 +309,23 @@ impl Emulator {
             let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
             return Err(Error(format!("CUDA host emulator: {name}: {msg}")));
         }
-        let live = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-        for b in live.iter().filter_map(Weak::upgrade) {
-            if !b.guards_intact() {
-                return Err(Error(format!(
-                    "CUDA host emulator: {name} wrote outside a buffer of {} elements (guard zone overwritten)",
-                    b.len
-                )));
+        // Check every live buffer's guards, forgetting the buffers that have been freed.
+        let mut broken = None;
+        self.buffers.lock().unwrap_or_else(|p| p.into_inner()).retain(|w| match w.upgrade() {
+            Some(b) => {
+                if broken.is_none() && !b.guards_intact() {
+                    broken = Some(b.len);
+                }
+                true
             }
+            None => false,
+        });
+        match broken {
+            Some(len) => Err(Error(format!(
+                "CUDA host emulator: {name} wrote outside a buffer of {len} elements (guard zone overwritten)"
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
