@@ -8,6 +8,7 @@
 //!   cargo bench --bench train_step                # all CPU cases that finish in minutes
 //!   cargo bench --bench train_step -- toy         # only cases whose name contains "toy"
 //!   WGAN_BENCH_STEPS=20 cargo bench --bench train_step
+//!   WGAN_BENCH_SKIP_CPU=1 cargo bench --bench train_step   # the GPU cases only
 
 use wgan::backend::cpu::Cpu;
 use wgan::backend::cuda::Cuda;
@@ -141,7 +142,11 @@ fn main() {
     let mut records = Vec::new();
     let cpu = Cpu::<f32>::new();
     let cpu_name = cpu.name();
-    run_cases(cpu, "cpu", &filter, &mut records);
+    if std::env::var("WGAN_BENCH_SKIP_CPU").is_ok_and(|v| v == "1") {
+        println!("cpu: skipped (WGAN_BENCH_SKIP_CPU=1)");
+    } else {
+        run_cases(cpu, "cpu", &filter, &mut records);
+    }
     let mut device = if cpu_name.starts_with("cpu") { "cpu".to_string() } else { cpu_name };
     match Cuda::new(0) {
         Ok(gpu) => {

@@ -141,6 +141,8 @@ fn conv_cfgs() -> Vec<Cfg> {
     v.push(Cfg { n: 3, ci: 5, co: 7, h: 4, w: 4, k: 4, s: 1, p: 0 });
     v.push(Cfg { n: 1, ci: 1, co: 2, h: 3, w: 3, k: 3, s: 2, p: 0 });
     v.push(Cfg { n: 2, ci: 3, co: 3, h: 2, w: 2, k: 4, s: 2, p: 1 });
+    // The kernel spans the full height but not the width: not the dense (1×1 output) fast path.
+    v.push(Cfg { n: 2, ci: 3, co: 4, h: 4, w: 6, k: 4, s: 1, p: 0 });
     // Padding larger than the kernel reaches (whole kernel rows and columns outside the image).
     v.push(Cfg { n: 2, ci: 2, co: 3, h: 3, w: 2, k: 2, s: 1, p: 3 });
     v.push(Cfg { n: 1, ci: 2, co: 2, h: 2, w: 3, k: 2, s: 2, p: 3 });
@@ -451,6 +453,8 @@ fn conv_large_batch_chunks_and_parallel_paths() {
     let be = C32::new();
     check_conv(&be, Cfg { n: 18, ci: 16, co: 5, h: 32, w: 32, k: 4, s: 1, p: 1 }, 1e-5);
     check_conv(&be, Cfg { n: 9, ci: 3, co: 8, h: 28, w: 28, k: 4, s: 2, p: 1 }, 1e-5);
+    // Few input channels and a parallel col2im: one task per plane rather than per channel.
+    check_conv(&be, Cfg { n: 16, ci: 3, co: 4, h: 40, w: 40, k: 4, s: 2, p: 1 }, 1e-5);
 }
 
 #[test]

@@ -67,6 +67,12 @@ impl Geom {
     fn p(&self) -> usize {
         self.ho * self.wo
     }
+    /// The kernel covers the whole unpadded input once (a 1×1 output): the convolution is a dense
+    /// layer, x [n, ci·k·k] · wᵀ, and needs no im2col (the DCGAN critic's last layer and, as a
+    /// transposed convolution, the generator's first).
+    fn is_dense(&self) -> bool {
+        self.pad == 0 && self.h == self.k && self.w == self.k && self.ho == 1 && self.wo == 1
+    }
     /// Samples per chunk so that the im2col buffer stays under COL_MAX.
     fn batch_chunk(&self) -> usize {
         (COL_MAX / (self.kk() * self.p()).max(1)).clamp(1, self.n.max(1))
@@ -74,16 +80,22 @@ impl Geom {
     /// Output columns [lo, hi) of a row whose input column ow·s + kw − pad lies in [0, w).
     #[inline]
     fn valid_cols(&self, kw: usize) -> (usize, usize) {
-        let lo = if kw >= self.pad { 0 } else { (self.pad - kw).div_ceil(self.s) };
-        let hi = if self.w + self.pad > kw { ((self.w - 1 + self.pad - kw) / self.s + 1).min(self.wo) } else { 0 };
-        (lo.min(self.wo), hi.max(lo.min(self.wo)))
+        valid_range(kw, self.w, self.wo, self.s, self.pad)
     }
-    /// Input row of output row `oh` at kernel row `kh`, if inside the image.
+    /// Output rows [lo, hi) whose input row oh·s + kh − pad lies in [0, h).
     #[inline]
-    fn in_row(&self, oh: usize, kh: usize) -> Option<usize> {
-        let r = (oh * self.s + kh).checked_sub(self.pad)?;
-        (r < self.h).then_some(r)
+    fn valid_rows(&self, kh: usize) -> (usize, usize) {
+        valid_range(kh, self.h, self.ho, self.s, self.pad)
     }
+}
+
+/// The outputs o in [lo, hi) of a dimension (input `size`, `out` outputs) whose input position
+/// o·s + tap − pad lies inside the input.
+#[inline]
+fn valid_range(tap: usize, size: usize, out: usize, s: usize, pad: usize) -> (usize, usize) {
+    let lo = if tap >= pad { 0 } else { (pad - tap).div_ceil(s) }.min(out);
+    let hi = if size + pad > tap { ((size - 1 + pad - tap) / s + 1).min(out) } else { 0 };
+    (lo, hi.max(lo))
 }
 
 /// col[r, j·P + p] = x[n0+j, ci, oh·s+kh−pad, ow·s+kw−pad] (0 outside) for r = (ci, kh, kw).
@@ -91,27 +103,37 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
     let (p, hw, k) = (g.p(), g.h * g.w, g.k);
     let row = |r: usize, dst: &mut [T]| {
         let (ci, kh, kw) = (r / (k * k), (r / k) % k, r % k);
+        // The valid window of this kernel offset, hoisted out of the per-row loop: rows above
+        // `rlo` and below `rhi`, and columns outside [lo, hi), read padding.
+        let (rlo, rhi) = g.valid_rows(kh);
         let (lo, hi) = g.valid_cols(kw);
+        let n = hi - lo;
+        // Zero a sample's block once when some of it reads padding, rather than per row: the
+        // per-row bookkeeping, not the copying, is what im2col's time goes to on small images.
+        let padded = rlo > 0 || rhi < g.ho || lo > 0 || hi < g.wo;
         for j in 0..b {
             let plane = &x[((n0 + j) * g.ci + ci) * hw..][..hw];
-            for oh in 0..g.ho {
-                let d = &mut dst[j * p + oh * g.wo..][..g.wo];
-                match g.in_row(oh, kh) {
-                    None => d.fill(T::ZERO),
-                    Some(ih) => {
-                        d[..lo].fill(T::ZERO);
-                        d[hi..].fill(T::ZERO);
-                        let src = &plane[ih * g.w..][..g.w];
-                        if lo == hi {
-                            // No column of this kernel offset falls inside the image.
-                        } else if g.s == 1 {
-                            d[lo..hi].copy_from_slice(&src[lo + kw - g.pad..hi + kw - g.pad]);
-                        } else {
-                            let first = lo * g.s + kw - g.pad;
-                            for (v, &x) in d[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.s)) {
-                                *v = x;
-                            }
-                        }
+            let d = &mut dst[j * p..][..p];
+            if padded {
+                d.fill(T::ZERO);
+            }
+            if n == 0 {
+                continue;
+            }
+            for oh in rlo..rhi {
+                let d = &mut d[oh * g.wo + lo..][..n];
+                let src = &plane[(oh * g.s + kh - g.pad) * g.w + lo * g.s + kw - g.pad..];
+                let src = &src[..(n - 1) * g.s + 1];
+                if g.s == 1 {
+                    d.copy_from_slice(src);
+                } else if g.s == 2 {
+                    // A constant stride lets LLVM drop the bounds checks and vectorise.
+                    for (i, v) in d.iter_mut().enumerate() {
+                        *v = src[2 * i];
+                    }
+                } else {
+                    for (i, v) in d.iter_mut().enumerate() {
+                        *v = src[i * g.s];
                     }
                 }
             }
@@ -125,33 +147,41 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
     }
 }
 
-/// out[n0+j, ci] = Σ_{kh,kw} scatter of col rows (ci, kh, kw): the adjoint of im2col.
+/// out[ci, j] = Σ_{kh,kw} scatter of col rows (ci, kh, kw): the adjoint of im2col, written
+/// channel-major ([ci, b, h, w]) so that each task reads its channel's k² rows of `col`
+/// front to back (the GEMM just wrote them; streaming them beats gathering pieces of 16 rows
+/// per output plane, which made col2im wait on memory).
 fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
     let (p, hw, k) = (g.p(), g.h * g.w, g.k);
-    let plane = |q: usize, o: &mut [T]| {
-        let (j, ci) = (q / g.ci, q % g.ci);
+    // A task is one channel's planes, or one plane when there are too few channels to keep the
+    // threads busy (an image's 1 or 3 channels).
+    let jb = if g.ci >= 4 { b } else { 1 };
+    let planes = |q: usize, o: &mut [T]| {
+        let (ci, j0) = (q * jb / b, q * jb % b);
         o.fill(T::ZERO);
         for kh in 0..k {
+            let (rlo, rhi) = g.valid_rows(kh);
             for kw in 0..k {
-                let r = (ci * k + kh) * k + kw;
-                let src = &col[r * b * p + j * p..][..p];
                 let (lo, hi) = g.valid_cols(kw);
-                for oh in 0..g.ho {
-                    let Some(ih) = g.in_row(oh, kh) else { continue };
-                    let s = &src[oh * g.wo..][..g.wo];
-                    let d = &mut o[ih * g.w..][..g.w];
-                    if lo == hi {
-                        continue;
-                    }
-                    if g.s == 1 {
-                        let off = lo + kw - g.pad;
-                        for (d, &v) in d[off..off + hi - lo].iter_mut().zip(&s[lo..hi]) {
-                            *d += v;
-                        }
-                    } else {
-                        let first = lo * g.s + kw - g.pad;
-                        for (d, &v) in d[first..].iter_mut().step_by(g.s).zip(&s[lo..hi]) {
-                            *d += v;
+                let n = hi - lo;
+                if n == 0 || rlo == rhi {
+                    continue;
+                }
+                let r = (ci * k + kh) * k + kw;
+                for j in 0..jb {
+                    let src = &col[r * b * p + (j0 + j) * p..][..p];
+                    let o = &mut o[j * hw..][..hw];
+                    for oh in rlo..rhi {
+                        let s = &src[oh * g.wo + lo..][..n];
+                        let d = &mut o[(oh * g.s + kh - g.pad) * g.w + lo * g.s + kw - g.pad..];
+                        if g.s == 1 {
+                            for (d, &v) in d[..n].iter_mut().zip(s) {
+                                *d += v;
+                            }
+                        } else {
+                            for (d, &v) in d.iter_mut().step_by(g.s).zip(s) {
+                                *d += v;
+                            }
                         }
                     }
                 }
@@ -159,9 +189,9 @@ fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
         }
     };
     if out.len() < PAR_MIN {
-        out.chunks_mut(hw).enumerate().for_each(|(q, o)| plane(q, o));
+        out.chunks_mut(jb * hw).enumerate().for_each(|(q, o)| planes(q, o));
     } else {
-        out.par_chunks_mut(hw).enumerate().for_each(|(q, o)| plane(q, o));
+        out.par_chunks_mut(jb * hw).enumerate().for_each(|(q, o)| planes(q, o));
     }
 }
 
@@ -241,6 +271,12 @@ pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams
     let g = Geom { n, ci, h, w: wd, k, ho: cp.out_size(h, k), wo: cp.out_size(wd, k), s: cp.stride, pad: cp.pad };
     let (kk, p) = (g.kk(), g.p());
     let mut out = zeros::<T>(n * co * p);
+    if g.is_dense() {
+        // SAFETY: read-only inputs.
+        let (xs, ws) = unsafe { (x.data(), w.data()) };
+        gemm(n, kk, co, xs, false, ws, kk, true, T::ZERO, &mut out);
+        return CpuTensor::from_vec(out, &[n, co, 1, 1]);
+    }
     let nb = g.batch_chunk();
     let mut col = take_scratch::<T>(kk * nb * p);
     let mut tmp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
@@ -280,9 +316,17 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
     let g = Geom { n, ci, h, w: wd, k, ho, wo, s: cp.stride, pad: cp.pad };
     let (kk, p) = (g.kk(), g.p());
     let mut out = zeros::<T>(n * ci * h * wd);
+    if g.is_dense() {
+        // SAFETY: read-only inputs.
+        let (gs, ws) = unsafe { (gy.data(), w.data()) };
+        gemm(n, co, kk, gs, false, ws, kk, false, T::ZERO, &mut out);
+        return CpuTensor::from_vec(out, &[n, ci, h, wd]);
+    }
     let nb = g.batch_chunk();
+    let hw = h * wd;
     let mut col = take_scratch::<T>(kk * nb * p);
     let mut gyp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
+    let mut dxc = if nb > 1 { take_scratch::<T>(ci * nb * hw) } else { Vec::new() };
     // SAFETY: read-only inputs.
     let (gs, ws) = unsafe { (gy.data(), w.data()) };
     for n0 in (0..n).step_by(nb) {
@@ -296,10 +340,17 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
         };
         let col = &mut col[..kk * b * p];
         gemm(kk, co, b * p, ws, true, bm, b * p, false, T::ZERO, col);
-        col2im(&g, col, b, &mut out[n0 * ci * h * wd..(n0 + b) * ci * h * wd]);
+        let dst = &mut out[n0 * ci * hw..(n0 + b) * ci * hw];
+        if b == 1 {
+            col2im(&g, col, 1, dst);
+        } else {
+            col2im(&g, col, b, &mut dxc[..ci * b * hw]);
+            to_sample_major(&dxc[..ci * b * hw], b, ci, hw, dst);
+        }
     }
     give_scratch(col);
     give_scratch(gyp);
+    give_scratch(dxc);
     CpuTensor::from_vec(out, &[n, ci, h, wd])
 }
 
@@ -319,6 +370,12 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
     let g = Geom { n, ci, h, w: wd, k, ho, wo, s: cp.stride, pad: cp.pad };
     let (kk, p) = (g.kk(), g.p());
     let mut gw = zeros::<T>(co * kk);
+    if g.is_dense() {
+        // SAFETY: read-only inputs.
+        let (xs, gs) = unsafe { (x.data(), gy.data()) };
+        gemm(co, n, kk, gs, true, xs, kk, false, T::ZERO, &mut gw);
+        return CpuTensor::from_vec(gw, &[co, ci, k, k]);
+    }
     let nb = g.batch_chunk();
     let mut col = take_scratch::<T>(kk * nb * p);
     let mut gyp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
