@@ -165,15 +165,29 @@ fn main() {
     for r in &mut records {
         r["commit"] = commit.clone().into();
     }
+    if records.is_empty() {
+        println!("\nno case ran: nothing written");
+        return;
+    }
     let date = wgan::bench_util::today();
     let slug: String =
         device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
     let dir = std::path::Path::new("bench-results");
     let _ = std::fs::create_dir_all(dir);
     let path = dir.join(format!("{date}-{}.json", slug.trim_matches('-')));
-    let text = serde_json::to_string_pretty(&records).unwrap();
+    // Merge into the day's file: a record of the same case and device is replaced, others kept,
+    // so runs of different workloads on one day share one file.
+    let key = |r: &serde_json::Value| (r["case"].to_string(), r["device"].to_string());
+    let mut merged: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())
+        .unwrap_or_default();
+    merged.retain(|old| !records.iter().any(|r| key(r) == key(old)));
+    let n = records.len();
+    merged.extend(records);
+    let text = serde_json::to_string_pretty(&merged).unwrap();
     match wgan::fsutil::atomic_write(&path, text.as_bytes()) {
-        Ok(()) => println!("\nwrote {}", path.display()),
+        Ok(()) => println!("\nwrote {n} records to {} ({} in the file)", path.display(), merged.len()),
         Err(e) => println!("\ncould not write results: {e}"),
     }
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -586,10 +587,28 @@ def main(argv=None):
     for row in rows:
         print(row)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
-        print(f"wrote {len(records)} records to {args.json}")
+        write_records(args.json, records)
     return 0
+
+
+def write_records(path, records):
+    """Merges `records` into the JSON list at `path` (a record of the same case, device and mode is
+    replaced), so runs of different workloads on one day share a file; written atomically."""
+    key = lambda r: (r.get("case"), r.get("device"), r.get("mode"))
+    old = []
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                old = json.load(f)
+        except (OSError, ValueError) as e:
+            print(f"warning: {path}: {e}; starting a new file", file=sys.stderr)
+    new = {key(r) for r in records}
+    merged = [r for r in old if isinstance(r, dict) and key(r) not in new] + records
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(merged, f, indent=1)
+    os.replace(tmp, path)
+    print(f"wrote {len(records)} records to {path} ({len(merged)} in the file)")
 
 
 if __name__ == "__main__":
