@@ -107,19 +107,19 @@ struct WgradOp {
     __device__ __forceinline__ i64 c(u32 co, u32 col) const { return (i64)co * (sh.ci * sh.k * sh.k) + col; }
 };
 
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
 conv2d_fwd_f32(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w, ConvParams p) {
     const FwdOp op{x, w, p.c};
     gemm_tile<true, true>(op, y, p.g);
 }
 
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
 conv2d_dgrad_f32(float* __restrict__ gx, const float* __restrict__ gy, const float* __restrict__ w, ConvParams p) {
     const DgradOp op{gy, w, p.c};
     gemm_tile<true, true>(op, gx, p.g);
 }
 
-extern "C" __global__ void __launch_bounds__(GEMM_THREADS)
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
 conv2d_wgrad_f32(float* __restrict__ gw, const float* __restrict__ x, const float* __restrict__ gy, ConvParams p) {
     const WgradOp op{x, gy, p.c};
     gemm_tile<true, false>(op, gw, p.g);

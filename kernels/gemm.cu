@@ -25,7 +25,7 @@ struct MatOperand {
 };
 
 #define MATMUL_ENTRY(name, TA, TB)                                                                  \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                      \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)                                   \
         name(float* __restrict__ out, const float* __restrict__ a, const float* __restrict__ b,     \
              const float* __restrict__ bias, GemmShape s) {                                         \
         MatOperand<TA, TB> op{a, b, bias, s.m, s.nc, s.kd};                                         \

@@ -70,7 +70,7 @@ struct TrainArgs {
     /// Image channels for folder data: 1 (grey) or 3 (RGB).
     #[arg(long)]
     channels: Option<usize>,
-    /// DCGAN channel width (default 32).
+    /// DCGAN base channel width (default 32); on toy data, the MLPs' hidden units (default 512).
     #[arg(long)]
     width: Option<usize>,
     /// Latent size (default 100; 2 on toy data).
@@ -84,7 +84,7 @@ struct TrainArgs {
     wgan_schedule: bool,
     #[arg(long)]
     seed: Option<u64>,
-    /// auto | cpu | cuda | cuda:N
+    /// auto | cpu | cuda | cuda:N | emulated (the CUDA kernels on a CPU emulator: slow, for testing)
     #[arg(long)]
     device: Option<String>,
     /// Run folder (default runs/latest).
@@ -113,7 +113,7 @@ struct SampleArgs {
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// auto | cpu | cuda | cuda:N
+    /// auto | cpu | cuda | cuda:N | emulated (the CUDA kernels on a CPU emulator: slow, for testing)
     #[arg(long, default_value = "auto")]
     device: String,
 }

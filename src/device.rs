@@ -1,5 +1,7 @@
-//! Choosing the device: `--device auto|cpu|cuda|cuda:N`. `auto` takes the first CUDA GPU when one
-//! works and otherwise falls back to the CPU with a one-line notice; `cuda` fails with the reason.
+//! Choosing the device: `--device auto|cpu|cuda|cuda:N|emulated`. `auto` takes the first CUDA GPU
+//! when one works and otherwise falls back to the CPU with a one-line notice; `cuda` fails with the
+//! reason. `emulated` is the CUDA backend with its kernels on the host emulator (slow: for checking
+//! the CUDA code path end to end without a GPU).
 
 use crate::backend::cpu::Cpu;
 use crate::backend::cuda::Cuda;
@@ -10,6 +12,8 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Cuda(usize),
+    /// The CUDA backend on the host emulator ([`Cuda::emulated`]).
+    Emulated,
 }
 
 impl std::str::FromStr for DeviceChoice {
@@ -19,9 +23,10 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(DeviceChoice::Auto),
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda(0)),
+            "emulated" => Ok(DeviceChoice::Emulated),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(DeviceChoice::Cuda(n)),
-                _ => Err(format!("expected auto, cpu, cuda or cuda:N, got {s:?}")),
+                _ => Err(format!("expected auto, cpu, cuda, cuda:N or emulated, got {s:?}")),
             },
         }
     }
@@ -49,6 +54,9 @@ pub fn open(choice: DeviceChoice, notice: impl FnOnce(&str)) -> Result<Device> {
         DeviceChoice::Cpu => Ok(Device::Cpu(Cpu::new())),
         DeviceChoice::Cuda(n) => {
             Cuda::new(n).map(Device::Cuda).map_err(|e| crate::Error(format!("--device cuda:{n}: {e}")))
+        }
+        DeviceChoice::Emulated => {
+            Cuda::emulated().map(Device::Cuda).map_err(|e| crate::Error(format!("--device emulated: {e}")))
         }
         DeviceChoice::Auto => match Cuda::new(0) {
             Ok(c) => Ok(Device::Cuda(c)),

@@ -1,5 +1,5 @@
-//! Compiles every kernel file with the real NVRTC for sm_80 and sm_90 and fails on any error or
-//! warning. Needs NVRTC, not a GPU. Without NVRTC the test prints a skip notice and passes, unless
+//! Compiles every kernel file with the real NVRTC for sm_80 and sm_90 (and, with NVRTC ≥ 12.8, the
+//! Blackwell parts sm_100 and sm_120) and fails on any error or warning, register spills included. Needs NVRTC, not a GPU. Without NVRTC the test prints a skip notice and passes, unless
 //! `WGAN_REQUIRE_NVRTC=1`, in which case it fails. CI: `source .ci/nvrtc-env.sh` first.
 
 use wgan::backend::cuda::{compile_all, nvrtc};
@@ -43,6 +43,29 @@ fn kernels_compile_for_sm90_without_warnings() {
     if nvrtc_or_skip() {
         check_arch("sm_90");
     }
+}
+
+/// Blackwell targets need NVRTC 12.8 or newer; an older one skips them with a note.
+fn check_blackwell(arch: &str) {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let (_, v) = nvrtc::library().expect("nvrtcVersion");
+    if v < (12, 8) {
+        eprintln!("skipped: NVRTC {}.{} predates {arch}", v.0, v.1);
+        return;
+    }
+    check_arch(arch);
+}
+
+#[test]
+fn kernels_compile_for_sm100_without_warnings() {
+    check_blackwell("sm_100");
+}
+
+#[test]
+fn kernels_compile_for_sm120_without_warnings() {
+    check_blackwell("sm_120");
 }
 
 #[test]

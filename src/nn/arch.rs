@@ -6,7 +6,7 @@ use super::{Layer, Net};
 use crate::backend::ConvParams;
 use crate::error::Result;
 
-/// Hidden width of the toy MLPs (gan_toy.py's DIM).
+/// Default hidden width of the toy MLPs (gan_toy.py's DIM; `--width` changes it).
 pub const TOY_DIM: usize = 512;
 /// Latent size of the toy generator (gan_toy.py feeds 2-D noise).
 pub const TOY_NZ: usize = 2;
@@ -43,23 +43,27 @@ impl std::fmt::Display for CriticNorm {
     }
 }
 
-/// Linear(2,512) ReLU ×3 → Linear(512, 2).
+/// gan_toy.py's generator: Linear(2,512) ReLU ×3 → Linear(512, 2).
 pub fn toy_generator() -> Net {
-    mlp(TOY_NZ, 2)
+    toy_generator_with(TOY_NZ, TOY_DIM)
 }
 
-/// The toy generator with another latent size.
-pub fn toy_generator_nz(nz: usize) -> Net {
-    mlp(nz, 2)
+/// The toy generator with another latent size and hidden width: Linear(nz,d) ReLU ×3 → Linear(d, 2).
+pub fn toy_generator_with(nz: usize, d: usize) -> Net {
+    mlp(nz, d, 2)
 }
 
-/// Linear(2,512) ReLU ×3 → Linear(512, 1).
+/// gan_toy.py's critic: Linear(2,512) ReLU ×3 → Linear(512, 1).
 pub fn toy_critic() -> Net {
-    mlp(2, 1)
+    toy_critic_with(TOY_DIM)
 }
 
-fn mlp(inp: usize, out: usize) -> Net {
-    let d = TOY_DIM;
+/// The toy critic with hidden width `d`: Linear(2,d) ReLU ×3 → Linear(d, 1).
+pub fn toy_critic_with(d: usize) -> Net {
+    mlp(2, d, 1)
+}
+
+fn mlp(inp: usize, d: usize, out: usize) -> Net {
     Net::new(
         vec![
             Layer::Linear { inp, out: d },

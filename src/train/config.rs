@@ -268,6 +268,12 @@ impl TrainConfig {
         if self.sample_every == 0 || self.checkpoint_every == 0 {
             crate::bail!("--sample-every and --checkpoint-every must be at least 1");
         }
+        if self.width == 0 || self.width > 1024 {
+            crate::bail!(
+                "--width {}: expected a width between 1 and 1024 (DCGAN base channels, or the toy MLPs' hidden units)",
+                self.width
+            );
+        }
         if self.dataset.is_toy() {
             if self.data.is_some() {
                 crate::bail!("--data: the {} toy data set is generated, it reads no file", self.dataset.name());
@@ -278,9 +284,6 @@ impl TrainConfig {
             }
             if ![1, 3].contains(&self.channels) {
                 crate::bail!("--channels {}: expected 1 (grey) or 3 (RGB)", self.channels);
-            }
-            if self.width == 0 || self.width > 1024 {
-                crate::bail!("--width {}: expected a channel width between 1 and 1024", self.width);
             }
             if matches!(self.dataset, DatasetKind::Cifar10 | DatasetKind::Folder) && self.data.is_none() {
                 crate::bail!("--dataset {} needs --data PATH (the data set's folder)", self.dataset.name());
@@ -295,7 +298,7 @@ impl TrainConfig {
     pub fn networks(&self) -> Result<(crate::nn::Net, crate::nn::Net)> {
         use crate::nn::arch;
         if self.dataset.is_toy() {
-            Ok((arch::toy_generator_nz(self.nz), arch::toy_critic()))
+            Ok((arch::toy_generator_with(self.nz, self.width), arch::toy_critic_with(self.width)))
         } else {
             Ok((
                 arch::dcgan_generator(self.image_size, self.channels, self.width, self.nz)?,

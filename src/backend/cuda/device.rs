@@ -23,6 +23,18 @@ pub(crate) enum Buffer {
     Host(Arc<HostStore>),
 }
 
+impl Drop for Buffer {
+    /// cudarc frees a slice (cuMemFreeAsync) without making its context current, which fails on a
+    /// thread where it is not; make it current first. Runs before the slice's own Drop.
+    fn drop(&mut self) {
+        if let Buffer::Gpu(s) = self {
+            // SAFETY: the context is alive (the slice holds it). set_current, unlike
+            // bind_to_thread, leaves cudarc's recorded asynchronous error for Cuda::check.
+            let _ = unsafe { drv::ctx::set_current(s.context().cu_ctx()) };
+        }
+    }
+}
+
 impl Buffer {
     pub fn len(&self) -> usize {
         match self {
@@ -58,6 +70,22 @@ impl CudaTensor {
     }
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
+    }
+    /// True when both windows share storage and at least one element. The in-place kernels mark
+    /// their pointers `__restrict__` and run threads in no fixed order, so callers copy a read
+    /// operand that overlaps a written one, and reject overlapping written buffers, as the CPU
+    /// reference does.
+    pub(crate) fn overlaps(&self, other: &CudaTensor) -> bool {
+        match (&self.storage, &other.storage) {
+            (Some(a), Some(b)) => {
+                Arc::ptr_eq(a, b)
+                    && self.numel() > 0
+                    && other.numel() > 0
+                    && self.offset < other.offset + other.numel()
+                    && other.offset < self.offset + self.numel()
+            }
+            _ => false,
+        }
     }
 }
 
@@ -147,17 +175,22 @@ impl Cuda {
         if ctx.has_async_alloc() {
             // Stream-ordered allocation from the device's default pool; keep freed memory in the
             // pool (release threshold = ∞) so that steady-state steps get no memory from the driver.
+            // Only an optimisation: a failure costs speed, not correctness, so it is a warning.
             // SAFETY: a valid device handle; the attribute takes a u64.
-            unsafe {
-                let pool =
-                    drv::device::get_default_mem_pool(ctx.cu_device()).map_err(drv_err("cuDeviceGetDefaultMemPool"))?;
-                let mut threshold: u64 = u64::MAX;
-                drv::mem_pool::set_attribute(
-                    pool,
-                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                    &mut threshold as *mut u64 as *mut std::ffi::c_void,
-                )
-                .map_err(drv_err("setting the memory pool's release threshold"))?;
+            let r = unsafe {
+                drv::device::get_default_mem_pool(ctx.cu_device()).and_then(|pool| {
+                    let mut threshold: u64 = u64::MAX;
+                    drv::mem_pool::set_attribute(
+                        pool,
+                        sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                        &mut threshold as *mut u64 as *mut std::ffi::c_void,
+                    )
+                })
+            };
+            if let Err(e) = r {
+                eprintln!(
+                    "warning: CUDA: cannot keep freed memory in the pool ({e}); steps may allocate from the driver"
+                );
             }
         }
         let gpu = Gpu { ctx, stream, modules: Mutex::new(HashMap::new()), funcs: Mutex::new(HashMap::new()) };
@@ -203,6 +236,31 @@ impl Cuda {
     /// element a kernel forgets to write shows up. Also switched on by `WGAN_CUDA_POISON=1`.
     pub fn set_poison(&self, on: bool) {
         self.inner.poison.store(on, Ordering::Relaxed);
+    }
+
+    /// Bytes of device memory the stream-ordered allocator's pool holds from the driver
+    /// (`CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT` of the device's default pool), after waiting for
+    /// queued work. Steady-state training steps must not make it grow. None under the emulator or
+    /// where the device has no stream-ordered allocation (then every allocation is a cuMemAlloc).
+    pub fn pool_reserved_bytes(&self) -> Result<Option<u64>> {
+        let Exec::Gpu(g) = &self.inner.exec else { return Ok(None) };
+        if !g.ctx.has_async_alloc() {
+            return Ok(None);
+        }
+        self.sync()?;
+        let mut bytes: u64 = 0;
+        // SAFETY: a valid device handle; the attribute is a cuuint64_t.
+        unsafe {
+            let pool =
+                drv::device::get_default_mem_pool(g.ctx.cu_device()).map_err(drv_err("cuDeviceGetDefaultMemPool"))?;
+            drv::mem_pool::get_attribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT,
+                &mut bytes as *mut u64 as *mut c_void,
+            )
+            .map_err(drv_err("reading the memory pool's reserved size"))?;
+        }
+        Ok(Some(bytes))
     }
 
     /// The real device, or an error naming `what` for work only a GPU can do (timing).
@@ -389,8 +447,8 @@ impl Cuda {
     ) -> Result<()> {
         match &self.inner.exec {
             Exec::Gpu(g) => {
-                let f = self.func(g, m, name)?;
                 g.ctx.bind_to_thread().map_err(drv_err("bind context"))?;
+                let f = self.func(g, m, name)?;
                 // SAFETY: the caller guarantees `args` match the kernel's C signature and point to
                 // live values; every pointer argument addresses a buffer of the size described.
                 unsafe { drv::launch_kernel(f.cu_function(), grid, (block, 1, 1), 0, g.stream.cu_stream(), args) }
@@ -421,23 +479,34 @@ impl Cuda {
         let load = |image: Vec<u8>| g.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(image));
         let key = kernels::cache_key(m, &self.inner.arch, self.inner.nvrtc_version);
         let path = self.inner.cache_dir.as_ref().map(|d| kernels::cache_path(d, m, &key));
+        let failed = |e: drv::DriverError| {
+            // Only a rejected image points at the NVRTC; any other error (e.g. a context that an
+            // earlier fault broke) is reported as it is.
+            let hint = if image_rejected(&e) {
+                " (a driver older than the NVRTC's CUDA version cannot load its output; use the NVRTC matching the driver, see docs/CUDA.md)"
+            } else {
+                ""
+            };
+            let (a, b) = self.inner.nvrtc_version;
+            Error(format!(
+                "CUDA: loading kernels/{} compiled by NVRTC {a}.{b} for {}: {e}{hint}",
+                m.file(),
+                self.inner.arch
+            ))
+        };
         // A cached image that is corrupt or that the driver rejects is recompiled, never fatal.
         if let Some(img) = path.as_deref().and_then(kernels::read_cached) {
-            if let Ok(md) = load(img) {
-                mods.insert(m, md.clone());
-                return Ok(md);
+            match load(img) {
+                Ok(md) => {
+                    mods.insert(m, md.clone());
+                    return Ok(md);
+                }
+                Err(e) if image_rejected(&e) => {}
+                Err(e) => return Err(failed(e)),
             }
         }
         let compiled = kernels::compile(m, &self.inner.arch)?;
-        let md = load(compiled.image.clone()).map_err(|e| {
-            Error(format!(
-                "CUDA: loading kernels/{} compiled by NVRTC {}.{} for {}: {e} (a driver older than the NVRTC's CUDA major version cannot load its output; use the NVRTC matching the driver)",
-                m.file(),
-                self.inner.nvrtc_version.0,
-                self.inner.nvrtc_version.1,
-                self.inner.arch
-            ))
-        })?;
+        let md = load(compiled.image.clone()).map_err(failed)?;
         if let Some(p) = &path {
             if let Err(e) = kernels::write_cached(p, &compiled.image) {
                 eprintln!("warning: {e} (the kernel cache is only an optimisation)");
@@ -446,6 +515,20 @@ impl Cuda {
         mods.insert(m, md.clone());
         Ok(md)
     }
+}
+
+/// True when the driver refused a module image itself (wrong architecture or too new a format),
+/// as opposed to failing for another reason.
+fn image_rejected(e: &drv::DriverError) -> bool {
+    use sys::cudaError_enum as E;
+    matches!(
+        e.0,
+        E::CUDA_ERROR_INVALID_IMAGE
+            | E::CUDA_ERROR_NO_BINARY_FOR_GPU
+            | E::CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+            | E::CUDA_ERROR_INVALID_PTX
+            | E::CUDA_ERROR_INVALID_SOURCE
+    )
 }
 
 fn poison_from_env() -> bool {

@@ -155,7 +155,18 @@ impl Cuda {
             bail!("CUDA copy_into_inplace: {n} elements at offset {offset} exceed the destination");
         }
         let dp = self.ptr(dst)? + (offset as u64) * 4;
+        let target = CudaTensor { shape: vec![n], storage: dst.storage.clone(), offset: dst.offset + offset };
+        if target.overlaps(src) {
+            // cuMemcpyDtoD promises nothing for overlapping ranges (the CPU's copy is a memmove).
+            let tmp = self.try_deep_copy(src)?;
+            return self.copy_dtod(dp, self.ptr(&tmp)?, n);
+        }
         self.copy_dtod(dp, self.ptr(src)?, n)
+    }
+
+    /// `x` itself, or a copy of it when it overlaps one of the buffers an in-place op writes.
+    fn read_copy(&self, x: &CudaTensor, written: &[&CudaTensor]) -> Result<Option<CudaTensor>> {
+        Ok(if written.iter().any(|w| w.overlaps(x)) { Some(self.try_deep_copy(x)?) } else { None })
     }
 
     fn try_deep_copy(&self, t: &CudaTensor) -> Result<CudaTensor> {
@@ -470,7 +481,10 @@ impl Cuda {
 
     fn try_interpolate(&self, x: &CudaTensor, xt: &CudaTensor, eps: &CudaTensor) -> Result<CudaTensor> {
         same_shape("interpolate", x, xt)?;
-        let samples = x.shape.first().copied().unwrap_or(0);
+        if x.shape.is_empty() {
+            bail!("CUDA interpolate: needs a batch dimension, got a 0-d tensor");
+        }
+        let samples = x.shape[0];
         if eps.numel() != samples {
             bail!("CUDA interpolate: {} ε values for {samples} samples", eps.numel());
         }
@@ -535,10 +549,15 @@ impl Cuda {
         same_shape("adam", p, g)?;
         same_shape("adam", p, m)?;
         same_shape("adam", p, v)?;
+        if p.overlaps(m) || p.overlaps(v) || m.overlaps(v) {
+            bail!("CUDA adam: the parameter and moment buffers overlap");
+        }
         let n = p.numel();
         if n == 0 {
             return Ok(());
         }
+        let g_copy = self.read_copy(g, &[p, m, v])?;
+        let g = g_copy.as_ref().unwrap_or(g);
         let t = s.t.max(1) as f64;
         let bc1 = 1.0 - s.beta1.powf(t);
         let bc2 = 1.0 - s.beta2.powf(t);
@@ -560,10 +579,15 @@ impl Cuda {
     fn try_rmsprop(&self, p: &CudaTensor, g: &CudaTensor, v: &CudaTensor, s: RmsPropStep) -> Result<()> {
         same_shape("rmsprop", p, g)?;
         same_shape("rmsprop", p, v)?;
+        if p.overlaps(v) {
+            bail!("CUDA rmsprop: the parameter and mean-square buffers overlap");
+        }
         let n = p.numel();
         if n == 0 {
             return Ok(());
         }
+        let g_copy = self.read_copy(g, &[p, v])?;
+        let g = g_copy.as_ref().unwrap_or(g);
         let r = P::RmsPropParams {
             n: i64_of(n),
             lr: s.lr as f32,
@@ -590,6 +614,8 @@ impl Cuda {
     fn try_axpby(&self, y: &CudaTensor, a: f64, x: &CudaTensor, b: f64) -> Result<()> {
         same_shape("axpby", y, x)?;
         let n = y.numel();
+        let x_copy = if n > 0 { self.read_copy(x, &[y])? } else { None };
+        let x = x_copy.as_ref().unwrap_or(x);
         if n > 0 {
             let q = P::AxpbyParams { n: i64_of(n), a: a as f32, b: b as f32 };
             launch!(self, Module::Optim, "axpby_f32", (grid_1d(n), 1, 1), BLOCK, self.ptr(y)?, self.ptr(x)?, q);
