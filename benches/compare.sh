@@ -20,7 +20,8 @@ case "$workloads" in toy|dcgan28|dcgan64|all) ;; *) workloads=all ;; esac
   echo "# benches/compare.sh on $(hostname) at $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nproc | sed 's/^/cpu threads: /'
   if [ "$device" = cuda ]; then nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; fi
-  python3 benches/reference/wgan_torch.py --workload "$workloads" --loss all --device "$device" --json "$torch_json" \
+  modes=eager; [ "$device" = cuda ] && modes=all   # on a GPU: eager, tuned (channels_last, cudnn.benchmark), graph
+  python3 benches/reference/wgan_torch.py --workload "$workloads" --loss all --mode "$modes" --device "$device" --json "$torch_json" \
     --steps "${TORCH_STEPS:-50}" --warmup "${TORCH_WARMUP:-5}"
   WGAN_TORCH_JSON="$torch_json" cargo bench --bench train_step -- "$@"
 } 2>&1 | tee "$log"

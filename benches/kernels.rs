@@ -282,6 +282,10 @@ fn main() {
     b.gemm("gemm/dgrad/toy512/b256", (256, 512, 512), false, false);
     b.gemm("gemm/wgrad/toy512/b256", (512, 256, 512), true, false);
     b.memory_bound();
+    let commit = wgan::bench_util::commit();
+    for r in &mut b.records {
+        r["commit"] = commit.clone().into();
+    }
     let device = b.gpu.name();
     let slug: String =
         device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();

@@ -70,8 +70,17 @@ fn peak_flops<B: Backend>(be: &B) -> f64 {
 
 fn torch_times() -> Vec<serde_json::Value> {
     let Ok(path) = std::env::var("WGAN_TORCH_JSON") else { return vec![] };
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("WGAN_TORCH_JSON={path}: {e}"));
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("WGAN_TORCH_JSON={path}: {e}"));
+    // A missing or broken file leaves the torch column empty rather than losing our own numbers.
+    let parsed = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()));
+    let v = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            println!("WGAN_TORCH_JSON={path}: {e}; no torch column");
+            return vec![];
+        }
+    };
     match v {
         serde_json::Value::Array(a) => a,
         serde_json::Value::Object(o) => o.get("records").and_then(|r| r.as_array()).cloned().unwrap_or_default(),
@@ -79,13 +88,29 @@ fn torch_times() -> Vec<serde_json::Value> {
     }
 }
 
-fn run_cases<B: Backend>(be: B, device: &str, filter: &[String], records: &mut Vec<serde_json::Value>) {
+/// Runs every selected case on `be`. `ceiling`: the device's arithmetic ceiling in FLOP/s, when
+/// one was measured (the GPU's f32 FMA rate); else the floor uses this backend's own 1024³ matmul
+/// rate (the CPU, where the GEMM library is at the machine's practical peak).
+fn run_cases<B: Backend>(
+    be: B,
+    device: &str,
+    ceiling: Option<f64>,
+    filter: &[String],
+    records: &mut Vec<serde_json::Value>,
+) {
     let steps: usize = std::env::var("WGAN_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let peak = peak_flops(&be);
-    println!("\n{device}: measured f32 matmul peak {:.1} GFLOP/s (1024³)", peak / 1e9);
+    let matmul = peak_flops(&be);
+    println!("\n{device}: measured f32 matmul rate {:.1} GFLOP/s (1024³)", matmul / 1e9);
+    let peak = match ceiling {
+        Some(c) => {
+            println!("{device}: measured f32 FMA ceiling {:.1} GFLOP/s; floors are FLOPs at that rate", c / 1e9);
+            c
+        }
+        None => matmul,
+    };
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "case", "ms/step", "min ms", "GFLOP", "floor ms", "torch ms", "ratio"
+        "{:<28} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} {:>16}",
+        "case", "ms/step", "min ms", "GFLOP", "floor ms", "torch ms", "ratio", "best torch"
     );
     let torch = torch_times();
     let is_cpu = device == "cpu";
@@ -120,19 +145,29 @@ fn run_cases<B: Backend>(be: B, device: &str, filter: &[String], records: &mut V
         });
         let torch_ms = t.and_then(|r| r["torch_ms"].as_f64());
         let ratio = torch_ms.map(|tm| tm / med);
+        // PyTorch's fastest configuration of this case (eager, tuned or graph), beside its default.
+        let best = torch
+            .iter()
+            .filter(|r| r["case"] == c.name.as_str() && (r["device"].as_str().unwrap_or("") == "cpu") == is_cpu)
+            .filter_map(|r| Some((r["torch_ms"].as_f64()?, r["mode"].as_str().unwrap_or("eager").to_string())))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
         println!(
-            "{:<28} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10} {:>8}",
+            "{:<28} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10} {:>8} {:>16}",
             c.name,
             med,
             min,
             flops / 1e9,
             floor,
             torch_ms.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
-            ratio.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into())
+            ratio.map(|v| format!("{v:.2}x")).unwrap_or_else(|| "-".into()),
+            best.as_ref().map(|(ms, m)| format!("{:.2}x ({m})", ms / med)).unwrap_or_else(|| "-".into())
         );
         records.push(serde_json::json!({
             "case": c.name, "device": device, "ours_ms": med, "ours_min_ms": min, "torch_ms": torch_ms,
             "ratio": ratio, "flops": flops, "floor_ms": floor, "peak_gflops": peak / 1e9,
+            "matmul_gflops": matmul / 1e9,
+            "torch_best_ms": best.as_ref().map(|b| b.0), "torch_best_mode": best.as_ref().map(|b| b.1.clone()),
+            "ratio_best": best.as_ref().map(|b| b.0 / med),
         }));
     }
 }
@@ -145,23 +180,25 @@ fn main() {
     if std::env::var("WGAN_BENCH_SKIP_CPU").is_ok_and(|v| v == "1") {
         println!("cpu: skipped (WGAN_BENCH_SKIP_CPU=1)");
     } else {
-        run_cases(cpu, "cpu", &filter, &mut records);
+        run_cases(cpu, "cpu", None, &filter, &mut records);
     }
     let mut device = if cpu_name.starts_with("cpu") { "cpu".to_string() } else { cpu_name };
     match Cuda::new(0) {
         Ok(gpu) => {
             device = gpu.name();
             let name = device.clone();
-            run_cases(gpu, &name, &filter, &mut records);
+            let ceiling = match gpu.fma_peak_tflops() {
+                Ok(t) => Some(t * 1e12),
+                Err(e) => {
+                    println!("{name}: FMA ceiling not measured ({e}); floors use the matmul rate");
+                    None
+                }
+            };
+            run_cases(gpu, &name, ceiling, &filter, &mut records);
         }
         Err(e) => println!("\nno GPU benchmark: {e}"),
     }
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let commit = wgan::bench_util::commit();
     for r in &mut records {
         r["commit"] = commit.clone().into();
     }

@@ -1,4 +1,5 @@
-//! Small helpers the benchmarks share: wall-clock timing and today's date for result file names.
+//! Small helpers the benchmarks share: wall-clock timing, today's date for result file names, and
+//! the commit measured.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,4 +32,19 @@ pub fn today() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The commit being measured: `git rev-parse --short HEAD`, else `.gpu/COMMIT` (written by
+/// scripts/gpu-pack for a GPU machine that has the binaries but no repository), else "unknown".
+pub fn commit() -> String {
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    git.filter(|c| !c.is_empty())
+        .or_else(|| std::fs::read_to_string(".gpu/COMMIT").ok().map(|c| c.trim().to_string()))
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -578,6 +578,8 @@ def main(argv=None):
                     print(f"{case_name(w, l, WORKLOADS[w][1])} {m}: FAILED: {type(e).__name__}: {e}", flush=True)
                     continue
                 records.append(r)
+                if args.json:  # after each case, so a run cut short keeps what it measured
+                    write_records(args.json, [r], quiet=True)
                 row = (f"{r['case']:30s} {r['device']:6s} {r['mode']:6s} {r['torch_ms']:10.3f} {r['torch_ms_min']:10.3f} "
                        f"{r['flops_per_step'] / 1e9:11.3f} {r['gflops_per_s']:9.1f}")
                 rows.append(row)
@@ -587,11 +589,11 @@ def main(argv=None):
     for row in rows:
         print(row)
     if args.json:
-        write_records(args.json, records)
+        print(f"wrote {len(records)} records to {args.json}")
     return 0
 
 
-def write_records(path, records):
+def write_records(path, records, quiet=False):
     """Merges `records` into the JSON list at `path` (a record of the same case, device and mode is
     replaced), so runs of different workloads on one day share a file; written atomically."""
     key = lambda r: (r.get("case"), r.get("device"), r.get("mode"))
@@ -608,7 +610,8 @@ def write_records(path, records):
     with open(tmp, "w") as f:
         json.dump(merged, f, indent=1)
     os.replace(tmp, path)
-    print(f"wrote {len(records)} records to {path} ({len(merged)} in the file)")
+    if not quiet:
+        print(f"wrote {len(records)} records to {path} ({len(merged)} in the file)")
 
 
 if __name__ == "__main__":
