@@ -34,6 +34,18 @@ const RUNTIME: &str = include_str!("runtime.hpp");
 /// warnings are on so that host-only problems (e.g. a narrowing the device compiler accepts) show.
 const FLAGS: &[&str] = &["-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wno-unknown-pragmas"];
 
+/// FLAGS, plus `-mfma` where this CPU has FMA: the kernels' `fmaf` then becomes one instruction
+/// instead of a call into libm (the same correctly rounded result; a fused multiply-add as on
+/// the GPU). Part of the cache key, so a library built with it is never loaded on a CPU without.
+fn flags() -> Vec<&'static str> {
+    let mut f = FLAGS.to_vec();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        f.push("-mfma");
+    }
+    f
+}
+
 /// Elements of NaN on each side of every buffer.
 const GUARD: usize = 16;
 /// The guard pattern: a quiet NaN with a payload no kernel produces, so it is told apart from a
@@ -201,7 +213,8 @@ impl Emulator {
 
     fn key(&self, source: &str) -> String {
         let mut parts: Vec<&[u8]> = vec![source.as_bytes(), RUNTIME.as_bytes(), self.cxx_version.as_bytes()];
-        for f in FLAGS {
+        let flags = flags();
+        for f in &flags {
             parts.push(f.as_bytes());
         }
         for (n, t) in HEADERS {
@@ -262,7 +275,7 @@ impl Emulator {
         let wp = work.join("entries.cpp");
         std::fs::write(&wp, wrapper).map_err(io(&wp))?;
         let tmp = work.join("module.so");
-        let mut args = os(FLAGS);
+        let mut args = os(&flags());
         args.extend(os(&["-include", "runtime.hpp", "entries.cpp", "-o"]));
         args.push(tmp.clone().into_os_string());
         let log = run(&args)?;

@@ -3,7 +3,8 @@
 // front of each module, so the kernel sources are compiled unchanged.
 //
 // Execution model. A launch runs its blocks one after another on the calling thread. Each CUDA
-// thread of a block is a fiber (ucontext) with its own stack. The scheduler resumes every runnable
+// thread of a block is a fiber with its own stack (on x86-64 switched by the few instructions of
+// `wgemu_switch` below; elsewhere by ucontext, whose swapcontext costs a system call per switch). The scheduler resumes every runnable
 // fiber in thread order until it finishes or reaches a barrier:
 //   __syncthreads()      waits until every thread of the block that has not exited is waiting;
 //   __shfl_*_sync()      waits until every live lane of its warp is waiting (full-warp shuffles only).
@@ -97,8 +98,75 @@ struct LaunchDims {
 
 enum State { Ready, WaitBlock, WaitWarp, Done };
 
+// ---- fiber contexts ----
+#if defined(__x86_64__) && !defined(WGEMU_UCONTEXT)
+// Saves the callee-saved registers, MXCSR and the x87 control word on the current stack, stores
+// the stack pointer in *save, switches to the stack `load` and restores what was saved there.
+// Everything else is caller-saved under the System V ABI, so a call is a complete switch.
+extern "C" void wgemu_switch(void** save, void* load);
+__asm__(
+    ".text\n"
+    ".p2align 4\n"
+    ".globl wgemu_switch\n"
+    ".hidden wgemu_switch\n"
+    ".type wgemu_switch,@function\n"
+    "wgemu_switch:\n"
+    "  pushq %rbp\n"
+    "  pushq %rbx\n"
+    "  pushq %r12\n"
+    "  pushq %r13\n"
+    "  pushq %r14\n"
+    "  pushq %r15\n"
+    "  subq $8, %rsp\n"
+    "  stmxcsr (%rsp)\n"
+    "  fnstcw 4(%rsp)\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  ldmxcsr (%rsp)\n"
+    "  fldcw 4(%rsp)\n"
+    "  addq $8, %rsp\n"
+    "  popq %r15\n"
+    "  popq %r14\n"
+    "  popq %r13\n"
+    "  popq %r12\n"
+    "  popq %rbx\n"
+    "  popq %rbp\n"
+    "  ret\n"
+    ".size wgemu_switch, .-wgemu_switch\n");
+
+struct Ctx {
+    void* sp = nullptr;
+};
+inline void ctx_switch(Ctx* from, Ctx* to) { wgemu_switch(&from->sp, to->sp); }
+// A context that starts `entry` (which never returns) on the stack [stack, stack + size): the frame
+// wgemu_switch pops, laid out so that `entry` starts with the stack aligned as after a call.
+inline void ctx_make(Ctx* c, char* stack, size_t size, void (*entry)()) {
+    void** sp = (void**)(((uintptr_t)(stack + size)) & ~(uintptr_t)15);
+    *--sp = nullptr;          // entry's return address: never used
+    *--sp = (void*)entry;     // popped by wgemu_switch's ret; 16-byte aligned
+    for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp rbx r12 r13 r14 r15
+    --sp;
+    unsigned int* ctl = (unsigned int*)sp;
+    ctl[0] = 0x1F80;  // MXCSR: all exceptions masked, round to nearest
+    ctl[1] = 0x037F;  // x87 control word: the ABI's initial value
+    c->sp = sp;
+}
+#else
+struct Ctx {
+    ucontext_t uc;
+};
+inline void ctx_switch(Ctx* from, Ctx* to) { swapcontext(&from->uc, &to->uc); }
+inline void ctx_make(Ctx* c, char* stack, size_t size, void (*entry)()) {
+    getcontext(&c->uc);
+    c->uc.uc_stack.ss_sp = stack;
+    c->uc.uc_stack.ss_size = size;
+    c->uc.uc_link = nullptr;
+    makecontext(&c->uc, entry, 0);
+}
+#endif
+
 struct Fiber {
-    ucontext_t ctx;
+    Ctx ctx;
     uint3 idx;
     int lane, warp;
     State state;
@@ -107,7 +175,7 @@ struct Fiber {
 
 struct Block {
     std::vector<Fiber> fibers;
-    ucontext_t sched;
+    Ctx sched;
     void (*body)(void*);
     void* arg;
 };
@@ -150,13 +218,13 @@ inline thread_local Stacks t_stacks;
 inline void park(State s) {
     Fiber* me = t_cur;
     me->state = s;
-    swapcontext(&me->ctx, &t_block->sched);
+    ctx_switch(&me->ctx, &t_block->sched);
 }
 
 inline void fiber_main() {
     t_block->body(t_block->arg);
     t_cur->state = Done;
-    swapcontext(&t_cur->ctx, &t_block->sched);  // never resumed
+    ctx_switch(&t_cur->ctx, &t_block->sched);  // never resumed
 }
 
 // The fiber of lane `lane` of the current fiber's warp, or null past the block's last thread.
@@ -198,8 +266,6 @@ inline int run(const LaunchDims* d, void (*body)(void*), void* arg, char* err, s
     t_block = &b;
     t_grid_dim = dim3{d->grid[0], d->grid[1], d->grid[2]};
     t_block_dim = dim3{d->block[0], d->block[1], d->block[2]};
-    ucontext_t proto;
-    getcontext(&proto);
     for (unsigned bz = 0; bz < d->grid[2]; ++bz)
         for (unsigned by = 0; by < d->grid[1]; ++by)
             for (unsigned bx = 0; bx < d->grid[0]; ++bx) {
@@ -211,17 +277,13 @@ inline int run(const LaunchDims* d, void (*body)(void*), void* arg, char* err, s
                     f.lane = (int)(i & 31);
                     f.warp = (int)(i >> 5);
                     f.state = Ready;
-                    f.ctx = proto;
-                    f.ctx.uc_stack.ss_sp = t_stacks.get(i);
-                    f.ctx.uc_stack.ss_size = t_stacks.usable();
-                    f.ctx.uc_link = nullptr;
-                    makecontext(&f.ctx, fiber_main, 0);
+                    ctx_make(&f.ctx, t_stacks.get(i), t_stacks.usable(), fiber_main);
                 }
                 for (;;) {
                     for (Fiber& f : b.fibers)
                         if (f.state == Ready) {
                             t_cur = &f;
-                            swapcontext(&b.sched, &f.ctx);
+                            ctx_switch(&b.sched, &f.ctx);
                         }
                     // Nothing is runnable: release a warp whose live lanes all wait at a shuffle,
                     // else the whole block if every live thread waits at __syncthreads.
