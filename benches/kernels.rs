@@ -9,6 +9,8 @@
 //!
 //!   cargo bench --bench kernels              # needs a CUDA GPU; says so and exits 0 without one
 //!   cargo bench --bench kernels -- conv/fprop
+//!   WGAN_BENCH_EMULATED=1 WGAN_BENCH_BATCH=2 cargo bench --bench kernels   # dry run: every case's
+//!       validation on the host emulator (no timing), to check the harness without a GPU
 
 use wgan::backend::cpu::Cpu;
 use wgan::backend::cuda::Cuda;
@@ -77,6 +79,8 @@ struct Bench {
     filter: Vec<String>,
     records: Vec<serde_json::Value>,
     failures: usize,
+    /// A dry run on the host emulator: validate every case, time none.
+    emulated: bool,
 }
 
 enum Work {
@@ -96,6 +100,10 @@ impl Bench {
         if !ok {
             self.failures += 1;
             println!("{name:<40} FAILED validation: relative error {err:.2e} > {tol:.0e}");
+            return;
+        }
+        if self.emulated {
+            println!("{name:<40} validated on the host emulator (err {err:.1e}); not timed");
             return;
         }
         let (ms, min) = match self.gpu.time_events(3, 20, true, run) {
@@ -250,20 +258,36 @@ impl Bench {
 
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let gpu = match Cuda::new(0) {
+    let emulated = std::env::var("WGAN_BENCH_EMULATED").is_ok_and(|v| v == "1");
+    let batch: usize = std::env::var("WGAN_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let opened = if emulated { Cuda::emulated() } else { Cuda::new(0) };
+    let gpu = match opened {
         Ok(g) => g,
         Err(e) => {
             println!("kernel benchmarks need a CUDA GPU: {e}");
             return;
         }
     };
-    let peak_tflops = gpu.fma_peak_tflops().expect("measuring the FMA ceiling");
-    let bw_gbs = gpu.copy_bandwidth_gbs().expect("measuring the copy bandwidth");
-    println!(
-        "{}: f32 FMA ceiling {peak_tflops:.1} TFLOP/s, device-to-device copy {bw_gbs:.0} GB/s (measured now)",
-        gpu.name()
-    );
-    let mut b = Bench { gpu, cpu: Cpu::new(), peak_tflops, bw_gbs, filter, records: vec![], failures: 0 };
+    let (peak_tflops, bw_gbs) = if emulated {
+        println!("{}: dry run, batch {batch}: validation only", gpu.name());
+        (f64::NAN, f64::NAN)
+    } else {
+        let ceilings = gpu.fma_peak_tflops().and_then(|p| Ok((p, gpu.copy_bandwidth_gbs()?)));
+        match ceilings {
+            Ok(c) => c,
+            Err(e) => {
+                println!("{}: measuring the ceilings failed: {e}", gpu.name());
+                std::process::exit(1);
+            }
+        }
+    };
+    if !emulated {
+        println!(
+            "{}: f32 FMA ceiling {peak_tflops:.1} TFLOP/s, device-to-device copy {bw_gbs:.0} GB/s (measured now)",
+            gpu.name()
+        );
+    }
+    let mut b = Bench { gpu, cpu: Cpu::new(), peak_tflops, bw_gbs, filter, records: vec![], failures: 0, emulated };
     let nets: Vec<(String, Net)> = vec![
         ("critic64".into(), dcgan_critic(64, 3, 64, CriticNorm::Layer).unwrap()),
         ("gen64".into(), dcgan_generator(64, 3, 64, 100).unwrap()),
@@ -273,8 +297,8 @@ fn main() {
         ("gen28".into(), dcgan_generator(28, 1, 64, 100).unwrap()),
     ];
     for (net_name, net) in &nets {
-        for (layer, c) in conv_cases(net, 64) {
-            b.conv(&format!("{net_name}.{layer}/b64"), c);
+        for (layer, c) in conv_cases(net, batch) {
+            b.conv(&format!("{net_name}.{layer}/b{batch}"), c);
         }
     }
     // Toy MLP at batch 256: forward x·Wᵀ, data gradient g·W, weight gradient gᵀ·x.
@@ -282,6 +306,10 @@ fn main() {
     b.gemm("gemm/dgrad/toy512/b256", (256, 512, 512), false, false);
     b.gemm("gemm/wgrad/toy512/b256", (512, 256, 512), true, false);
     b.memory_bound();
+    if emulated {
+        println!("dry run: {} case(s) failed validation", b.failures);
+        std::process::exit(i32::from(b.failures > 0));
+    }
     let commit = wgan::bench_util::commit();
     for r in &mut b.records {
         r["commit"] = commit.clone().into();
