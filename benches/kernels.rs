@@ -13,7 +13,7 @@
 //!       validation on the host emulator (no timing), to check the harness without a GPU
 
 use wgan::backend::cpu::Cpu;
-use wgan::backend::cuda::Cuda;
+use wgan::backend::cuda::{Cuda, GemmTiles};
 use wgan::backend::{AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
 use wgan::nn::arch::{dcgan_critic, dcgan_generator, CriticNorm};
 use wgan::nn::{Layer, Net};
@@ -125,7 +125,20 @@ impl Bench {
         }));
     }
 
+    /// Every conv pass at `c`; a pass with at most 16 output rows (which runs on the 16×256 tile) is
+    /// also timed on the 64×64 tile, as `<name>/square-tile`, to show what the narrow tile gains.
     fn conv(&mut self, label: &str, c: ConvCase) {
+        self.conv_passes(label, c, "", [true; 3]);
+        let small = [c.co <= 16, c.ci <= 16, c.co <= 16];
+        if small.iter().any(|&s| s) {
+            self.gpu.set_gemm_tiles(GemmTiles::Square);
+            self.conv_passes(label, c, "/square-tile", small);
+            self.gpu.set_gemm_tiles(GemmTiles::Auto);
+        }
+    }
+
+    /// conv/fprop, conv/dgrad and conv/wgrad at `c`, those of `which` that are set.
+    fn conv_passes(&mut self, label: &str, c: ConvCase, suffix: &str, which: [bool; 3]) {
         let (g, cp) = (&self.gpu.clone(), &self.cpu.clone());
         let (o, h) = (c.out(), c.h);
         let xs = [c.n, c.ci, h, h];
@@ -136,21 +149,21 @@ impl Bench {
         let (gx, gw, ggy) = (g.from_f32(&x, &xs), g.from_f32(&w, &ws), g.from_f32(&gy, &ys));
         let (cx, cw, cgy) = (cp.from_f32(&x, &xs), cp.from_f32(&w, &ws), cp.from_f32(&gy, &ys));
         let f = c.flops();
-        let name = format!("conv/fprop/{label}");
-        if self.wanted(&name) {
+        let name = format!("conv/fprop/{label}{suffix}");
+        if which[0] && self.wanted(&name) {
             let (a, b) = (g.to_f32(&g.conv2d(&gx, &gw, c.p)), cp.to_f32(&cp.conv2d(&cx, &cw, c.p)));
             let gg = g.clone();
             self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d(&gx, &gw, c.p)));
         }
-        let name = format!("conv/dgrad/{label}");
-        if self.wanted(&name) {
+        let name = format!("conv/dgrad/{label}{suffix}");
+        if which[1] && self.wanted(&name) {
             let a = g.to_f32(&g.conv2d_data_grad(&ggy, &gw, c.p, (h, h)));
             let b = cp.to_f32(&cp.conv2d_data_grad(&cgy, &cw, c.p, (h, h)));
             let gg = g.clone();
             self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d_data_grad(&ggy, &gw, c.p, (h, h))));
         }
-        let name = format!("conv/wgrad/{label}");
-        if self.wanted(&name) {
+        let name = format!("conv/wgrad/{label}{suffix}");
+        if which[2] && self.wanted(&name) {
             let a = g.to_f32(&g.conv2d_weight_grad(&gx, &ggy, c.p, c.k));
             let b = cp.to_f32(&cp.conv2d_weight_grad(&cx, &cgy, c.p, c.k));
             let gg = g.clone();

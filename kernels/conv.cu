@@ -125,6 +125,28 @@ conv2d_wgrad_f32(float* __restrict__ gw, const float* __restrict__ x, const floa
     gemm_tile<true, false>(op, gw, p.g);
 }
 
+// The same three on 16×256 tiles, for GEMMs of at most 16 rows (few channels: the critic's input
+// gradient onto 1 or 3 image channels, the generator's last layer).
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
+conv2d_fwd_narrow_f32(float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ w, ConvParams p) {
+    const FwdOp op{x, w, p.c};
+    gemm_tile_narrow<true, true>(op, y, p.g);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
+conv2d_dgrad_narrow_f32(float* __restrict__ gx, const float* __restrict__ gy, const float* __restrict__ w,
+                        ConvParams p) {
+    const DgradOp op{gy, w, p.c};
+    gemm_tile_narrow<true, true>(op, gx, p.g);
+}
+
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)
+conv2d_wgrad_narrow_f32(float* __restrict__ gw, const float* __restrict__ x, const float* __restrict__ gy,
+                        ConvParams p) {
+    const WgradOp op{x, gy, p.c};
+    gemm_tile_narrow<true, false>(op, gw, p.g);
+}
+
 extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws,
                                              const float* __restrict__ bias, SplitKParams p) {
     splitk_reduce(out, ws, bias, p);

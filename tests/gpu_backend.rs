@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cuda_devices::On;
 use wgan::backend::cpu::Cpu;
-use wgan::backend::cuda::Cuda;
+use wgan::backend::cuda::{Cuda, GemmTiles};
 use wgan::backend::{AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
 use wgan::rng::HostRng;
 
@@ -290,6 +290,37 @@ fn conv2d_forward_and_gradients(on: On) {
     }
 }
 
+/// Both convolution tiles (64×64, and 16×256 for few channels) on every shape, whichever the
+/// automatic choice would take: each must equal the CPU.
+fn conv2d_both_tiles(on: On) {
+    let Some(mut t) = setup(on) else { return };
+    for tiles in [GemmTiles::Square, GemmTiles::Narrow] {
+        t.g.set_gemm_tiles(tiles);
+        for &(n, ci, h, w, co, k, s, p) in CONVS {
+            let cp = ConvParams::new(s, p);
+            let (ho, wo) = (cp.out_size(h, k), cp.out_size(w, k));
+            let what = format!("{tiles:?} tiles: N{n} Ci{ci} {h}x{w} Co{co} K{k} s{s} p{p}");
+            let (gx, cx) = t.pair(&[n, ci, h, w], 1.0);
+            let (gw, cw) = t.pair(&[co, ci, k, k], 0.2);
+            let (ggy, cgy) = t.pair(&[n, co, ho, wo], 1.0);
+            let (ax, aw, agy) = (t.abs(&cx), t.abs(&cw), t.abs(&cgy));
+            let (g, c) = (&t.g, &t.c);
+            let bound = c.to_f32(&c.conv2d(&ax, &aw, cp));
+            let (gy, cy) = (g.to_f32(&g.conv2d(&gx, &gw, cp)), c.to_f32(&c.conv2d(&cx, &cw, cp)));
+            close_dot(&format!("conv2d {what}"), &gy, &cy, &bound, ci * k * k, 1e-4);
+            let bound = c.to_f32(&c.conv2d_data_grad(&agy, &aw, cp, (h, w)));
+            let gdx = g.to_f32(&g.conv2d_data_grad(&ggy, &gw, cp, (h, w)));
+            let cdx = c.to_f32(&c.conv2d_data_grad(&cgy, &cw, cp, (h, w)));
+            close_dot(&format!("conv2d_data_grad {what}"), &gdx, &cdx, &bound, co * k * k, 1e-4);
+            let bound = c.to_f32(&c.conv2d_weight_grad(&ax, &agy, cp, k));
+            let gdw = g.to_f32(&g.conv2d_weight_grad(&gx, &ggy, cp, k));
+            let cdw = c.to_f32(&c.conv2d_weight_grad(&cx, &cgy, cp, k));
+            close_dot(&format!("conv2d_weight_grad {what}"), &gdw, &cdw, &bound, n * ho * wo, 1e-4);
+            t.ok();
+        }
+    }
+}
+
 fn normalize_and_backward(on: On) {
     let Some(mut t) = setup(on) else { return };
     for shape in [vec![3, 5], vec![3, 67, 5, 5], vec![1, 5, 3, 3], vec![64, 8], vec![2, 3, 64, 64]] {
@@ -513,6 +544,7 @@ on_gpu_and_emulator!(
     group_reductions_and_broadcasts,
     matmul_all_transposes,
     conv2d_forward_and_gradients,
+    conv2d_both_tiles,
     normalize_and_backward,
     interpolate_and_penalty,
     random_numbers_match_the_cpu,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{result as drv, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
@@ -12,6 +12,7 @@ use cudarc::driver::{result as drv, sys, CudaContext, CudaFunction, CudaModule, 
 use super::emu::{Emulator, HostStore};
 use super::kernels::{self, Module};
 use super::nvrtc;
+use super::ops::GemmTiles;
 use crate::{Error, Result};
 
 /// Threads per block of the 1-D kernels (`WG_BLOCK` in common.cuh).
@@ -112,6 +113,8 @@ pub(crate) struct Inner {
     pub cache_dir: Option<PathBuf>,
     error: Mutex<Option<Error>>,
     poison: AtomicBool,
+    /// [`GemmTiles`] as its code.
+    tiles: AtomicU8,
 }
 
 /// The CUDA backend: one device, one non-default stream, kernels compiled by NVRTC on first use.
@@ -218,6 +221,7 @@ impl Cuda {
                 cache_dir: kernels::cache_dir(),
                 error: Mutex::new(None),
                 poison: AtomicBool::new(poison),
+                tiles: AtomicU8::new(GemmTiles::Auto.code()),
             }),
         }
     }
@@ -236,6 +240,16 @@ impl Cuda {
     /// element a kernel forgets to write shows up. Also switched on by `WGAN_CUDA_POISON=1`.
     pub fn set_poison(&self, on: bool) {
         self.inner.poison.store(on, Ordering::Relaxed);
+    }
+
+    /// Which tiles the convolutions use (default [`GemmTiles::Auto`]: 16×256 for at most 16 output
+    /// rows, else 64×64). For tests and benchmarks that compare the two; results agree to rounding.
+    pub fn set_gemm_tiles(&self, t: GemmTiles) {
+        self.inner.tiles.store(t.code(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn gemm_tiles(&self) -> GemmTiles {
+        GemmTiles::from_code(self.inner.tiles.load(Ordering::Relaxed))
     }
 
     /// Bytes of device memory the stream-ordered allocator's pool holds from the driver

@@ -20,3 +20,4 @@ mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
 pub use kernels::{cache_dir, compile_all};
+pub use ops::GemmTiles;

@@ -11,8 +11,54 @@ use crate::backend::{inner, numel, AdamStep, Backend, ConvParams, Group, Penalty
 use crate::{bail, Error, Result};
 
 const GEMM_THREADS: u32 = 256;
-const TILE: usize = 64;
 const TILE_K: usize = 16;
+
+/// The tile a GEMM launch uses (`gemm_tile.cuh`): rows × columns of the output per block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tile {
+    /// 64 × 64: the general case.
+    Square,
+    /// 16 × 256: products with at most 16 rows (few channels), which a 64-row tile would mostly waste.
+    Narrow,
+}
+
+impl Tile {
+    fn dims(self) -> (usize, usize) {
+        match self {
+            Tile::Square => (64, 64),
+            Tile::Narrow => (16, 256),
+        }
+    }
+}
+
+/// Which convolution tiles to use: [`GemmTiles::Auto`] picks the narrow tile for at most 16 output
+/// rows; the forced choices are for tests and benchmarks that compare the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmTiles {
+    Auto,
+    Square,
+    Narrow,
+}
+
+impl GemmTiles {
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+    pub(crate) fn from_code(c: u8) -> GemmTiles {
+        match c {
+            1 => GemmTiles::Square,
+            2 => GemmTiles::Narrow,
+            _ => GemmTiles::Auto,
+        }
+    }
+    fn pick(self, rows: usize) -> Tile {
+        match self {
+            GemmTiles::Auto if rows <= 16 => Tile::Narrow,
+            GemmTiles::Auto | GemmTiles::Square => Tile::Square,
+            GemmTiles::Narrow => Tile::Narrow,
+        }
+    }
+}
 
 fn same_shape(what: &str, a: &CudaTensor, b: &CudaTensor) -> Result<()> {
     if a.shape != b.shape {
@@ -71,13 +117,14 @@ struct Gemm {
     conv: Option<P::ConvShape>,
 }
 
-/// Geometry of a tiled GEMM launch of an m × nc output with reduction kd: the shape struct, the
-/// grid, and the number of split-K slices (deterministic: depends on the shape only).
-fn plan_gemm(what: &str, m: usize, nc: usize, kd: usize) -> Result<(P::GemmShape, (u32, u32, u32), usize)> {
+/// Geometry of a tiled GEMM launch of an m × nc output with reduction kd on `tile`: the shape
+/// struct, the grid, and the number of split-K slices (deterministic: depends on the shape only).
+fn plan_gemm(what: &str, m: usize, nc: usize, kd: usize, tile: Tile) -> Result<(P::GemmShape, (u32, u32, u32), usize)> {
     let (m32, nc32, kd32) = (u32_of(what, m)?, u32_of(what, nc)?, u32_of(what, kd)?);
-    let (gx, gy) = (nc.div_ceil(TILE), m.div_ceil(TILE));
+    let (tm, tn) = tile.dims();
+    let (gx, gy) = (nc.div_ceil(tn), m.div_ceil(tm));
     if gy > 65535 {
-        bail!("CUDA {what}: {m} output rows exceed one launch (at most {})", 65535 * TILE);
+        bail!("CUDA {what}: {m} output rows exceed one launch (at most {})", 65535 * tm);
     }
     let tiles = (gx * gy).max(1);
     let mut splits = 1usize;
@@ -310,6 +357,18 @@ impl Cuda {
             ("conv2d_wgrad_f32", Some(c)) => {
                 launch!(self, m, "conv2d_wgrad_f32", grid, GEMM_THREADS, dst, a, b, P::ConvParams { g: shape, c })
             }
+            ("conv2d_fwd_narrow_f32", Some(c)) => {
+                let p = P::ConvParams { g: shape, c };
+                launch!(self, m, "conv2d_fwd_narrow_f32", grid, GEMM_THREADS, dst, a, b, p)
+            }
+            ("conv2d_dgrad_narrow_f32", Some(c)) => {
+                let p = P::ConvParams { g: shape, c };
+                launch!(self, m, "conv2d_dgrad_narrow_f32", grid, GEMM_THREADS, dst, a, b, p)
+            }
+            ("conv2d_wgrad_narrow_f32", Some(c)) => {
+                let p = P::ConvParams { g: shape, c };
+                launch!(self, m, "conv2d_wgrad_narrow_f32", grid, GEMM_THREADS, dst, a, b, p)
+            }
             _ => bail!("CUDA: no GEMM kernel {name}"),
         }
         if let Some(w) = &ws {
@@ -355,7 +414,7 @@ impl Cuda {
             (true, false) => "matmul_tn_f32",
             (true, true) => "matmul_tt_f32",
         };
-        let g = Gemm { module: Module::Gemm, name, plan: plan_gemm("matmul", m, n, k)?, conv: None };
+        let g = Gemm { module: Module::Gemm, name, plan: plan_gemm("matmul", m, n, k, Tile::Square)?, conv: None };
         self.run_gemm(g, &out, self.ptr(a)?, self.ptr(b)?, bias_ptr)?;
         Ok(out)
     }
@@ -398,8 +457,10 @@ impl Cuda {
         let (ho, wo) = (p.out_size(xs[2], k), p.out_size(xs[3], k));
         let c = self.conv_shape("conv2d", [xs[0], xs[1], xs[2], xs[3]], ws[0], k, (ho, wo), p)?;
         let out = self.empty(&[xs[0], ws[0], ho, wo])?;
-        let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k)?;
-        let g = Gemm { module: Module::Conv, name: "conv2d_fwd_f32", plan, conv: Some(c) };
+        let tile = self.gemm_tiles().pick(ws[0]);
+        let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k, tile)?;
+        let name = if tile == Tile::Narrow { "conv2d_fwd_narrow_f32" } else { "conv2d_fwd_f32" };
+        let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
         self.run_gemm(g, &out, self.ptr(x)?, self.ptr(w)?, 0)?;
         Ok(out)
     }
@@ -419,8 +480,10 @@ impl Cuda {
         let (h, wd) = out_hw;
         let c = self.conv_shape("conv2d_data_grad", [n, ci, h, wd], ws[0], k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[n, ci, h, wd])?;
-        let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k)?;
-        let g = Gemm { module: Module::Conv, name: "conv2d_dgrad_f32", plan, conv: Some(c) };
+        let tile = self.gemm_tiles().pick(ci);
+        let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k, tile)?;
+        let name = if tile == Tile::Narrow { "conv2d_dgrad_narrow_f32" } else { "conv2d_dgrad_f32" };
+        let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
         self.run_gemm(g, &out, self.ptr(gy)?, self.ptr(w)?, 0)?;
         Ok(out)
     }
@@ -433,8 +496,10 @@ impl Cuda {
         let (co, ci) = (gs[1], xs[1]);
         let c = self.conv_shape("conv2d_weight_grad", [xs[0], ci, xs[2], xs[3]], co, k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[co, ci, k, k])?;
-        let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3])?;
-        let g = Gemm { module: Module::Conv, name: "conv2d_wgrad_f32", plan, conv: Some(c) };
+        let tile = self.gemm_tiles().pick(co);
+        let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3], tile)?;
+        let name = if tile == Tile::Narrow { "conv2d_wgrad_narrow_f32" } else { "conv2d_wgrad_f32" };
+        let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
         self.run_gemm(g, &out, self.ptr(x)?, self.ptr(gy)?, 0)?;
         Ok(out)
     }
