@@ -53,12 +53,12 @@ def mlp(inp: int, out: int, dim: int = TOY_DIM) -> nn.Sequential:
 
 
 class ToyGenerator(nn.Module):
-    """Linear(2,512) ReLU ×3 → Linear(512,2), fed 2-D noise."""
+    """Linear(2,512) ReLU ×3 → Linear(512,2), fed 2-D noise (`dim` and `nz` as `wgan --width --nz`)."""
 
-    def __init__(self, dim: int = TOY_DIM):
+    def __init__(self, dim: int = TOY_DIM, nz: int = TOY_NZ):
         super().__init__()
-        self.nz = TOY_NZ
-        self.main = mlp(TOY_NZ, 2, dim)
+        self.nz = nz
+        self.main = mlp(nz, 2, dim)
 
     def forward(self, z):
         return self.main(z)

@@ -41,7 +41,7 @@ def main():
 
     cfg = expected["config"]
     if cfg["dataset"] in ("8gaussians", "25gaussians", "swissroll"):
-        G, D = wgan_torch.ToyGenerator(), wgan_torch.ToyCritic()
+        G, D = wgan_torch.ToyGenerator(cfg["width"], cfg["nz"]), wgan_torch.ToyCritic(cfg["width"])
     else:
         s, c, w = cfg["image_size"], cfg["channels"], cfg["width"]
         G = wgan_torch.DCGANGenerator(s, c, w, cfg["nz"])
