@@ -261,40 +261,11 @@ const CONVS: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (3, 5, 6, 6, 5, 3, 1, 0),
 ];
 
+/// Every shape on each tile choice: the automatic one (16×256 for at most 16 output rows, else
+/// 64×64), and each tile forced, so both kernels are checked on every shape.
 fn conv2d_forward_and_gradients(on: On) {
     let Some(mut t) = setup(on) else { return };
-    for &(n, ci, h, w, co, k, s, p) in CONVS {
-        let cp = ConvParams::new(s, p);
-        let (ho, wo) = (cp.out_size(h, k), cp.out_size(w, k));
-        let what = format!("N{n} Ci{ci} {h}x{w} Co{co} K{k} s{s} p{p}");
-        let (gx, cx) = t.pair(&[n, ci, h, w], 1.0);
-        let (gw, cw) = t.pair(&[co, ci, k, k], 0.2);
-        let (gy, cy) = (t.g.conv2d(&gx, &gw, cp), t.c.conv2d(&cx, &cw, cp));
-        assert_eq!(t.g.shape(&gy), &[n, co, ho, wo], "{what}");
-        let (ax, aw) = (t.abs(&cx), t.abs(&cw));
-        let bound = t.c.to_f32(&t.c.conv2d(&ax, &aw, cp));
-        close_dot(&format!("conv2d {what}"), &t.g.to_f32(&gy), &t.c.to_f32(&cy), &bound, ci * k * k, 1e-4);
-        let (ggy, cgy) = t.pair(&[n, co, ho, wo], 1.0);
-        let (gdx, cdx) = (t.g.conv2d_data_grad(&ggy, &gw, cp, (h, w)), t.c.conv2d_data_grad(&cgy, &cw, cp, (h, w)));
-        assert_eq!(t.g.shape(&gdx), &[n, ci, h, w], "{what}");
-        let agy = t.abs(&cgy);
-        let bound = t.c.to_f32(&t.c.conv2d_data_grad(&agy, &aw, cp, (h, w)));
-        let terms = co * k * k;
-        close_dot(&format!("conv2d_data_grad {what}"), &t.g.to_f32(&gdx), &t.c.to_f32(&cdx), &bound, terms, 1e-4);
-        let (gdw, cdw) = (t.g.conv2d_weight_grad(&gx, &ggy, cp, k), t.c.conv2d_weight_grad(&cx, &cgy, cp, k));
-        assert_eq!(t.g.shape(&gdw), &[co, ci, k, k], "{what}");
-        let bound = t.c.to_f32(&t.c.conv2d_weight_grad(&ax, &agy, cp, k));
-        let terms = n * ho * wo;
-        close_dot(&format!("conv2d_weight_grad {what}"), &t.g.to_f32(&gdw), &t.c.to_f32(&cdw), &bound, terms, 1e-4);
-        t.ok();
-    }
-}
-
-/// Both convolution tiles (64×64, and 16×256 for few channels) on every shape, whichever the
-/// automatic choice would take: each must equal the CPU.
-fn conv2d_both_tiles(on: On) {
-    let Some(mut t) = setup(on) else { return };
-    for tiles in [GemmTiles::Square, GemmTiles::Narrow] {
+    for tiles in [GemmTiles::Auto, GemmTiles::Square, GemmTiles::Narrow] {
         t.g.set_gemm_tiles(tiles);
         for &(n, ci, h, w, co, k, s, p) in CONVS {
             let cp = ConvParams::new(s, p);
@@ -305,17 +276,21 @@ fn conv2d_both_tiles(on: On) {
             let (ggy, cgy) = t.pair(&[n, co, ho, wo], 1.0);
             let (ax, aw, agy) = (t.abs(&cx), t.abs(&cw), t.abs(&cgy));
             let (g, c) = (&t.g, &t.c);
+            let gy = g.conv2d(&gx, &gw, cp);
+            assert_eq!(g.shape(&gy), &[n, co, ho, wo], "{what}");
             let bound = c.to_f32(&c.conv2d(&ax, &aw, cp));
-            let (gy, cy) = (g.to_f32(&g.conv2d(&gx, &gw, cp)), c.to_f32(&c.conv2d(&cx, &cw, cp)));
-            close_dot(&format!("conv2d {what}"), &gy, &cy, &bound, ci * k * k, 1e-4);
+            let cy = c.to_f32(&c.conv2d(&cx, &cw, cp));
+            close_dot(&format!("conv2d {what}"), &g.to_f32(&gy), &cy, &bound, ci * k * k, 1e-4);
+            let gdx = g.conv2d_data_grad(&ggy, &gw, cp, (h, w));
+            assert_eq!(g.shape(&gdx), &[n, ci, h, w], "{what}");
             let bound = c.to_f32(&c.conv2d_data_grad(&agy, &aw, cp, (h, w)));
-            let gdx = g.to_f32(&g.conv2d_data_grad(&ggy, &gw, cp, (h, w)));
             let cdx = c.to_f32(&c.conv2d_data_grad(&cgy, &cw, cp, (h, w)));
-            close_dot(&format!("conv2d_data_grad {what}"), &gdx, &cdx, &bound, co * k * k, 1e-4);
+            close_dot(&format!("conv2d_data_grad {what}"), &g.to_f32(&gdx), &cdx, &bound, co * k * k, 1e-4);
+            let gdw = g.conv2d_weight_grad(&gx, &ggy, cp, k);
+            assert_eq!(g.shape(&gdw), &[co, ci, k, k], "{what}");
             let bound = c.to_f32(&c.conv2d_weight_grad(&ax, &agy, cp, k));
-            let gdw = g.to_f32(&g.conv2d_weight_grad(&gx, &ggy, cp, k));
             let cdw = c.to_f32(&c.conv2d_weight_grad(&cx, &cgy, cp, k));
-            close_dot(&format!("conv2d_weight_grad {what}"), &gdw, &cdw, &bound, n * ho * wo, 1e-4);
+            close_dot(&format!("conv2d_weight_grad {what}"), &g.to_f32(&gdw), &cdw, &bound, n * ho * wo, 1e-4);
             t.ok();
         }
     }
@@ -544,7 +519,6 @@ on_gpu_and_emulator!(
     group_reductions_and_broadcasts,
     matmul_all_transposes,
     conv2d_forward_and_gradients,
-    conv2d_both_tiles,
     normalize_and_backward,
     interpolate_and_penalty,
     random_numbers_match_the_cpu,
