@@ -29,9 +29,12 @@ impl Drop for Buffer {
     /// thread where it is not; make it current first. Runs before the slice's own Drop.
     fn drop(&mut self) {
         if let Buffer::Gpu(s) = self {
-            // SAFETY: the context is alive (the slice holds it). set_current, unlike
-            // bind_to_thread, leaves cudarc's recorded asynchronous error for Cuda::check.
-            let _ = unsafe { drv::ctx::set_current(s.context().cu_ctx()) };
+            let ctx = s.context().cu_ctx();
+            if drv::ctx::get_current().ok().flatten() != Some(ctx) {
+                // SAFETY: the context is alive (the slice holds it). set_current, unlike
+                // bind_to_thread, leaves cudarc's recorded asynchronous error for Cuda::check.
+                let _ = unsafe { drv::ctx::set_current(ctx) };
+            }
         }
     }
 }
@@ -77,13 +80,19 @@ impl CudaTensor {
     /// operand that overlaps a written one, and reject overlapping written buffers, as the CPU
     /// reference does.
     pub(crate) fn overlaps(&self, other: &CudaTensor) -> bool {
-        match (&self.storage, &other.storage) {
+        other.overlaps_window(self.storage.as_ref(), self.offset, self.numel())
+    }
+
+    /// True when this tensor shares at least one element with elements [offset, offset + len) of
+    /// `storage`.
+    pub(crate) fn overlaps_window(&self, storage: Option<&Arc<Buffer>>, offset: usize, len: usize) -> bool {
+        match (&self.storage, storage) {
             (Some(a), Some(b)) => {
                 Arc::ptr_eq(a, b)
                     && self.numel() > 0
-                    && other.numel() > 0
-                    && self.offset < other.offset + other.numel()
-                    && other.offset < self.offset + self.numel()
+                    && len > 0
+                    && self.offset < offset + len
+                    && offset < self.offset + self.numel()
             }
             _ => false,
         }

@@ -29,6 +29,13 @@ impl Tile {
             Tile::Narrow => (16, 256),
         }
     }
+    /// The kernel of a pass on this tile, from the names of its two instantiations.
+    fn kernel(self, square: &'static str, narrow: &'static str) -> &'static str {
+        match self {
+            Tile::Square => square,
+            Tile::Narrow => narrow,
+        }
+    }
 }
 
 /// Which convolution tiles to use: [`GemmTiles::Auto`] picks the narrow tile for at most 16 output
@@ -202,8 +209,7 @@ impl Cuda {
             bail!("CUDA copy_into_inplace: {n} elements at offset {offset} exceed the destination");
         }
         let dp = self.ptr(dst)? + (offset as u64) * 4;
-        let target = CudaTensor { shape: vec![n], storage: dst.storage.clone(), offset: dst.offset + offset };
-        if target.overlaps(src) {
+        if src.overlaps_window(dst.storage.as_ref(), dst.offset + offset, n) {
             // cuMemcpyDtoD promises nothing for overlapping ranges (the CPU's copy is a memmove).
             let tmp = self.try_deep_copy(src)?;
             return self.copy_dtod(dp, self.ptr(&tmp)?, n);
@@ -459,7 +465,7 @@ impl Cuda {
         let out = self.empty(&[xs[0], ws[0], ho, wo])?;
         let tile = self.gemm_tiles().pick(ws[0]);
         let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k, tile)?;
-        let name = if tile == Tile::Narrow { "conv2d_fwd_narrow_f32" } else { "conv2d_fwd_f32" };
+        let name = tile.kernel("conv2d_fwd_f32", "conv2d_fwd_narrow_f32");
         let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
         self.run_gemm(g, &out, self.ptr(x)?, self.ptr(w)?, 0)?;
         Ok(out)
@@ -482,7 +488,7 @@ impl Cuda {
         let out = self.empty(&[n, ci, h, wd])?;
         let tile = self.gemm_tiles().pick(ci);
         let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k, tile)?;
-        let name = if tile == Tile::Narrow { "conv2d_dgrad_narrow_f32" } else { "conv2d_dgrad_f32" };
+        let name = tile.kernel("conv2d_dgrad_f32", "conv2d_dgrad_narrow_f32");
         let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
         self.run_gemm(g, &out, self.ptr(gy)?, self.ptr(w)?, 0)?;
         Ok(out)
@@ -498,7 +504,7 @@ impl Cuda {
         let out = self.empty(&[co, ci, k, k])?;
         let tile = self.gemm_tiles().pick(co);
         let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3], tile)?;
-        let name = if tile == Tile::Narrow { "conv2d_wgrad_narrow_f32" } else { "conv2d_wgrad_f32" };
+        let name = tile.kernel("conv2d_wgrad_f32", "conv2d_wgrad_narrow_f32");
         let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
         self.run_gemm(g, &out, self.ptr(x)?, self.ptr(gy)?, 0)?;
         Ok(out)
@@ -679,9 +685,9 @@ impl Cuda {
     fn try_axpby(&self, y: &CudaTensor, a: f64, x: &CudaTensor, b: f64) -> Result<()> {
         same_shape("axpby", y, x)?;
         let n = y.numel();
-        let x_copy = if n > 0 { self.read_copy(x, &[y])? } else { None };
-        let x = x_copy.as_ref().unwrap_or(x);
         if n > 0 {
+            let x_copy = self.read_copy(x, &[y])?;
+            let x = x_copy.as_ref().unwrap_or(x);
             let q = P::AxpbyParams { n: i64_of(n), a: a as f32, b: b as f32 };
             launch!(self, Module::Optim, "axpby_f32", (grid_1d(n), 1, 1), BLOCK, self.ptr(y)?, self.ptr(x)?, q);
         }
