@@ -31,3 +31,71 @@ extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const floa
                                              const float* __restrict__ bias, SplitKParams p) {
     splitk_reduce(out, ws, bias, p);
 }
+
+// ---- self-tests of mma.cuh (tests/gpu_tensorcore.rs), one warp ----
+// D = A·B + C with A 16×K row-major, B K×8 row-major ([k][n]), C and D 16×8 row-major, K = 8
+// (TF32) or 16 (BF16). The fragments are loaded here exactly as the PTX ISA's figures place them,
+// written independently of the emulator's lane mapping, so a wrong layout on either side fails.
+extern "C" __global__ void mma_selftest_tf32(float* __restrict__ d, const float* __restrict__ a,
+                                             const float* __restrict__ b, const float* __restrict__ c) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    u32 fa[1][4], fb[1][2];
+    fa[0][0] = tf32_round(a[g * 8 + t]);
+    fa[0][1] = tf32_round(a[(g + 8) * 8 + t]);
+    fa[0][2] = tf32_round(a[g * 8 + t + 4]);
+    fa[0][3] = tf32_round(a[(g + 8) * 8 + t + 4]);
+    fb[0][0] = tf32_round(b[t * 8 + g]);
+    fb[0][1] = tf32_round(b[(t + 4) * 8 + g]);
+    float acc[1][1][4] = {{{c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t], c[(g + 8) * 8 + 2 * t + 1]}}};
+    mma_tf32<1, 1>(acc, fa, fb);
+    d[g * 8 + 2 * t] = acc[0][0][0];
+    d[g * 8 + 2 * t + 1] = acc[0][0][1];
+    d[(g + 8) * 8 + 2 * t] = acc[0][0][2];
+    d[(g + 8) * 8 + 2 * t + 1] = acc[0][0][3];
+}
+
+extern "C" __global__ void mma_selftest_bf16(float* __restrict__ d, const float* __restrict__ a,
+                                             const float* __restrict__ b, const float* __restrict__ c) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    u32 fa[1][4], fb[1][2];
+    fa[0][0] = bf16x2_pack(a[g * 16 + 2 * t], a[g * 16 + 2 * t + 1]);
+    fa[0][1] = bf16x2_pack(a[(g + 8) * 16 + 2 * t], a[(g + 8) * 16 + 2 * t + 1]);
+    fa[0][2] = bf16x2_pack(a[g * 16 + 2 * t + 8], a[g * 16 + 2 * t + 9]);
+    fa[0][3] = bf16x2_pack(a[(g + 8) * 16 + 2 * t + 8], a[(g + 8) * 16 + 2 * t + 9]);
+    fb[0][0] = bf16x2_pack(b[2 * t * 8 + g], b[(2 * t + 1) * 8 + g]);
+    fb[0][1] = bf16x2_pack(b[(2 * t + 8) * 8 + g], b[(2 * t + 9) * 8 + g]);
+    float acc[1][1][4] = {{{c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t], c[(g + 8) * 8 + 2 * t + 1]}}};
+    mma_bf16<1, 1>(acc, fa, fb);
+    d[g * 8 + 2 * t] = acc[0][0][0];
+    d[g * 8 + 2 * t + 1] = acc[0][0][1];
+    d[(g + 8) * 8 + 2 * t] = acc[0][0][2];
+    d[(g + 8) * 8 + 2 * t + 1] = acc[0][0][3];
+}
+
+// tf[i] = x[i] rounded to TF32, bf[i] = x[i] rounded to BF16 (as f32 bit patterns), i < n.
+extern "C" __global__ void round_selftest(float* __restrict__ tf, float* __restrict__ bf, const float* __restrict__ x,
+                                          i64 n) {
+    WG_FOR(i, n) {
+        tf[i] = __int_as_float((int)tf32_round(x[i]));
+        bf[i] = __int_as_float((int)(bf16x2_pack(x[i], 0.0f) << 16));
+    }
+}
+
+// ldmatrix .x4 (TRANS 0 or 1) of a 32×8 matrix of 16-bit values m (row-major, stored as 128 u32
+// words): lane l points at row l; out[l·4 + q] is the register q lane l receives.
+template <bool TRANS>
+__device__ __forceinline__ void ldmatrix_selftest(u32* __restrict__ out, const u32* __restrict__ m) {
+    __shared__ u32 s[128];
+    const int lane = threadIdx.x & 31;
+    for (int i = lane; i < 128; i += 32) s[i] = m[i];
+    __syncwarp();
+    u32 r[4];
+    ldmatrix_x4<TRANS>(r, &s[lane * 4]);
+    for (int q = 0; q < 4; ++q) out[lane * 4 + q] = r[q];
+}
+extern "C" __global__ void ldmatrix_selftest_n(u32* __restrict__ out, const u32* __restrict__ m) {
+    ldmatrix_selftest<false>(out, m);
+}
+extern "C" __global__ void ldmatrix_selftest_t(u32* __restrict__ out, const u32* __restrict__ m) {
+    ldmatrix_selftest<true>(out, m);
+}

@@ -15,6 +15,8 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod precision;
+pub use precision::Precision;
 
 use std::fmt::Debug;
 

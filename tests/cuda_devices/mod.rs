@@ -11,6 +11,18 @@
 //! `f::emulated`.
 
 use wgan::backend::cuda::Cuda;
+use wgan::backend::Precision;
+
+/// The precision of matrix products and convolutions in these tests: `WGAN_TEST_PRECISION`
+/// (f32, tf32, bf16), default f32 (the exact reference kernels; tests/gpu_tensorcore.rs sets
+/// TF32 and BF16 itself). Tolerances of products scale with its unit roundoff.
+#[allow(dead_code)]
+pub fn precision() -> Precision {
+    match std::env::var("WGAN_TEST_PRECISION") {
+        Ok(s) if !s.is_empty() => s.parse().unwrap_or_else(|e| panic!("WGAN_TEST_PRECISION: {e}")),
+        _ => Precision::F32,
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum On {
@@ -29,6 +41,7 @@ pub fn open(on: On) -> Option<Cuda> {
             // Poisoned unless WGAN_CUDA_POISON=0 (for compute-sanitizer's initcheck, which sees
             // the poisoning as a write).
             g.set_poison(std::env::var("WGAN_CUDA_POISON").as_deref() != Ok("0"));
+            g.set_precision(precision());
             Some(g)
         }
         Err(e) if std::env::var(var).as_deref() == Ok("1") => panic!("{var}=1 but {on:?} unavailable: {e}"),

@@ -124,6 +124,8 @@ pub(crate) struct Inner {
     poison: AtomicBool,
     /// [`GemmTiles`] as its code.
     tiles: AtomicU8,
+    /// [`crate::backend::Precision`] of matrix products and convolutions, as its code.
+    pub(crate) precision: AtomicU8,
 }
 
 /// The CUDA backend: one device, one non-default stream, kernels compiled by NVRTC on first use.
@@ -231,6 +233,7 @@ impl Cuda {
                 error: Mutex::new(None),
                 poison: AtomicBool::new(poison),
                 tiles: AtomicU8::new(GemmTiles::Auto.code()),
+                precision: AtomicU8::new(crate::backend::Precision::default().code()),
             }),
         }
     }

@@ -16,6 +16,8 @@ use super::nvrtc;
 pub const HEADERS: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
     ("gemm_tile.cuh", include_str!("../../../kernels/gemm_tile.cuh")),
+    ("mma.cuh", include_str!("../../../kernels/mma.cuh")),
+    ("gemm_tc.cuh", include_str!("../../../kernels/gemm_tc.cuh")),
 ];
 
 /// One kernel file.
@@ -23,6 +25,9 @@ pub const HEADERS: &[(&str, &str)] = &[
 pub enum Module {
     Conv,
     Gemm,
+    /// Tensor-core convolutions and matrix products (TF32, BF16).
+    ConvTc,
+    GemmTc,
     Elementwise,
     Reduce,
     Norm,
@@ -34,9 +39,11 @@ pub enum Module {
 }
 
 impl Module {
-    pub const ALL: [Module; 9] = [
+    pub const ALL: [Module; 11] = [
         Module::Conv,
         Module::Gemm,
+        Module::ConvTc,
+        Module::GemmTc,
         Module::Elementwise,
         Module::Reduce,
         Module::Norm,
@@ -51,6 +58,8 @@ impl Module {
         match self {
             Module::Conv => "conv.cu",
             Module::Gemm => "gemm.cu",
+            Module::ConvTc => "conv_tc.cu",
+            Module::GemmTc => "gemm_tc.cu",
             Module::Elementwise => "elementwise.cu",
             Module::Reduce => "reduce.cu",
             Module::Norm => "norm.cu",
@@ -65,6 +74,8 @@ impl Module {
         match self {
             Module::Conv => include_str!("../../../kernels/conv.cu"),
             Module::Gemm => include_str!("../../../kernels/gemm.cu"),
+            Module::ConvTc => include_str!("../../../kernels/conv_tc.cu"),
+            Module::GemmTc => include_str!("../../../kernels/gemm_tc.cu"),
             Module::Elementwise => include_str!("../../../kernels/elementwise.cu"),
             Module::Reduce => include_str!("../../../kernels/reduce.cu"),
             Module::Norm => include_str!("../../../kernels/norm.cu"),
@@ -87,6 +98,8 @@ pub fn options(arch: &str) -> Vec<String> {
         "--ptxas-options=--warn-on-spills".into(),
         "--ptxas-options=--warn-on-local-memory-usage".into(),
         "--display-error-number".into(),
+        // Line tables (no effect on the code): sanitizer and profiler reports name source lines.
+        "-lineinfo".into(),
     ]
 }
 

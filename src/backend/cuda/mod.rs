@@ -15,6 +15,7 @@ mod emu;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
+mod tc;
 pub mod params;
 mod timing;
 

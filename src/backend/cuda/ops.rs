@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
 use super::kernels::Module;
 use super::params as P;
-use crate::backend::{inner, numel, AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
+use crate::backend::{inner, numel, AdamStep, Backend, ConvParams, Group, PenaltyKind, Precision, RmsPropStep};
 use crate::{bail, Error, Result};
 
 const GEMM_THREADS: u32 = 256;
@@ -414,6 +414,10 @@ impl Cuda {
             None => 0,
         };
         let out = self.empty(&[m, n])?;
+        if self.precision() != Precision::F32 {
+            self.tc_matmul(self.ptr(a)?, self.ptr(b)?, bias_ptr, &out, (m, k, n), ta, tb)?;
+            return Ok(out);
+        }
         let name = match (ta, tb) {
             (false, false) => "matmul_nn_f32",
             (false, true) => "matmul_nt_f32",
@@ -463,6 +467,10 @@ impl Cuda {
         let (ho, wo) = (p.out_size(xs[2], k), p.out_size(xs[3], k));
         let c = self.conv_shape("conv2d", [xs[0], xs[1], xs[2], xs[3]], ws[0], k, (ho, wo), p)?;
         let out = self.empty(&[xs[0], ws[0], ho, wo])?;
+        if self.precision() != Precision::F32 {
+            self.tc_conv2d(self.ptr(x)?, self.ptr(w)?, &out, [xs[0], xs[1], xs[2], xs[3]], ws[0], k, p)?;
+            return Ok(out);
+        }
         let tile = self.gemm_tiles().pick(ws[0]);
         let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k, tile)?;
         let name = tile.kernel("conv2d_fwd_f32", "conv2d_fwd_narrow_f32");
@@ -486,6 +494,11 @@ impl Cuda {
         let (h, wd) = out_hw;
         let c = self.conv_shape("conv2d_data_grad", [n, ci, h, wd], ws[0], k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[n, ci, h, wd])?;
+        if self.precision() != Precision::F32 {
+            let (gp, wp) = (self.ptr(gy)?, self.ptr(w)?);
+            self.tc_conv2d_data_grad(gp, wp, &out, [n, ci, h, wd], ws[0], k, (gs[2], gs[3]), p)?;
+            return Ok(out);
+        }
         let tile = self.gemm_tiles().pick(ci);
         let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k, tile)?;
         let name = tile.kernel("conv2d_dgrad_f32", "conv2d_dgrad_narrow_f32");
@@ -502,6 +515,11 @@ impl Cuda {
         let (co, ci) = (gs[1], xs[1]);
         let c = self.conv_shape("conv2d_weight_grad", [xs[0], ci, xs[2], xs[3]], co, k, (gs[2], gs[3]), p)?;
         let out = self.empty(&[co, ci, k, k])?;
+        if self.precision() != Precision::F32 {
+            let xs4 = [xs[0], ci, xs[2], xs[3]];
+            self.tc_conv2d_weight_grad(self.ptr(x)?, self.ptr(gy)?, &out, xs4, (co, gs[2], gs[3]), k, p)?;
+            return Ok(out);
+        }
         let tile = self.gemm_tiles().pick(co);
         let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3], tile)?;
         let name = tile.kernel("conv2d_wgrad_f32", "conv2d_wgrad_narrow_f32");
