@@ -87,10 +87,15 @@ struct TrainArgs {
     /// auto | cpu | cuda | cuda:N | emulated (the CUDA kernels on a CPU emulator: slow, for testing)
     #[arg(long)]
     device: Option<String>,
+    /// Matrix products and convolutions on CUDA: f32 (exact reference kernels), tf32 (default,
+    /// as PyTorch's convolutions) or bf16 (tensor-core operands rounded; f32 accumulation and
+    /// storage). The CPU backend ignores it.
+    #[arg(long)]
+    precision: Option<wgan::backend::Precision>,
     /// Run folder (default runs/latest).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in --out from its checkpoint (only --steps, --device, --sample-every and
+    /// Continue the run in --out from its checkpoint (only --steps, --device, --precision, --sample-every and
     /// --checkpoint-every may change).
     #[arg(long)]
     resume: bool,
@@ -143,8 +148,12 @@ fn open_device(name: &str) -> Result<Device> {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    let explicit_precision = a.precision.is_some();
     let (cfg, start) = if a.resume { resume_config(a)? } else { (fresh_config(a)?, Start::Fresh) };
     let dev = open_device(&cfg.device)?;
+    if explicit_precision && matches!(dev, Device::Cpu(_)) && cfg.precision != wgan::backend::Precision::F32 {
+        eprintln!("note: --precision {} applies to CUDA devices; the CPU backend computes in f32", cfg.precision);
+    }
     eprintln!(
         "training {} on {} ({}), {} generator steps, device {}, output {}",
         match cfg.loss {
@@ -200,6 +209,7 @@ fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
         wgan_schedule: a.wgan_schedule,
         seed: a.seed,
         device: a.device,
+        precision: a.precision,
         out: a.out,
         sample_every: a.sample_every,
         checkpoint_every: a.checkpoint_every,
@@ -233,7 +243,7 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
             if flag == "--out" {
                 wgan::bail!("--resume needs --out RUN_FOLDER (the run to continue)");
             }
-            wgan::bail!("{flag}: a resumed run keeps its configuration; only --steps, --device, --sample-every and --checkpoint-every may change");
+            wgan::bail!("{flag}: a resumed run keeps its configuration; only --steps, --device, --precision, --sample-every and --checkpoint-every may change");
         }
     }
     let out = a.out.unwrap();
@@ -247,6 +257,9 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
     }
     if let Some(d) = a.device {
         cfg.device = d;
+    }
+    if let Some(p) = a.precision {
+        cfg.precision = p;
     }
     if let Some(s) = a.sample_every {
         cfg.sample_every = s;

@@ -338,7 +338,50 @@ fn long_reductions_at_tf32(on: On) {
     t.g.check().expect("CUDA error");
 }
 
+/// `wgan train --precision tf32` end to end (DCGAN-28 on MNIST: every conv pass and the first
+/// layer's GEMM on tensor cores, then the penalty's double backward through them); config.json
+/// records the precision; the CPU says once that it ignores it.
+fn train_end_to_end_at_tf32(on: On) {
+    if cuda_devices::open(on).is_none() {
+        return;
+    }
+    let dev = if on == On::Gpu { "cuda" } else { "emulated" };
+    let out = std::env::temp_dir().join(format!("wgan-tc-train-{}-{dev}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let bin = env!("CARGO_BIN_EXE_wgan");
+    let args = ["train", "--dataset", "mnist", "--width", "4", "--batch-size", "4", "--n-critic", "2", "--steps", "2"];
+    let o = std::process::Command::new(bin)
+        .args(args)
+        .args(["--device", dev, "--precision", "tf32", "--out", out.to_str().unwrap()])
+        .output()
+        .expect("run wgan");
+    assert!(o.status.success(), "wgan train failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["precision"], "tf32");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for m in &lines {
+        for k in ["critic_loss", "wasserstein", "penalty", "gen_loss"] {
+            assert!(m[k].as_f64().is_some_and(f64::is_finite), "{k} is not finite in {m}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    if on == On::Emulator {
+        let o = std::process::Command::new(bin)
+            .args(args)
+            .args(["--device", "cpu", "--precision", "bf16", "--out", out.to_str().unwrap()])
+            .output()
+            .expect("run wgan");
+        assert!(o.status.success(), "wgan train on the CPU failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.matches("--precision bf16 applies to CUDA devices").count(), 1, "{err}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
+
 on_gpu_and_emulator!(
+    train_end_to_end_at_tf32,
     rounding_is_bit_exact,
     mma_fragment_layouts,
     ldmatrix_layouts,

@@ -117,6 +117,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     type Tensor: Clone + Debug;
 
     /// Short device description, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H100".
+    /// Sets the precision of matrix products and convolutions (see [`Precision`]); returns false
+    /// when the backend has no such choice (the CPU computes in its own element type).
+    fn set_precision(&self, p: Precision) -> bool {
+        let _ = p;
+        false
+    }
+
     fn name(&self) -> String;
     fn shape<'a>(&self, t: &'a Self::Tensor) -> &'a [usize];
 

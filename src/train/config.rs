@@ -131,6 +131,10 @@ pub struct TrainConfig {
     pub wgan_schedule: bool,
     pub seed: u64,
     pub device: String,
+    /// Matrix-product and convolution precision on CUDA devices (`--precision`; the CPU ignores it).
+    /// Configurations written before it existed read as the default, tf32.
+    #[serde(default)]
+    pub precision: crate::backend::Precision,
     pub out: PathBuf,
     pub sample_every: u64,
     pub checkpoint_every: u64,
@@ -160,6 +164,7 @@ pub struct TrainOptions {
     pub wgan_schedule: bool,
     pub seed: Option<u64>,
     pub device: Option<String>,
+    pub precision: Option<crate::backend::Precision>,
     pub out: Option<PathBuf>,
     pub sample_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
@@ -226,6 +231,7 @@ impl TrainOptions {
             wgan_schedule: self.wgan_schedule,
             seed: self.seed.unwrap_or(0),
             device: self.device.unwrap_or_else(|| "auto".into()),
+            precision: self.precision.unwrap_or_default(),
             out: self.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
             sample_every: self.sample_every.unwrap_or(if toy { 250 } else { 50 }),
             checkpoint_every: self.checkpoint_every.unwrap_or(if toy { 500 } else { 100 }),

@@ -122,6 +122,7 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
         );
     }
     ensure_writable_dir(&out)?;
+    be.set_precision(cfg.precision);
     let mut gan = cfg.build(be.clone())?;
     let mut progress = Progress { step: 0, data_position: 0 };
     if start == Start::Resume {

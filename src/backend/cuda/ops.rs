@@ -722,6 +722,11 @@ impl Cuda {
 impl Backend for Cuda {
     type Tensor = CudaTensor;
 
+    fn set_precision(&self, p: Precision) -> bool {
+        Cuda::set_precision(self, p);
+        true
+    }
+
     fn name(&self) -> String {
         format!("cuda:{} {}", self.inner.ordinal, self.inner.name)
     }
