@@ -1,10 +1,12 @@
 //! Kernel benchmarks, llm.c-style: every case first checks the CUDA kernel against the CPU
 //! reference on the same random inputs, then times it with CUDA events (warm-up, median of 20
 //! runs, L2 flushed before each) and prints time, TFLOP/s or GB/s, and the percentage of the
-//! ceiling measured in the same run (f32 FMA rate from `kernels/peak.cu`; device-to-device copy
+//! ceiling measured in the same run (f32 FMA rate from `kernels/peak.cu` for the f32 kernels, the
+//! TF32 / BF16 `mma.sync` rates from `kernels/gemm_tc.cu` for the tensor-core ones; device-to-device copy
 //! bandwidth). Cases: conv forward, data gradient and weight gradient at every layer of the
 //! DCGAN-64 critic and generator at batch 64 and of the 28/32 MNIST models, the toy MLP GEMMs at
-//! batch 256, and the fused penalty, interpolate, optimizer and clamp kernels.
+//! batch 256 (each at f32, then `/tf32` and `/bf16` on tensor cores), and the fused penalty,
+//! interpolate, optimizer and clamp kernels.
 //! Writes `bench-results/<date>-<device>-kernels.json`.
 //!
 //!   cargo bench --bench kernels              # needs a CUDA GPU; says so and exits 0 without one
@@ -14,6 +16,7 @@
 
 use wgan::backend::cpu::Cpu;
 use wgan::backend::cuda::{Cuda, GemmTiles};
+use wgan::backend::Precision;
 use wgan::backend::{AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
 use wgan::nn::arch::{dcgan_critic, dcgan_generator, CriticNorm};
 use wgan::nn::{Layer, Net};
@@ -75,6 +78,10 @@ struct Bench {
     gpu: Cuda,
     cpu: Cpu<f32>,
     peak_tflops: f64,
+    /// Measured tensor-core ceilings at TF32 and BF16 (NaN on the emulator).
+    tc_peak_tflops: [f64; 2],
+    /// The precision the current cases run at (their ceiling: FMA for f32, tensor cores otherwise).
+    prec: Precision,
     bw_gbs: f64,
     filter: Vec<String>,
     records: Vec<serde_json::Value>,
@@ -89,6 +96,24 @@ enum Work {
 }
 
 impl Bench {
+    fn ceiling(&self) -> f64 {
+        match self.prec {
+            Precision::F32 => self.peak_tflops,
+            Precision::Tf32 => self.tc_peak_tflops[0],
+            Precision::Bf16 => self.tc_peak_tflops[1],
+        }
+    }
+
+    /// Validation tolerance of a product with `k`-term sums at the current precision, relative to
+    /// the output's largest magnitude: 1e-4 at f32; at TF32/BF16 the operand rounding bound 2u per
+    /// term, over a random sum whose Σ|a·b| is about √k times the largest output.
+    fn tol(&self, k: usize) -> f64 {
+        match self.prec {
+            Precision::F32 => 1e-4,
+            p => 2.0 * p.unit_roundoff() * (k as f64).sqrt() + 1e-4,
+        }
+    }
+
     fn wanted(&self, name: &str) -> bool {
         self.filter.is_empty() || self.filter.iter().any(|f| name.contains(f.as_str()))
     }
@@ -115,7 +140,7 @@ impl Bench {
             }
         };
         let (rate, unit, pct) = match work {
-            Work::Flops(f) => (f / (ms * 1e-3) / 1e12, "TFLOP/s", f / (ms * 1e-3) / 1e12 / self.peak_tflops * 100.0),
+            Work::Flops(f) => (f / (ms * 1e-3) / 1e12, "TFLOP/s", f / (ms * 1e-3) / 1e12 / self.ceiling() * 100.0),
             Work::Bytes(b) => (b / (ms * 1e-3) / 1e9, "GB/s", b / (ms * 1e-3) / 1e9 / self.bw_gbs * 100.0),
         };
         println!("{name:<40} {ms:>9.4} ms {rate:>9.2} {unit:<8} {pct:>6.1}% of ceiling   (err {err:.1e})");
@@ -127,7 +152,9 @@ impl Bench {
 
     /// Every conv pass at `c`; a pass with at most 16 output rows (which runs on the 16×256 tile) is
     /// also timed on the 64×64 tile, as `<name>/square-tile`, to show what the narrow tile gains.
+    /// Then every pass again on tensor cores at TF32 and BF16 (`<name>/tf32`, `<name>/bf16`).
     fn conv(&mut self, label: &str, c: ConvCase) {
+        self.set_prec(Precision::F32);
         self.conv_passes(label, c, "", [true; 3]);
         let small = [c.co <= 16, c.ci <= 16, c.co <= 16];
         if small.iter().any(|&s| s) {
@@ -135,6 +162,16 @@ impl Bench {
             self.conv_passes(label, c, "/square-tile", small);
             self.gpu.set_gemm_tiles(GemmTiles::Auto);
         }
+        for p in [Precision::Tf32, Precision::Bf16] {
+            self.set_prec(p);
+            self.conv_passes(label, c, &format!("/{p}"), [true; 3]);
+        }
+        self.set_prec(Precision::F32);
+    }
+
+    fn set_prec(&mut self, p: Precision) {
+        self.prec = p;
+        self.gpu.set_precision(p);
     }
 
     /// conv/fprop, conv/dgrad and conv/wgrad at `c`, those of `which` that are set.
@@ -153,25 +190,38 @@ impl Bench {
         if which[0] && self.wanted(&name) {
             let (a, b) = (g.to_f32(&g.conv2d(&gx, &gw, c.p)), cp.to_f32(&cp.conv2d(&cx, &cw, c.p)));
             let gg = g.clone();
-            self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d(&gx, &gw, c.p)));
+            let tol = self.tol(c.ci * c.k * c.k);
+            self.case(&name, a, b, tol, Work::Flops(f), || drop(gg.conv2d(&gx, &gw, c.p)));
         }
         let name = format!("conv/dgrad/{label}{suffix}");
         if which[1] && self.wanted(&name) {
             let a = g.to_f32(&g.conv2d_data_grad(&ggy, &gw, c.p, (h, h)));
             let b = cp.to_f32(&cp.conv2d_data_grad(&cgy, &cw, c.p, (h, h)));
             let gg = g.clone();
-            self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d_data_grad(&ggy, &gw, c.p, (h, h))));
+            let tol = self.tol(c.co * c.k * c.k);
+            self.case(&name, a, b, tol, Work::Flops(f), || drop(gg.conv2d_data_grad(&ggy, &gw, c.p, (h, h))));
         }
         let name = format!("conv/wgrad/{label}{suffix}");
         if which[2] && self.wanted(&name) {
             let a = g.to_f32(&g.conv2d_weight_grad(&gx, &ggy, c.p, c.k));
             let b = cp.to_f32(&cp.conv2d_weight_grad(&cx, &cgy, c.p, c.k));
             let gg = g.clone();
-            self.case(&name, a, b, 1e-4, Work::Flops(f), || drop(gg.conv2d_weight_grad(&gx, &ggy, c.p, c.k)));
+            let tol = self.tol(c.n * o * o);
+            self.case(&name, a, b, tol, Work::Flops(f), || drop(gg.conv2d_weight_grad(&gx, &ggy, c.p, c.k)));
         }
     }
 
-    fn gemm(&mut self, name: &str, (m, k, n): (usize, usize, usize), ta: bool, tb: bool) {
+    /// The matmul at f32, then on tensor cores at TF32 and BF16 (`<name>/tf32`, `<name>/bf16`).
+    fn gemm(&mut self, name: &str, mnk: (usize, usize, usize), ta: bool, tb: bool) {
+        for p in Precision::ALL {
+            self.set_prec(p);
+            let n = if p == Precision::F32 { name.to_string() } else { format!("{name}/{p}") };
+            self.gemm_at(&n, mnk, ta, tb);
+        }
+        self.set_prec(Precision::F32);
+    }
+
+    fn gemm_at(&mut self, name: &str, (m, k, n): (usize, usize, usize), ta: bool, tb: bool) {
         if !self.wanted(name) {
             return;
         }
@@ -182,7 +232,8 @@ impl Bench {
         let (ga, gb) = (g.from_f32(&a, &sa), g.from_f32(&b, &sb));
         let out = g.to_f32(&g.matmul(&ga, &gb, ta, tb));
         let want = cp.to_f32(&cp.matmul(&cp.from_f32(&a, &sa), &cp.from_f32(&b, &sb), ta, tb));
-        self.case(name, out, want, 1e-4, Work::Flops(2.0 * (m * k * n) as f64), || drop(g.matmul(&ga, &gb, ta, tb)));
+        let tol = self.tol(k);
+        self.case(name, out, want, tol, Work::Flops(2.0 * (m * k * n) as f64), || drop(g.matmul(&ga, &gb, ta, tb)));
     }
 
     fn memory_bound(&mut self) {
@@ -281,6 +332,17 @@ fn main() {
             return;
         }
     };
+    let tc_peak_tflops = if emulated {
+        [f64::NAN; 2]
+    } else {
+        match (gpu.mma_peak_tflops(Precision::Tf32), gpu.mma_peak_tflops(Precision::Bf16)) {
+            (Ok(t), Ok(b)) => [t, b],
+            (Err(e), _) | (_, Err(e)) => {
+                println!("{}: measuring the tensor-core ceilings failed: {e}", gpu.name());
+                std::process::exit(1);
+            }
+        }
+    };
     let (peak_tflops, bw_gbs) = if emulated {
         println!("{}: dry run, batch {batch}: validation only", gpu.name());
         (f64::NAN, f64::NAN)
@@ -296,11 +358,15 @@ fn main() {
     };
     if !emulated {
         println!(
-            "{}: f32 FMA ceiling {peak_tflops:.1} TFLOP/s, device-to-device copy {bw_gbs:.0} GB/s (measured now)",
-            gpu.name()
+            "{}: f32 FMA ceiling {peak_tflops:.1} TFLOP/s, tensor cores {:.1} TFLOP/s TF32, {:.1} BF16, \
+             device-to-device copy {bw_gbs:.0} GB/s (measured now)",
+            gpu.name(),
+            tc_peak_tflops[0],
+            tc_peak_tflops[1]
         );
     }
-    let mut b = Bench { gpu, cpu: Cpu::new(), peak_tflops, bw_gbs, filter, records: vec![], failures: 0, emulated };
+    gpu.set_precision(Precision::F32);
+    let mut b = Bench { gpu, cpu: Cpu::new(), peak_tflops, tc_peak_tflops, prec: Precision::F32, bw_gbs, filter, records: vec![], failures: 0, emulated };
     let nets: Vec<(String, Net)> = vec![
         ("critic64".into(), dcgan_critic(64, 3, 64, CriticNorm::Layer).unwrap()),
         ("gen64".into(), dcgan_generator(64, 3, 64, 100).unwrap()),

@@ -34,7 +34,7 @@
 CONV_TC(tf32, Tf32)
 CONV_TC(bf16, Bf16)
 
-extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws,
-                                             const float* __restrict__ bias, SplitKParams p) {
-    splitk_reduce(out, ws, bias, p);
+extern "C" __global__ void splitk_scatter_f32(float* __restrict__ out, const float* __restrict__ ws,
+                                              const float* __restrict__ bias, SplitKParams p, TcOut c) {
+    splitk_scatter(out, ws, bias, p, c);
 }

@@ -27,9 +27,9 @@
 MATMUL_TC(tf32, Tf32)
 MATMUL_TC(bf16, Bf16)
 
-extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws,
-                                             const float* __restrict__ bias, SplitKParams p) {
-    splitk_reduce(out, ws, bias, p);
+extern "C" __global__ void splitk_scatter_f32(float* __restrict__ out, const float* __restrict__ ws,
+                                              const float* __restrict__ bias, SplitKParams p, TcOut c) {
+    splitk_scatter(out, ws, bias, p, c);
 }
 
 // ---- self-tests of mma.cuh (tests/gpu_tensorcore.rs), one warp ----
@@ -99,3 +99,30 @@ extern "C" __global__ void ldmatrix_selftest_n(u32* __restrict__ out, const u32*
 extern "C" __global__ void ldmatrix_selftest_t(u32* __restrict__ out, const u32* __restrict__ m) {
     ldmatrix_selftest<true>(out, m);
 }
+
+// ---- the tensor-core ceiling for benchmarks: mma.sync back to back, no memory traffic ----
+// Each warp runs `iters` rounds of 1×4 independent MMAs (four accumulator chains hide the latency).
+// TF32 m16n8k8: 2·16·8·8 = 2048 flops per MMA; BF16 m16n8k16: 4096.
+__device__ __forceinline__ void mma_any(Tf32, float (&acc)[1][4][4], const u32 (&a)[1][4], const u32 (&b)[4][2]) {
+    mma_tf32<1, 4>(acc, a, b);
+}
+__device__ __forceinline__ void mma_any(Bf16, float (&acc)[1][4][4], const u32 (&a)[1][4], const u32 (&b)[4][2]) {
+    mma_bf16<1, 4>(acc, a, b);
+}
+template <class P>
+__device__ __forceinline__ void mma_peak(float* __restrict__ out, i64 iters) {
+    const int lane = threadIdx.x & 31;
+    u32 a[1][4], b[4][2];
+    for (int i = 0; i < 4; ++i) a[0][i] = tf32_round(1e-3f * (lane + i));
+    for (int j = 0; j < 4; ++j) b[j][0] = b[j][1] = tf32_round(1e-3f * (lane - j));
+    float acc[1][4][4] = {};
+    for (i64 it = 0; it < iters; ++it) {
+        mma_any(P{}, acc, a, b);
+    }
+    float s = 0.0f;
+    for (int j = 0; j < 4; ++j)
+        for (int e = 0; e < 4; ++e) s += acc[0][j][e];
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s;
+}
+extern "C" __global__ void mma_peak_tf32(float* __restrict__ out, i64 iters) { mma_peak<Tf32>(out, iters); }
+extern "C" __global__ void mma_peak_bf16(float* __restrict__ out, i64 iters) { mma_peak<Bf16>(out, iters); }

@@ -313,3 +313,19 @@ __device__ __forceinline__ void tc_gemm(const float* __restrict__ pa, const floa
 }
 
 static_assert(sizeof(TcOperand) == 112 && sizeof(TcOut) == 48 && sizeof(TcParams) == 296, "TC params layout");
+
+// Split-K epilogue for any output layout: out[offset(m, col)] = Σ_z ws[z·total + m·cols + col], z in
+// order (deterministic), then + bias[col] when bias is not null. The slices are plain row-major
+// [m, cols]; `c` maps (m, col) to the output as in the GEMM's epilogue (a convolution's
+// [n, channel, pixel] layout, a stride phase's pixels).
+__device__ __forceinline__ void splitk_scatter(float* __restrict__ out, const float* __restrict__ ws,
+                                               const float* __restrict__ bias, const SplitKParams& p,
+                                               const TcOut& c) {
+    WG_FOR(i, p.total) {
+        float acc = 0.0f;
+        for (i64 z = 0; z < p.splits; ++z) acc += ws[z * p.total + i];
+        const i64 m = i / p.cols, n = i - m * p.cols;
+        const i64 n2 = n % c.q2, q = n / c.q2, n1 = q % c.q1, n0 = q / c.q1;
+        out[m * c.om + n0 * c.o0 + n1 * c.o1 + n2 * c.o2 + c.ob] = bias ? acc + bias[n] : acc;
+    }
+}

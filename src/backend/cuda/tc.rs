@@ -69,6 +69,7 @@ pub struct TcParams {
 
 // SAFETY: plain-old-data with C layout, matching gemm_tc.cuh.
 unsafe impl DeviceRepr for TcParams {}
+unsafe impl DeviceRepr for TcOut {}
 
 const _: () = {
     use std::mem::size_of;
@@ -202,9 +203,9 @@ impl Cuda {
         Precision::from_code(self.inner.precision.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Launches one tensor-core GEMM (through a split-K workspace when the grid splits K) writing
-    /// into `out_ptr`; `out` is the output tensor, needed only for the split-K reduction, which
-    /// requires the output to be a plain row-major matrix (`c` of `TcOut::matrix`).
+    /// Launches one tensor-core GEMM writing C through `c` into `out_ptr`; when the grid splits K,
+    /// the slices go to a row-major workspace and `splitk_scatter_f32` adds them in order into
+    /// the output's layout.
     #[allow(clippy::too_many_arguments)]
     fn tc_launch(
         &self,
@@ -228,16 +229,15 @@ impl Cuda {
             Some(w) => self.ptr(w)?,
             None => out_ptr,
         };
-        let c = if ws.is_some() { TcOut::matrix(g.nc as usize) } else { c };
-        let p = TcParams { g, a: opa, b: opb, c };
+        let p = TcParams { g, a: opa, b: opb, c: if ws.is_some() { TcOut::matrix(g.nc as usize) } else { c } };
         let mut args: [*mut c_void; 5] = [arg_ptr(&dst), arg_ptr(&a), arg_ptr(&b), arg_ptr(&bias), arg_ptr(&p)];
         self.launch_raw(module, name, grid, TC_THREADS, &mut args)?;
         if let Some(w) = &ws {
             let total = g.total as usize;
             let sp = SplitKParams { total: g.total, splits: splits as i64, cols: i64::from(g.nc.max(1)) };
             let wp = self.ptr(w)?;
-            let mut args: [*mut c_void; 4] = [arg_ptr(&out_ptr), arg_ptr(&wp), arg_ptr(&bias), arg_ptr(&sp)];
-            self.launch_raw(module, "splitk_reduce_f32", (grid_1d(total), 1, 1), BLOCK, &mut args)?;
+            let mut args: [*mut c_void; 5] = [arg_ptr(&out_ptr), arg_ptr(&wp), arg_ptr(&bias), arg_ptr(&sp), arg_ptr(&c)];
+            self.launch_raw(module, "splitk_scatter_f32", (grid_1d(total), 1, 1), BLOCK, &mut args)?;
         }
         Ok(())
     }
@@ -300,8 +300,7 @@ impl Cuda {
         };
         let c = TcOut { om: (ho * wo) as i64, o0: (co * ho * wo) as i64, o1: wo as i64, o2: 1, ob: 0, q1: ho as u32, q2: wo as u32 };
         let tile = TcTile::pick(self.gemm_tiles(), co);
-        // Split-K would need a plain row-major output; y is [n, co, q], so keep one slice.
-        let pl = plan("conv2d", co, n * ho * wo, ci * k * k, tile, false)?;
+        let pl = plan("conv2d", co, n * ho * wo, ci * k * k, tile, true)?;
         let name = kernel_name("conv2d_fwd", tile, self.precision())?;
         self.tc_launch(Module::ConvTc, name, pl, w, x, 0, self.ptr(y)?, opa, opb, c)
     }
@@ -383,7 +382,7 @@ impl Cuda {
                     q1: hp as u32,
                     q2: wp as u32,
                 };
-                let pl = plan("conv2d_data_grad", ci, n * hp * wp, co * kh * kw, tile, false)?;
+                let pl = plan("conv2d_data_grad", ci, n * hp * wp, co * kh * kw, tile, true)?;
                 self.tc_launch(Module::ConvTc, name, pl, w, gy, 0, gx_ptr, opa, opb, c)?;
             }
         }
@@ -505,5 +504,28 @@ impl Cuda {
         self.selftest_run(name, &[&out], &[&tm], 1, 32)?;
         self.check()?;
         Ok(self.to_f32(&out).iter().map(|v| v.to_bits()).collect())
+    }
+}
+
+impl Cuda {
+    /// The device's dense tensor-core rate at `p` (TF32 or BF16 operands, f32 accumulation) in
+    /// TFLOP/s, from `mma_peak_*` in gemm_tc.cu: the ceiling of the tensor-core kernels.
+    pub fn mma_peak_tflops(&self, p: Precision) -> Result<f64> {
+        let (name, flops_per_mma) = match p {
+            Precision::Tf32 => ("mma_peak_tf32", 2048.0),
+            Precision::Bf16 => ("mma_peak_bf16", 4096.0),
+            Precision::F32 => return self.fma_peak_tflops(),
+        };
+        let (blocks, threads, iters) = (1024u32 * 4, 128u32, 2048i64);
+        let out = self.empty(&[(blocks * threads) as usize])?;
+        let ptr = self.ptr(&out)?;
+        let (ms, _) = self.time_events(1, 5, false, || {
+            let mut args: [*mut c_void; 2] = [arg_ptr(&ptr), arg_ptr(&iters)];
+            if let Err(e) = self.launch_raw(Module::GemmTc, name, (blocks, 1, 1), threads, &mut args) {
+                self.record(e);
+            }
+        })?;
+        let mmas = blocks as f64 * (threads / 32) as f64 * iters as f64 * 4.0;
+        Ok(mmas * flops_per_mma / (ms * 1e-3) / 1e12)
     }
 }
