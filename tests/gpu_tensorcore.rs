@@ -381,7 +381,23 @@ fn train_end_to_end_at_tf32(on: On) {
     }
 }
 
+/// Two `Cuda` instances have two streams with nothing ordering them: a tensor of one is refused by
+/// the other (an error from check, no race). GPU only: the emulator runs launches synchronously.
+fn separate_instances_do_not_share_tensors(on: On) {
+    if on == On::Emulator {
+        return;
+    }
+    let Some(a) = cuda_devices::open(on) else { return };
+    let Some(b) = cuda_devices::open(on) else { return };
+    let t = a.from_f32(&[1.0, 2.0, 3.0], &[3]);
+    let _ = b.scale(&t, 2.0);
+    let e = b.check().expect_err("a tensor of another Cuda instance must be refused");
+    assert!(e.to_string().contains("another Cuda instance"), "{e}");
+    a.check().expect("the owner is unaffected");
+}
+
 on_gpu_and_emulator!(
+    separate_instances_do_not_share_tensors,
     train_end_to_end_at_tf32,
     rounding_is_bit_exact,
     mma_fragment_layouts,

@@ -372,6 +372,13 @@ impl Cuda {
     /// The device address of element 0 of a buffer.
     pub(crate) fn addr(&self, b: &Buffer) -> Result<u64> {
         match (b, &self.inner.exec) {
+            // A buffer of another `Cuda` instance lives on that instance's stream: nothing orders
+            // its pending writes and frees with this stream's work (event tracking is off), so it
+            // is refused rather than raced. Clones of one `Cuda` share the stream and may mix.
+            (Buffer::Gpu(s), Exec::Gpu(g)) if !Arc::ptr_eq(s.stream(), &g.stream) => Err(Error::msg(
+                "CUDA: a tensor of another Cuda instance (its own stream, with no ordering against this one); \
+                 use one Cuda per device and clone it, or copy the data through the host",
+            )),
             (Buffer::Gpu(s), Exec::Gpu(g)) => Ok(s.device_ptr(&g.stream).0),
             (Buffer::Host(h), Exec::Host(_)) => Ok(h.addr()),
             _ => Err(Error::msg("CUDA: a tensor from another device (GPU and host emulator mixed)")),
@@ -608,9 +615,17 @@ pub fn system_report() -> String {
                         Ok(format!("{name}, {:.1} GiB", mem as f64 / (1u64 << 30) as f64))
                     })
                     .unwrap_or_else(|e| format!("unreadable ({e})"));
-                let cc = CudaContext::new(i as usize)
-                    .and_then(|c| c.compute_capability())
-                    .map(|(a, b)| format!(", sm_{a}{b}"))
+                // From device attributes: no context is created (a primary context retained just
+                // to read two integers would hold memory on every GPU for the life of the process).
+                let cc = drv::device::get(i)
+                    .and_then(|d| {
+                        use sys::CUdevice_attribute as A;
+                        // SAFETY: a device handle from `get`.
+                        let major = unsafe { drv::device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) }?;
+                        // SAFETY: as above.
+                        let minor = unsafe { drv::device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) }?;
+                        Ok(format!(", sm_{major}{minor}"))
+                    })
                     .unwrap_or_default();
                 out.push(format!("cuda:{i}: {desc}{cc}"));
             }
