@@ -8,6 +8,9 @@
 //! --include-ignored`. Without a GPU they return early, unless `WGAN_REQUIRE_GPU=1`, which makes
 //! them fail. The inputs' seed is printed; `WGAN_TEST_SEED=<n>` replays a run.
 //!
+//! Matrix products and convolutions run at `WGAN_TEST_PRECISION` (f32 by default; tf32 or bf16 run
+//! them on tensor cores, their tolerance widened by 2u·√terms, u the unit roundoff).
+//!
 //! Tolerances, all relative to the largest magnitude of the CPU result (`scale`):
 //! - exact (0): copies, fill, views, rand_uniform (the same integer arithmetic on both sides);
 //! - 2e-6: single-rounding elementwise ops (add, sub, mul, scale, leaky_relu, interpolate, axpby);
@@ -98,6 +101,10 @@ fn close_dot(what: &str, gpu: &[f32], cpu: &[f32], abs_sum: &[f32], terms: usize
     let terms_scale = abs_sum.iter().fold(0f64, |m, v| m.max(*v as f64)) / (terms.max(1) as f64).sqrt();
     // `close` measures against the CPU result's largest magnitude; widen it to `terms_scale`.
     let scale = result.max(terms_scale);
+    // At TF32/BF16 (WGAN_TEST_PRECISION) each product carries up to 2u of its |term|: at most
+    // 2u·max Σ|terms| = 2u·√terms·terms_scale in all.
+    let p = cuda_devices::precision();
+    let rtol = if p == wgan::backend::Precision::F32 { rtol } else { rtol + 2.0 * p.unit_roundoff() * (terms as f64).sqrt() };
     close(what, gpu, cpu, rtol * scale / result.max(1e-30));
 }
 
