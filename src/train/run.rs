@@ -65,6 +65,22 @@ impl Source {
         }
     }
 
+    /// The shape of a batch of `batch` samples.
+    pub fn batch_shape(&self, batch: usize) -> Vec<usize> {
+        match self {
+            Source::Toy { .. } => vec![batch, 2],
+            Source::Images { data, .. } => vec![batch, data.channels, data.height, data.width],
+        }
+    }
+
+    /// Writes the next real batch into `dst` (of `batch_shape(batch)`), with no device allocation.
+    pub fn fill<B: Backend>(&mut self, be: &B, dst: &B::Tensor, batch: usize) {
+        match self {
+            Source::Toy { set, rng } => be.write_f32(dst, &set.sample(rng, batch)),
+            Source::Images { batches, .. } => be.write_f32(dst, &batches.next().1),
+        }
+    }
+
     /// The position to store in a checkpoint.
     pub fn position(&self) -> u64 {
         match self {
@@ -145,8 +161,12 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     let abort_after: Option<u64> = std::env::var("WGAN_ABORT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
     for step in progress.step + 1..=cfg.steps {
         let ts = Instant::now();
-        let stats = gan.train_step(|| source.next(&be, cfg.batch_size));
+        let shape = source.batch_shape(cfg.batch_size);
+        let (stats, prof) = gan.train_step_profiled(&shape, |be, dst| source.fill(be, dst, cfg.batch_size));
         be.check()?;
+        if cfg.profile {
+            bar.message(&profile_line(step, &prof, stats.critic_iters));
+        }
         let v = stats.read(&be);
         let secs = ts.elapsed().as_secs_f64();
         if let Some(what) = non_finite(&v) {
@@ -197,6 +217,26 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     bar.finish();
     let (w1, modes) = if cfg.dataset.is_toy() { final_eval(&gan, cfg)? } else { (None, None) };
     Ok(RunSummary { out, steps: cfg.steps, last, seconds: t0.elapsed().as_secs_f64(), w1, modes })
+}
+
+/// `--profile`: what one step issued to the device and the host time it took.
+fn profile_line(step: u64, p: &super::StepProfile, critic_iters: usize) -> String {
+    let host_ms = p.host_seconds * 1e3;
+    match p.counts {
+        Some(c) => format!(
+            "profile step {step}: {} kernel launches, {} graph launches ({} kernels replayed, {} captured), {} copies, \
+             {} allocations ({} bytes), {} critic iterations, host {host_ms:.2} ms",
+            c.launches,
+            c.graph_launches,
+            c.replayed_kernels,
+            c.captured_launches,
+            c.copies,
+            c.allocs,
+            c.alloc_bytes,
+            critic_iters
+        ),
+        None => format!("profile step {step}: {critic_iters} critic iterations, host {host_ms:.2} ms (no launch counts on this device)"),
+    }
 }
 
 fn non_finite(v: &StepValues) -> Option<&'static str> {

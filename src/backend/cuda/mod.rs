@@ -12,12 +12,15 @@
 
 mod device;
 mod emu;
+mod graph;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
+mod step;
 pub mod params;
 mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
+pub use graph::DeviceCounts;
 pub use kernels::{cache_dir, compile_all};
 pub use ops::GemmTiles;

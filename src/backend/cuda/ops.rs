@@ -703,6 +703,8 @@ impl Cuda {
 
 impl Backend for Cuda {
     type Tensor = CudaTensor;
+    /// A 4-float counter buffer (see `step.rs`).
+    type Counter = CudaTensor;
 
     fn name(&self) -> String {
         format!("cuda:{} {}", self.inner.ordinal, self.inner.name)
@@ -853,5 +855,56 @@ impl Backend for Cuda {
     }
     fn axpby_inplace(&self, y: &CudaTensor, a: f64, x: &CudaTensor, b: f64) {
         self.note(self.try_axpby(y, a, x, b))
+    }
+
+    fn counter(&self, value: u64) -> CudaTensor {
+        self.finish(&[4], self.try_counter(value))
+    }
+    fn counter_set(&self, c: &CudaTensor, value: u64) {
+        self.note(self.try_counter_set(c, value))
+    }
+    fn counter_get(&self, c: &CudaTensor) -> u64 {
+        self.try_counter_get(c).unwrap_or_else(|e| {
+            self.record(e);
+            0
+        })
+    }
+    fn counter_add(&self, c: &CudaTensor, delta: u64) {
+        self.note(self.try_counter_add(c, delta))
+    }
+    fn randn_at(&self, shape: &[usize], seed: u64, stream: u64, base: &CudaTensor) -> CudaTensor {
+        self.finish(shape, self.try_random_at(shape, seed, stream, base, true))
+    }
+    fn rand_uniform_at(&self, shape: &[usize], seed: u64, stream: u64, base: &CudaTensor) -> CudaTensor {
+        self.finish(shape, self.try_random_at(shape, seed, stream, base, false))
+    }
+    fn adam_at_inplace(
+        &self,
+        p: &CudaTensor,
+        g: &CudaTensor,
+        m: &CudaTensor,
+        v: &CudaTensor,
+        s: AdamStep,
+        t: &CudaTensor,
+    ) {
+        self.note(self.try_adam_at(p, g, m, v, s, t))
+    }
+    fn write_f32(&self, dst: &CudaTensor, data: &[f32]) {
+        self.note(self.try_write(dst, data))
+    }
+    fn supports_graphs(&self) -> bool {
+        true
+    }
+    fn graph_capture_begin(&self) -> crate::Result<()> {
+        self.capture_begin()
+    }
+    fn graph_capture_end(&self) -> crate::Result<usize> {
+        self.capture_end()
+    }
+    fn graph_launch(&self, id: usize) -> crate::Result<()> {
+        Cuda::graph_launch(self, id)
+    }
+    fn device_counts(&self) -> Option<super::DeviceCounts> {
+        Some(self.counts())
     }
 }
