@@ -235,7 +235,122 @@ fn mnist_dcgan_wgan_clip_graph_on_off_bitwise(on: On) {
     );
 }
 
+/// Batches gathered on the device are the host's batches, bit for bit, across epoch boundaries
+/// and from any starting batch (resume); a data set over the budget streams from the host.
+fn device_resident_batches_match_host_batches(on: On) {
+    let Some(be) = cuda_devices::open(on) else { return };
+    let (n, c, h, w, batch) = (10, 2, 3, 5, 4);
+    let mut r = wgan::rng::HostRng::new(1, 1);
+    let ds = wgan::data::ImageDataset {
+        n,
+        channels: c,
+        height: h,
+        width: w,
+        pixels: (0..n * c * h * w).map(|_| r.uniform() as f32).collect(),
+    };
+    let sampler = wgan::data::BatchSampler::new(n, batch, 77).unwrap();
+    for k0 in [0u64, 3] {
+        let mut dev =
+            wgan::data::DeviceImages::open(&be, &ds, sampler.clone(), k0, |_| {}).expect("10 images fit the device");
+        let dst = be.fill(&[batch, c, h, w], f64::NAN);
+        for k in k0..k0 + 8 {
+            dev.fill(&be, &dst);
+            let want = ds.gather(&sampler.indices(k));
+            assert_eq!(bits(&be.to_f32(&dst)), bits(&want), "batch {k} (from {k0})");
+        }
+        assert_eq!(dev.next_index(), k0 + 8);
+    }
+    std::env::set_var("WGAN_DEVICE_DATA_MAX", "100");
+    let mut said = String::new();
+    let none = wgan::data::DeviceImages::open(&be, &ds, sampler, 0, |m| said = m.to_string());
+    std::env::remove_var("WGAN_DEVICE_DATA_MAX");
+    assert!(none.is_none() && said.contains("streaming batches from the host"), "{said}");
+    // The CPU keeps its data where it is.
+    let cpu = wgan::backend::cpu::Cpu::<f32>::new();
+    let s2 = wgan::data::BatchSampler::new(n, batch, 77).unwrap();
+    assert!(wgan::data::DeviceImages::open(&cpu, &ds, s2, 0, |_| {}).is_none());
+}
+
+/// Layer norm in one launch per op (forward and backward): against the CPU reference on odd
+/// shapes with poisoned outputs, bit-identical to the two-launch form, one launch instead of two.
+fn fused_layer_norm_matches_cpu(on: On) {
+    use wgan::backend::Group;
+    let Some(be) = cuda_devices::open(on) else { return };
+    let cpu = wgan::backend::cpu::Cpu::<f32>::new();
+    let mut r = wgan::rng::HostRng::new(8, 8);
+    for shape in [vec![3usize, 5, 7, 9], vec![4, 33], vec![1, 3, 1, 1], vec![2, 3, 100, 60]] {
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = (0..n).map(|_| (r.normal() * 3.0 + 1.5) as f32).collect();
+        let g: Vec<f32> = (0..n).map(|_| r.normal() as f32).collect();
+        let (xg, gg) = (be.from_f32(&x, &shape), be.from_f32(&g, &shape));
+        let (xc, gc) = (cpu.from_f32(&x, &shape), cpu.from_f32(&g, &shape));
+        let fused_applies = n / shape[0] <= 64 * 256;
+        for fused in [true, false] {
+            be.set_fused_norm(fused);
+            let c0 = be.counts();
+            let y = be.normalize(&xg, Group::Sample, 1e-5);
+            let b = be.normalize_backward(&gg, &xg, Group::Sample, 1e-5);
+            let launches = be.counts().since(&c0).launches;
+            let want = if fused && fused_applies { 2 } else { 4 };
+            assert_eq!(launches, want, "{shape:?} fused={fused}");
+            let (yc, bc) = (cpu.normalize(&xc, Group::Sample, 1e-5), cpu.normalize_backward(&gc, &xc, Group::Sample, 1e-5));
+            for (what, a, c) in [("forward", be.to_f32(&y), cpu.to_f32(&yc)), ("backward", be.to_f32(&b), cpu.to_f32(&bc))] {
+                let scale = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (i, (u, v)) in a.iter().zip(&c).enumerate() {
+                    assert!((u - v).abs() <= 1e-5 * scale, "{what} {shape:?}[{i}] fused={fused}: {u} vs {v}");
+                }
+            }
+        }
+        be.set_fused_norm(true);
+        let f = (be.to_f32(&be.normalize(&xg, Group::Sample, 1e-5)), be.to_f32(&be.normalize_backward(&gg, &xg, Group::Sample, 1e-5)));
+        be.set_fused_norm(false);
+        let u = (be.to_f32(&be.normalize(&xg, Group::Sample, 1e-5)), be.to_f32(&be.normalize_backward(&gg, &xg, Group::Sample, 1e-5)));
+        be.set_fused_norm(true);
+        assert_eq!((bits(&f.0), bits(&f.1)), (bits(&u.0), bits(&u.1)), "{shape:?}: fused and two-launch differ");
+    }
+    be.check().unwrap();
+}
+
+/// The penalty's norms, derivative and mean in one launch: against the CPU reference on odd
+/// shapes, both kinds, bit-identical to the two launches, one launch instead of two.
+fn fused_penalty_matches_cpu(on: On) {
+    use wgan::backend::PenaltyKind;
+    let Some(be) = cuda_devices::open(on) else { return };
+    let cpu = wgan::backend::cpu::Cpu::<f32>::new();
+    let mut r = wgan::rng::HostRng::new(6, 6);
+    for shape in [vec![7usize, 3], vec![300, 2], vec![5, 1, 28, 28], vec![3, 3, 150, 150]] {
+        let n: usize = shape.iter().product();
+        let g: Vec<f32> = (0..n).map(|_| (r.normal() * 0.05) as f32).collect();
+        let (gg, gc) = (be.from_f32(&g, &shape), cpu.from_f32(&g, &shape));
+        for kind in [PenaltyKind::TwoSided, PenaltyKind::OneSided] {
+            let mut outs = vec![];
+            for fused in [true, false] {
+                be.set_fused_norm(fused);
+                let c0 = be.counts();
+                let (p, d) = be.penalty(&gg, kind, 1e-12);
+                let launches = be.counts().since(&c0).launches;
+                assert_eq!(launches, if fused && n <= 1 << 16 { 1 } else { 2 }, "{shape:?} fused={fused}");
+                let (pc, dc) = cpu.penalty(&gc, kind, 1e-12);
+                let (pv, pcv) = (be.to_f32(&p)[0], cpu.to_f32(&pc)[0]);
+                assert!((pv - pcv).abs() <= 1e-5 * pcv.abs().max(1e-6), "{shape:?} {kind:?}: P {pv} vs {pcv}");
+                let (dv, dcv) = (be.to_f32(&d), cpu.to_f32(&dc));
+                let scale = dcv.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (i, (u, v)) in dv.iter().zip(&dcv).enumerate() {
+                    assert!((u - v).abs() <= 1e-5 * scale, "{shape:?} {kind:?} dP/dg[{i}]: {u} vs {v}");
+                }
+                outs.push((pv.to_bits(), bits(&dv)));
+            }
+            assert_eq!(outs[0], outs[1], "{shape:?} {kind:?}: fused and two-launch penalty differ");
+        }
+    }
+    be.set_fused_norm(true);
+    be.check().unwrap();
+}
+
 on_gpu_and_emulator!(
+    fused_penalty_matches_cpu,
+    fused_layer_norm_matches_cpu,
+    device_resident_batches_match_host_batches,
     captured_arguments_are_frozen,
     per_step_values_come_from_device_counters,
     captured_code_may_not_touch_the_host,

@@ -249,6 +249,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
     );
     /// Writes host values into elements [0, data.len()) of an existing tensor (no allocation).
     fn write_f32(&self, dst: &Self::Tensor, data: &[f32]);
+    /// Row r of `dst` (rows = dst's dim 0, all rows of equal length) ← row `idx[start + r]` of
+    /// `src`. `idx` holds row indices as exact integers (< 2²⁴). Gathers a batch from a data set
+    /// kept on the device.
+    fn gather_rows_inplace(&self, dst: &Self::Tensor, src: &Self::Tensor, idx: &Self::Tensor, start: usize);
+    /// Bytes of training data this device should hold (None: keep the data on the host and
+    /// upload each batch, as on the CPU, where there is no upload).
+    fn data_memory_budget(&self) -> Option<u64> {
+        None
+    }
 
     // ---- graphs: capture the device work of a code region once, replay it ----
     /// True when `graph_capture_begin` can work (the CUDA backend, GPU or emulator).

@@ -115,6 +115,12 @@ impl<B: Backend> Gan<B> {
         (self.draws, adam(self.opt_d.kind, self.opt_d.t), adam(self.opt_g.kind, self.opt_g.t))
     }
 
+    /// Makes the step's fixed device state for real batches of `shape` now (the first step
+    /// otherwise does), e.g. before capturing a step from outside.
+    pub fn prepare_step(&mut self, shape: &[usize]) {
+        self.prepare_device(shape);
+    }
+
     /// Creates the fixed device state for real batches of `shape` (again if the shape changed),
     /// and brings the device counters up to the host's.
     fn prepare_device(&mut self, shape: &[usize]) {

@@ -240,6 +240,25 @@ impl<T: Elem> Backend for Cpu<T> {
         let t = t.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         self.adam_inplace(p, g, m, v, AdamStep { t, ..s })
     }
+    fn gather_rows_inplace(&self, dst: &CpuTensor<T>, src: &CpuTensor<T>, idx: &CpuTensor<T>, start: usize) {
+        let rows = dst.shape().first().copied().unwrap_or(0);
+        if rows == 0 || dst.numel() == 0 {
+            return;
+        }
+        let len = dst.numel() / rows;
+        // SAFETY: windows of their own tensors; dst must not overlap src (the caller's contract).
+        let (d, s, ix) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(dst.ptr(), dst.numel()),
+                std::slice::from_raw_parts(src.ptr() as *const T, src.numel()),
+                std::slice::from_raw_parts(idx.ptr() as *const T, idx.numel()),
+            )
+        };
+        for r in 0..rows {
+            let i = ix[start + r].to_f64() as usize;
+            d[r * len..(r + 1) * len].copy_from_slice(&s[i * len..(i + 1) * len]);
+        }
+    }
     fn write_f32(&self, dst: &CpuTensor<T>, data: &[f32]) {
         assert!(data.len() <= dst.numel(), "write_f32: {} values into a tensor of shape {:?}", data.len(), dst.shape());
         // SAFETY: data.len() elements inside dst's window.

@@ -128,6 +128,8 @@ pub(crate) struct Inner {
     pub(crate) graphs: Mutex<super::graph::GraphState>,
     /// Launches, allocations and copies issued (`graph.rs`).
     pub(crate) counters: super::graph::Counters,
+    /// Use the one-launch layer norm where it applies (on by default; off for tests).
+    pub(crate) fused_norm: AtomicBool,
 }
 
 /// The CUDA backend: one device, one non-default stream, kernels compiled by NVRTC on first use.
@@ -237,6 +239,7 @@ impl Cuda {
                 tiles: AtomicU8::new(GemmTiles::Auto.code()),
                 graphs: Mutex::new(Default::default()),
                 counters: Default::default(),
+                fused_norm: AtomicBool::new(true),
             }),
         }
     }
@@ -261,6 +264,18 @@ impl Cuda {
     /// rows, else 64×64). For tests and benchmarks that compare the two; results agree to rounding.
     pub fn set_gemm_tiles(&self, t: GemmTiles) {
         self.inner.tiles.store(t.code(), Ordering::Relaxed);
+    }
+
+    /// Whether layer norm (per-sample groups of at most `FUSED_NORM_MAX_LEN` elements) and the
+    /// penalty (gradients of at most `PENALTY_FUSED_MAX` elements) run as one launch per op
+    /// (default) or as separate statistics and apply (mean) launches. Bit-identical results; for
+    /// tests and benchmarks.
+    pub fn set_fused_norm(&self, on: bool) {
+        self.inner.fused_norm.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fused_norm(&self) -> bool {
+        self.inner.fused_norm.load(Ordering::Relaxed)
     }
 
     pub(crate) fn gemm_tiles(&self) -> GemmTiles {

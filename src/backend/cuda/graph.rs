@@ -38,8 +38,9 @@ pub struct DeviceCounts {
     /// Stream-ordered allocations issued outside a capture (cuMemAllocAsync), and their bytes.
     pub allocs: u64,
     pub alloc_bytes: u64,
-    /// Allocations recorded into graphs (the graph's own memory).
+    /// Allocations recorded into graphs (the graph's own memory), and their bytes.
     pub captured_allocs: u64,
+    pub captured_alloc_bytes: u64,
     /// Host-device and device-device copies issued outside a capture.
     pub copies: u64,
 }
@@ -55,6 +56,7 @@ impl DeviceCounts {
             allocs: self.allocs - earlier.allocs,
             alloc_bytes: self.alloc_bytes - earlier.alloc_bytes,
             captured_allocs: self.captured_allocs - earlier.captured_allocs,
+            captured_alloc_bytes: self.captured_alloc_bytes - earlier.captured_alloc_bytes,
             copies: self.copies - earlier.copies,
         }
     }
@@ -74,6 +76,7 @@ pub(crate) struct Counters {
     pub allocs: AtomicU64,
     pub alloc_bytes: AtomicU64,
     pub captured_allocs: AtomicU64,
+    pub captured_alloc_bytes: AtomicU64,
     pub copies: AtomicU64,
 }
 
@@ -91,6 +94,7 @@ impl Counters {
             allocs: r(&self.allocs),
             alloc_bytes: r(&self.alloc_bytes),
             captured_allocs: r(&self.captured_allocs),
+            captured_alloc_bytes: r(&self.captured_alloc_bytes),
             copies: r(&self.copies),
         }
     }
@@ -280,6 +284,7 @@ impl Cuda {
             }
             Some(cap) => {
                 Counters::bump(&c.captured_allocs, 1);
+                Counters::bump(&c.captured_alloc_bytes, n as u64 * 4);
                 if let (Capture::Host(rec), Some(h)) = (cap, host) {
                     rec.keep(h.clone());
                 }

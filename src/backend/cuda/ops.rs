@@ -11,6 +11,12 @@ use crate::backend::{inner, numel, AdamStep, Backend, ConvParams, Group, Penalty
 use crate::{bail, Error, Result};
 
 const GEMM_THREADS: u32 = 256;
+/// Largest per-sample group that layer norm handles in one launch (one block per sample, 64
+/// elements per thread): beyond it, the separate elementwise pass has more parallelism.
+pub(crate) const FUSED_NORM_MAX_LEN: usize = 64 * BLOCK as usize;
+/// Largest gradient whose penalty one block computes in one launch (`penalty_fused_f32`); larger
+/// ones take a block per sample and a second launch for the mean.
+pub(crate) const PENALTY_FUSED_MAX: usize = 1 << 16;
 const TILE_K: usize = 16;
 
 /// The tile a GEMM launch uses (`gemm_tile.cuh`): rows × columns of the output per block.
@@ -522,6 +528,14 @@ impl Cuda {
         }
         let p = P::NormParams { seg, map, eps: eps as f32 };
         let (o, xp) = (self.ptr(&out)?, self.ptr(x)?);
+        if group == Group::Sample && seg.len as usize <= FUSED_NORM_MAX_LEN && self.fused_norm() {
+            let grid = (count as u32, 1, 1);
+            match g {
+                None => launch!(self, Module::Norm, "normalize_fused_f32", grid, BLOCK, o, xp, p),
+                Some(g) => launch!(self, Module::Norm, "normalize_backward_fused_f32", grid, BLOCK, o, self.ptr(g)?, xp, p),
+            }
+            return Ok(out);
+        }
         match g {
             None => {
                 let stats = self.empty(&[2 * count])?;
@@ -575,13 +589,18 @@ impl Cuda {
         let n = g.numel();
         let value = self.empty(&[1])?;
         let dg = self.empty(&g.shape)?;
-        let per = self.empty(&[samples])?;
         let p = P::PenaltyParams {
             samples: i64_of(samples),
             per_sample: i64_of(if samples == 0 { 0 } else { n / samples }),
             eps: eps as f32,
             one_sided: (kind == PenaltyKind::OneSided) as i32,
         };
+        if n <= PENALTY_FUSED_MAX && self.fused_norm() {
+            let args = (self.ptr(&value)?, self.ptr(&dg)?, self.ptr(g)?);
+            launch!(self, Module::Penalty, "penalty_fused_f32", (1, 1, 1), BLOCK, args.0, args.1, args.2, p);
+            return Ok((value, dg));
+        }
+        let per = self.empty(&[samples])?;
         if samples > 0 {
             let args = (self.ptr(&dg)?, self.ptr(&per)?, self.ptr(g)?);
             launch!(
@@ -891,6 +910,12 @@ impl Backend for Cuda {
     }
     fn write_f32(&self, dst: &CudaTensor, data: &[f32]) {
         self.note(self.try_write(dst, data))
+    }
+    fn gather_rows_inplace(&self, dst: &CudaTensor, src: &CudaTensor, idx: &CudaTensor, start: usize) {
+        self.note(self.try_gather_rows(dst, src, idx, start))
+    }
+    fn data_memory_budget(&self) -> Option<u64> {
+        Some(self.data_budget())
     }
     fn supports_graphs(&self) -> bool {
         true

@@ -82,6 +82,15 @@ pub struct AdamParams {
     pub bc2_sqrt: f32,
 }
 
+/// elementwise.cu `GatherParams`
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GatherParams {
+    pub n: i64,
+    pub row_len: i64,
+    pub start: i64,
+}
+
 /// optim.cu `AdamPrepare`: the host-side hyperparameters of `adam_prepare_f32`, in f64.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -186,6 +195,7 @@ unsafe impl DeviceRepr for InterpParams {}
 unsafe impl DeviceRepr for PenaltyParams {}
 unsafe impl DeviceRepr for AdamParams {}
 unsafe impl DeviceRepr for AdamPrepare {}
+unsafe impl DeviceRepr for GatherParams {}
 unsafe impl DeviceRepr for RmsPropParams {}
 unsafe impl DeviceRepr for AxpbyParams {}
 unsafe impl DeviceRepr for RngParams {}
@@ -207,6 +217,7 @@ const _: () = {
     assert!(size_of::<PenaltyParams>() == 24);
     assert!(size_of::<AdamParams>() == 40);
     assert!(size_of::<AdamPrepare>() == 24);
+    assert!(size_of::<GatherParams>() == 24);
     assert!(size_of::<RmsPropParams>() == 32);
     assert!(size_of::<AxpbyParams>() == 16);
     assert!(size_of::<RngParams>() == 24);

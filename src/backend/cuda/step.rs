@@ -125,6 +125,43 @@ impl Cuda {
         Ok(out)
     }
 
+    pub(crate) fn try_gather_rows(&self, dst: &CudaTensor, src: &CudaTensor, idx: &CudaTensor, start: usize) -> Result<()> {
+        let rows = dst.shape.first().copied().unwrap_or(0);
+        let n = dst.numel();
+        if rows == 0 || n == 0 {
+            return Ok(());
+        }
+        let row_len = n / rows;
+        if src.shape.is_empty() || src.numel() != src.shape[0] * row_len {
+            bail!("CUDA gather_rows: rows of {row_len} values from a tensor of shape {:?}", src.shape);
+        }
+        if start + rows > idx.numel() {
+            bail!("CUDA gather_rows: indices {start}..{} of {}", start + rows, idx.numel());
+        }
+        if dst.overlaps(src) || dst.overlaps(idx) {
+            bail!("CUDA gather_rows: the batch overlaps its source");
+        }
+        let p = P::GatherParams { n: n as i64, row_len: row_len as i64, start: start as i64 };
+        let args = (self.ptr(dst)?, self.ptr(src)?, self.ptr(idx)?);
+        launch!(self, Module::Elementwise, "gather_rows_f32", (grid_1d(n), 1, 1), BLOCK, args.0, args.1, args.2, p);
+        Ok(())
+    }
+
+    /// Bytes of training data to keep on the device: `$WGAN_DEVICE_DATA_MAX` when set, else a
+    /// quarter of the GPU's memory (the rest is for the step), 1 GiB under the emulator.
+    pub(crate) fn data_budget(&self) -> u64 {
+        if let Some(v) = std::env::var("WGAN_DEVICE_DATA_MAX").ok().and_then(|v| v.parse().ok()) {
+            return v;
+        }
+        match &self.inner.exec {
+            super::device::Exec::Gpu(g) => {
+                // SAFETY: a valid device handle of an open context.
+                unsafe { cudarc::driver::result::device::total_mem(g.ctx.cu_device()) }.map_or(0, |b| b as u64 / 4)
+            }
+            super::device::Exec::Host(_) => 1 << 30,
+        }
+    }
+
     /// Host values into elements [0, data.len()) of `dst`'s window.
     pub(crate) fn try_write(&self, dst: &CudaTensor, data: &[f32]) -> Result<()> {
         if data.len() > dst.numel() {
