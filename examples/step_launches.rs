@@ -1,21 +1,21 @@
 //! Launches and allocations of one training step, counted on the host emulator without running
 //! it: the step is captured into a graph (recorded, not executed), so even a DCGAN-64 step counts
-//! in seconds. Prints, per case, the kernels and allocations of one eager step (what `--graph off`
-//! issues from the host), with the one-launch layer norm off and on, and what a steady-state step
+//! in seconds. Prints, per case, the kernels of one eager step (what `--graph off` issues from the
+//! host) without and with the one-launch layer norm and penalty ("fused"), the step's allocations
+//! and their bytes (fused), and what a steady-state step
 //! with graphs issues (one graph launch per iteration, one batch copy or gather per critic
 //! iteration, no allocation).
 //!   cargo run --release --example step_launches            # every case
 //!   cargo run --release --example step_launches -- dcgan64 # cases whose name contains dcgan64
 
 use wgan::backend::cuda::Cuda;
-use wgan::backend::Backend;
 use wgan::train::{DatasetKind, Loss, TrainOptions};
 
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).collect();
     println!(
         "{:<26} {:>6} {:>14} {:>14} {:>12} {:>12} {:>18}",
-        "case", "iters", "kernels (LN 2)", "kernels (LN 1)", "allocs", "alloc MB", "graphs: host ops"
+        "case", "iters", "kernels", "fused", "allocs", "alloc MB", "graphs: host ops"
     );
     for (work, dataset, size, channels, batch) in [
         ("toy", DatasetKind::EightGaussians, 2, 1, 256),
