@@ -271,7 +271,7 @@ fn device_resident_batches_match_host_batches(on: On) {
     assert!(wgan::data::DeviceImages::open(&cpu, &ds, s2, 0, |_| {}).is_none());
 }
 
-/// Layer norm in one launch per op (forward and backward): against the CPU reference on odd
+/// Layer norm's forward in one launch: with its backward, against the CPU reference on odd
 /// shapes with poisoned outputs, bit-identical to the two-launch form, one launch instead of two.
 fn fused_layer_norm_matches_cpu(on: On) {
     use wgan::backend::Group;
@@ -291,7 +291,7 @@ fn fused_layer_norm_matches_cpu(on: On) {
             let y = be.normalize(&xg, Group::Sample, 1e-5);
             let b = be.normalize_backward(&gg, &xg, Group::Sample, 1e-5);
             let launches = be.counts().since(&c0).launches;
-            let want = if fused && fused_applies { 2 } else { 4 };
+            let want = if fused && fused_applies { 3 } else { 4 }; // the backward stays two launches
             assert_eq!(launches, want, "{shape:?} fused={fused}");
             let (yc, bc) = (cpu.normalize(&xc, Group::Sample, 1e-5), cpu.normalize_backward(&gc, &xc, Group::Sample, 1e-5));
             for (what, a, c) in [("forward", be.to_f32(&y), cpu.to_f32(&yc)), ("backward", be.to_f32(&b), cpu.to_f32(&bc))] {

@@ -528,12 +528,8 @@ impl Cuda {
         }
         let p = P::NormParams { seg, map, eps: eps as f32 };
         let (o, xp) = (self.ptr(&out)?, self.ptr(x)?);
-        if group == Group::Sample && seg.len as usize <= FUSED_NORM_MAX_LEN && self.fused_norm() {
-            let grid = (count as u32, 1, 1);
-            match g {
-                None => launch!(self, Module::Norm, "normalize_fused_f32", grid, BLOCK, o, xp, p),
-                Some(g) => launch!(self, Module::Norm, "normalize_backward_fused_f32", grid, BLOCK, o, self.ptr(g)?, xp, p),
-            }
+        if g.is_none() && group == Group::Sample && seg.len as usize <= FUSED_NORM_MAX_LEN && self.fused_norm() {
+            launch!(self, Module::Norm, "normalize_fused_f32", (count as u32, 1, 1), BLOCK, o, xp, p);
             return Ok(out);
         }
         match g {
