@@ -140,14 +140,11 @@ fn state(g: &Gan<Cuda>) -> Vec<Vec<u32>> {
     ]
 }
 
-/// Runs `steps` steps with graphs `graph`; returns the state, the step scalars, and the device
-/// counts of the last step.
-fn run(
-    on: On,
-    opts: &TrainOptions,
-    graph: bool,
-    steps: usize,
-) -> Option<(Vec<Vec<u32>>, Vec<u64>, wgan::backend::cuda::DeviceCounts, usize)> {
+/// (checkpoint state, step scalars, device counts of the last step, its critic iterations)
+type RunResult = (Vec<Vec<u32>>, Vec<u64>, wgan::backend::cuda::DeviceCounts, usize);
+
+/// Runs `steps` steps with graphs `graph`.
+fn run(on: On, opts: &TrainOptions, graph: bool, steps: usize) -> Option<RunResult> {
     let be = cuda_devices::open(on)?;
     let cfg = opts.clone().resolve().unwrap();
     let mut gan = cfg.build(be.clone()).unwrap();
@@ -293,8 +290,11 @@ fn fused_layer_norm_matches_cpu(on: On) {
             let launches = be.counts().since(&c0).launches;
             let want = if fused && fused_applies { 3 } else { 4 }; // the backward stays two launches
             assert_eq!(launches, want, "{shape:?} fused={fused}");
-            let (yc, bc) = (cpu.normalize(&xc, Group::Sample, 1e-5), cpu.normalize_backward(&gc, &xc, Group::Sample, 1e-5));
-            for (what, a, c) in [("forward", be.to_f32(&y), cpu.to_f32(&yc)), ("backward", be.to_f32(&b), cpu.to_f32(&bc))] {
+            let (yc, bc) =
+                (cpu.normalize(&xc, Group::Sample, 1e-5), cpu.normalize_backward(&gc, &xc, Group::Sample, 1e-5));
+            for (what, a, c) in
+                [("forward", be.to_f32(&y), cpu.to_f32(&yc)), ("backward", be.to_f32(&b), cpu.to_f32(&bc))]
+            {
                 let scale = c.iter().fold(0f32, |m, v| m.max(v.abs()));
                 for (i, (u, v)) in a.iter().zip(&c).enumerate() {
                     assert!((u - v).abs() <= 1e-5 * scale, "{what} {shape:?}[{i}] fused={fused}: {u} vs {v}");
@@ -302,9 +302,15 @@ fn fused_layer_norm_matches_cpu(on: On) {
             }
         }
         be.set_fused_norm(true);
-        let f = (be.to_f32(&be.normalize(&xg, Group::Sample, 1e-5)), be.to_f32(&be.normalize_backward(&gg, &xg, Group::Sample, 1e-5)));
+        let f = (
+            be.to_f32(&be.normalize(&xg, Group::Sample, 1e-5)),
+            be.to_f32(&be.normalize_backward(&gg, &xg, Group::Sample, 1e-5)),
+        );
         be.set_fused_norm(false);
-        let u = (be.to_f32(&be.normalize(&xg, Group::Sample, 1e-5)), be.to_f32(&be.normalize_backward(&gg, &xg, Group::Sample, 1e-5)));
+        let u = (
+            be.to_f32(&be.normalize(&xg, Group::Sample, 1e-5)),
+            be.to_f32(&be.normalize_backward(&gg, &xg, Group::Sample, 1e-5)),
+        );
         be.set_fused_norm(true);
         assert_eq!((bits(&f.0), bits(&f.1)), (bits(&u.0), bits(&u.1)), "{shape:?}: fused and two-launch differ");
     }

@@ -52,9 +52,14 @@ impl<B: Backend> Optimizer<B> {
     pub fn step_at(&mut self, be: &B, params: &B::Tensor, grads: &B::Tensor, t_dev: &B::Counter) {
         self.t += 1;
         match self.kind {
-            OptimKind::Adam { lr, beta1, beta2, eps } => {
-                be.adam_at_inplace(params, grads, &self.m, &self.v, AdamStep { lr, beta1, beta2, eps, t: self.t }, t_dev)
-            }
+            OptimKind::Adam { lr, beta1, beta2, eps } => be.adam_at_inplace(
+                params,
+                grads,
+                &self.m,
+                &self.v,
+                AdamStep { lr, beta1, beta2, eps, t: self.t },
+                t_dev,
+            ),
             OptimKind::RmsProp { lr, alpha, eps, clip } => {
                 be.rmsprop_inplace(params, grads, &self.v, RmsPropStep { lr, alpha, eps, clip })
             }

@@ -16,8 +16,8 @@ mod graph;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
-mod step;
 pub mod params;
+mod step;
 mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};

@@ -115,7 +115,19 @@ impl Cuda {
             bc2_sqrt: 0.0,
         };
         let args = (self.ptr(p)?, self.ptr(g)?, self.ptr(m)?, self.ptr(v)?);
-        launch!(self, Module::Optim, "adam_at_f32", (grid_1d(n), 1, 1), BLOCK, args.0, args.1, args.2, args.3, a, state);
+        launch!(
+            self,
+            Module::Optim,
+            "adam_at_f32",
+            (grid_1d(n), 1, 1),
+            BLOCK,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            a,
+            state
+        );
         Ok(())
     }
 
@@ -125,7 +137,13 @@ impl Cuda {
         Ok(out)
     }
 
-    pub(crate) fn try_gather_rows(&self, dst: &CudaTensor, src: &CudaTensor, idx: &CudaTensor, start: usize) -> Result<()> {
+    pub(crate) fn try_gather_rows(
+        &self,
+        dst: &CudaTensor,
+        src: &CudaTensor,
+        idx: &CudaTensor,
+        start: usize,
+    ) -> Result<()> {
         let rows = dst.shape.first().copied().unwrap_or(0);
         let n = dst.numel();
         if rows == 0 || n == 0 {

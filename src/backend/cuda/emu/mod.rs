@@ -193,7 +193,11 @@ impl Emulator {
             None => std::env::temp_dir().join(format!("wgan-host-kernels-{}", std::process::id())),
         };
         std::fs::create_dir_all(&dir).map_err(|e| Error(format!("creating {}: {e}", dir.display())))?;
-        Ok(Emulator { cxx, cxx_version, dir, libs: Mutex::new(HashMap::new()),
+        Ok(Emulator {
+            cxx,
+            cxx_version,
+            dir,
+            libs: Mutex::new(HashMap::new()),
             buffers: Mutex::new(Vec::new()),
             watch: Arc::new(CaptureWatch::default()),
         })
