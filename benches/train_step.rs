@@ -135,6 +135,28 @@ fn run_cases<B: Backend>(
             });
             let _ = s.read(&be); // the step's one host synchronisation (logging)
         });
+        // Launches per step (devices that count them): one more, steady-state step.
+        let per_step = be.device_counts().and_then(|before| {
+            let _ = gan
+                .train_step(|| {
+                    k += 1;
+                    reals[k % reals.len()].clone()
+                })
+                .read(&be);
+            be.device_counts().map(|after| after.since(&before))
+        });
+        if let Some(p) = &per_step {
+            println!(
+                "{:<28} host submissions/step {} ({} kernel launches, {} graph launches, {} copies), kernels run {}, allocations {}",
+                c.name,
+                p.host_submissions(),
+                p.launches,
+                p.graph_launches,
+                p.copies,
+                p.launches + p.replayed_kernels,
+                p.allocs
+            );
+        }
         let (g, d) = c.cfg.networks().unwrap();
         let flops = step_flops(&g, &d, batch, c.cfg.n_critic, c.cfg.loss == Loss::WganGp);
         let floor = flops / peak * 1e3;
@@ -168,6 +190,10 @@ fn run_cases<B: Backend>(
             "matmul_gflops": matmul / 1e9,
             "torch_best_ms": best.as_ref().map(|b| b.0), "torch_best_mode": best.as_ref().map(|b| b.1.clone()),
             "ratio_best": best.as_ref().map(|b| b.0 / med),
+            "host_submissions_per_step": per_step.map(|p| p.host_submissions()),
+            "graph_launches_per_step": per_step.map(|p| p.graph_launches),
+            "kernels_per_step": per_step.map(|p| p.launches + p.replayed_kernels),
+            "allocs_per_step": per_step.map(|p| p.allocs),
         }));
     }
 }

@@ -89,3 +89,22 @@ extern "C" __global__ void group_add_f32(float* __restrict__ out, const float* _
 }
 
 static_assert(sizeof(Unary) == 16 && sizeof(Binary) == 16, "Unary/Binary layout (params.rs Scalar)");
+
+// Rows of a device-resident data set gathered into a batch: dst row r = src row idx[start + r],
+// rows of row_len floats. `idx` holds image indices as floats (exact below 2^24; the host keeps
+// data sets larger than that on the host). One thread per element of dst, grid-stride.
+struct GatherParams {
+    i64 n;        // dst elements (rows · row_len)
+    i64 row_len;
+    i64 start;    // first entry of idx
+};
+
+extern "C" __global__ void gather_rows_f32(float* __restrict__ dst, const float* __restrict__ src,
+                                           const float* __restrict__ idx, GatherParams p) {
+    WG_FOR(i, p.n) {
+        const i64 r = i / p.row_len, c = i - r * p.row_len;
+        dst[i] = src[(i64)idx[p.start + r] * p.row_len + c];
+    }
+}
+
+static_assert(sizeof(GatherParams) == 24, "GatherParams layout");

@@ -93,3 +93,31 @@ extern "C" __global__ void normalize_backward_apply_f32(float* __restrict__ out,
 }
 
 static_assert(sizeof(NormParams) == 72, "NormParams layout");
+
+// normalize in one launch, for groups small enough that one block can also do the elementwise
+// pass (the host uses it for per-sample groups of at most FUSED_NORM_MAX_LEN elements: layer
+// norm): the block computes its group's statistics exactly as normalize_stats_f32, rounds them to
+// f32 as they are stored there, and applies them to its own group. Bit-identical to the two
+// launches, with one launch and the statistics buffer fewer. (The backward in one launch keeps
+// mean, rstd and the pointers live across f64 sqrt's slow path and spills on sm_100, which the
+// NVRTC test rejects, so the backward stays two launches.)
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+normalize_fused_f32(float* __restrict__ out, const float* __restrict__ x, NormParams p) {
+    __shared__ double scratch[32];
+    const i64 g = blockIdx.x;
+    const double inv_len = 1.0 / (double)p.seg.len;
+    double acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
+    const double mean = block_sum(acc, scratch) * inv_len;
+    acc = 0.0;
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
+        const double d = (double)x[seg_index(p.seg, g, j)] - mean;
+        acc += d * d;
+    }
+    const double var = block_sum(acc, scratch) * inv_len;
+    const float mean_f = (float)mean, rstd_f = (float)(1.0 / sqrt(var + (double)p.eps));
+    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
+        const i64 k = seg_index(p.seg, g, j);
+        out[k] = (x[k] - mean_f) * rstd_f;
+    }
+}

@@ -33,6 +33,41 @@ extern "C" __global__ void adam_f32(float* __restrict__ p, const float* __restri
     }
 }
 
+// Adam with its step count on the device, for steps replayed from a CUDA graph (whose launch
+// arguments are frozen at capture). `state` is a counter block: u64 t, then float step_size and
+// float bc2_sqrt. adam_prepare_f32 (one thread) advances t and computes the two scalars in f64
+// exactly as the host does for adam_f32 (lr/(1−β₁ᵗ), sqrt(1−β₂ᵗ), rounded once to f32);
+// adam_at_f32 is adam_f32 reading them from `state`. Together they give adam_f32's results bit for
+// bit.
+struct AdamPrepare {
+    double lr, beta1, beta2;
+};
+
+extern "C" __global__ void adam_prepare_f32(u64* __restrict__ state, AdamPrepare a) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    const u64 t = state[0] + 1;
+    state[0] = t;
+    const double td = (double)t;
+    float* s = (float*)(state + 1);
+    s[0] = (float)(a.lr / (1.0 - pow(a.beta1, td)));
+    s[1] = (float)sqrt(1.0 - pow(a.beta2, td));
+}
+
+extern "C" __global__ void adam_at_f32(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                                       float* __restrict__ v, AdamParams a, const u64* __restrict__ state) {
+    const float* s = (const float*)(state + 1);
+    const float step_size = s[0], bc2_sqrt = s[1];
+    WG_FOR(i, a.n) {
+        const float gi = g[i];
+        const float mi = a.beta1 * m[i] + a.one_minus_beta1 * gi;
+        const float vi = a.beta2 * v[i] + a.one_minus_beta2 * (gi * gi);
+        m[i] = mi;
+        v[i] = vi;
+        const float denom = sqrtf(vi) / bc2_sqrt + a.eps;
+        p[i] = p[i] - step_size * (mi / denom);
+    }
+}
+
 struct RmsPropParams {
     i64 n;
     float lr, alpha, one_minus_alpha, eps, clip;
@@ -70,4 +105,5 @@ extern "C" __global__ void axpby_f32(float* __restrict__ y, const float* __restr
 }
 
 static_assert(sizeof(AdamParams) == 40 && sizeof(RmsPropParams) == 32, "optimizer params layout");
+static_assert(sizeof(AdamPrepare) == 24, "AdamPrepare layout");
 static_assert(sizeof(ClampParams) == 16 && sizeof(AxpbyParams) == 16, "clamp/axpby params layout");

@@ -61,4 +61,32 @@ penalty_mean_f32(float* __restrict__ out, const float* __restrict__ per_sample_p
     if (threadIdx.x == 0) out[0] = (float)(total / (double)p.samples);
 }
 
+// The penalty's norms, derivative and mean in one launch of one block, for small gradients (the
+// host uses it up to PENALTY_FUSED_MAX elements: the toy MLPs and 28×28 images): the block
+// takes the samples in order as penalty_sample_f32's blocks do, and thread s mod blockDim keeps the
+// f32-rounded t_s² of its samples in the order penalty_mean_f32's thread reads them, so dP/dg and
+// P are bit-identical to the two launches, without the per-sample buffer.
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+penalty_fused_f32(float* __restrict__ out, float* __restrict__ dg, const float* __restrict__ g, PenaltyParams p) {
+    __shared__ double scratch[32];
+    double mine = 0.0;  // Σ t_s² over the samples s ≡ threadIdx.x (mod blockDim.x), in order
+    for (i64 s = 0; s < p.samples; ++s) {
+        const float* gs = g + s * p.per_sample;
+        float* ds = dg + s * p.per_sample;
+        double acc = 0.0;
+        for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) {
+            const double v = (double)gs[j];
+            acc += v * v;
+        }
+        const double norm = sqrt(block_sum(acc, scratch) + (double)p.eps);
+        double t = norm - 1.0;
+        if (p.one_sided && t < 0.0) t = 0.0;
+        const float coef = t == 0.0 ? 0.0f : (float)(2.0 * t / (norm * (double)p.samples));
+        for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) ds[j] = coef * gs[j];
+        if ((i64)threadIdx.x == s % (i64)blockDim.x) mine += (double)(float)(t * t);
+    }
+    const double total = block_sum(mine, scratch);
+    if (threadIdx.x == 0) out[0] = (float)(total / (double)p.samples);
+}
+
 static_assert(sizeof(InterpParams) == 16 && sizeof(PenaltyParams) == 24, "penalty params layout");

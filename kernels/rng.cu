@@ -53,4 +53,32 @@ extern "C" __global__ void randn_f32(float* __restrict__ out, RngParams p) {
     }
 }
 
+// The same two kernels with the stream read from device memory at run time: stream = p.stream +
+// *base. A step captured into a CUDA graph replays with the launch arguments frozen at capture, so
+// the draw counter that advances every iteration lives on the device (`counter` below advances it
+// inside the graph) and only the offset within the iteration is a frozen argument.
+__device__ __forceinline__ RngParams at_base(RngParams p, const u64* __restrict__ base) {
+    p.stream += *base;
+    return p;
+}
+
+extern "C" __global__ void rand_uniform_at_f32(float* __restrict__ out, RngParams p, const u64* __restrict__ base) {
+    const RngParams q = at_base(p, base);
+    WG_FOR(i, q.n) out[i] = (float)word_to_open_unit(philox_block(q, i).x);
+}
+
+extern "C" __global__ void randn_at_f32(float* __restrict__ out, RngParams p, const u64* __restrict__ base) {
+    const RngParams q = at_base(p, base);
+    WG_FOR(i, q.n) {
+        const uint4 b = philox_block(q, i);
+        const double u1 = word_to_open_unit(b.x), u2 = word_to_open_unit(b.y);
+        out[i] = (float)(sqrt(-2.0 * log(u1)) * cospi(2.0 * u2));
+    }
+}
+
+// A device-resident step counter: *c += delta (one thread).
+extern "C" __global__ void counter_add_u64(u64* __restrict__ c, u64 delta) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *c += delta;
+}
+
 static_assert(sizeof(RngParams) == 24, "RngParams layout");

@@ -103,6 +103,20 @@ struct TrainArgs {
     sample_every: Option<u64>,
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// on | off: capture the step into CUDA graphs and replay them (CUDA devices; default on).
+    #[arg(long, value_parser = parse_on_off)]
+    graph: Option<bool>,
+    /// Print kernel launches, allocations and host time per step (also WGAN_PROFILE=1).
+    #[arg(long)]
+    profile: bool,
+}
+
+fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, got {s:?}")),
+    }
 }
 
 #[derive(Args)]
@@ -213,6 +227,8 @@ fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
         out: a.out,
         sample_every: a.sample_every,
         checkpoint_every: a.checkpoint_every,
+        graph: a.graph,
+        profile: a.profile,
     }
     .resolve()
 }
@@ -267,6 +283,10 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
     if let Some(s) = a.checkpoint_every {
         cfg.checkpoint_every = s;
     }
+    if let Some(g) = a.graph {
+        cfg.graph = g;
+    }
+    cfg.profile = a.profile || wgan::train::config::profile_from_env();
     cfg.version = env!("CARGO_PKG_VERSION").to_string();
     cfg.validate()?;
     Ok((cfg, Start::Resume))

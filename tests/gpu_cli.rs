@@ -129,6 +129,9 @@ fn mnist_run_resumes_bitwise_identical(on: On) {
         .collect()
     };
     ok(&wgan(&strs(&args(&whole)), None));
+    // CUDA graphs are on by default (the resume below is thus bitwise exact with them on).
+    let cfg = std::fs::read_to_string(whole.join("config.json")).unwrap();
+    assert!(cfg.contains("\"graph\": true"), "config.json records --graph: {cfg}");
     let o = wgan(&strs(&args(&broken)), Some(3));
     assert!(!o.status.success(), "the run should have been killed after step 3");
     ok(&wgan(&["train", "--resume", "--out", s(&broken), "--device", dev], None));

@@ -115,6 +115,10 @@ pub fn inner(shape: &[usize]) -> usize {
 pub trait Backend: Clone + Send + Sync + 'static {
     /// A dense tensor on this device: shape plus storage. Cloning shares the storage.
     type Tensor: Clone + Debug;
+    /// A u64 that lives on the device (a step counter): kernels read it at run time, so a step
+    /// replayed from a CUDA graph, whose launch arguments are frozen at capture, still sees the
+    /// current value. See the "device-resident step counters" ops below.
+    type Counter: Clone + Debug + Send + Sync;
 
     /// Short device description, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H100".
     /// Sets the precision of matrix products and convolutions (see [`Precision`]); returns false
@@ -227,4 +231,62 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn clamp_inplace(&self, p: &Self::Tensor, c: f64);
     /// y ← a·y + b·x (running statistics of batch norm)
     fn axpby_inplace(&self, y: &Self::Tensor, a: f64, x: &Self::Tensor, b: f64);
+
+    // ---- device-resident step counters (the per-step values of a captured step) ----
+    /// A new counter holding `value`.
+    fn counter(&self, value: u64) -> Self::Counter;
+    /// Sets a counter from the host (not inside a graph capture).
+    fn counter_set(&self, c: &Self::Counter, value: u64);
+    /// Reads a counter to the host (waits for queued work; not inside a graph capture).
+    fn counter_get(&self, c: &Self::Counter) -> u64;
+    /// c ← c + delta, as device work (captured into a graph like any op).
+    fn counter_add(&self, c: &Self::Counter, delta: u64);
+    /// `randn(shape, seed, stream + base)` with `base` read on the device when the op runs.
+    fn randn_at(&self, shape: &[usize], seed: u64, stream: u64, base: &Self::Counter) -> Self::Tensor;
+    /// `rand_uniform(shape, seed, stream + base)`, `base` read when the op runs.
+    fn rand_uniform_at(&self, shape: &[usize], seed: u64, stream: u64, base: &Self::Counter) -> Self::Tensor;
+    /// t ← t + 1, then `adam_inplace` with step number t (`s.t` is ignored): Adam whose step count
+    /// and bias corrections live on the device.
+    fn adam_at_inplace(
+        &self,
+        p: &Self::Tensor,
+        g: &Self::Tensor,
+        m: &Self::Tensor,
+        v: &Self::Tensor,
+        s: AdamStep,
+        t: &Self::Counter,
+    );
+    /// Writes host values into elements [0, data.len()) of an existing tensor (no allocation).
+    fn write_f32(&self, dst: &Self::Tensor, data: &[f32]);
+    /// Row r of `dst` (rows = dst's dim 0, all rows of equal length) ← row `idx[start + r]` of
+    /// `src`. `idx` holds row indices as exact integers (< 2²⁴). Gathers a batch from a data set
+    /// kept on the device.
+    fn gather_rows_inplace(&self, dst: &Self::Tensor, src: &Self::Tensor, idx: &Self::Tensor, start: usize);
+    /// Bytes of training data this device should hold (None: keep the data on the host and
+    /// upload each batch, as on the CPU, where there is no upload).
+    fn data_memory_budget(&self) -> Option<u64> {
+        None
+    }
+
+    // ---- graphs: capture the device work of a code region once, replay it ----
+    /// True when `graph_capture_begin` can work (the CUDA backend, GPU or emulator).
+    fn supports_graphs(&self) -> bool {
+        false
+    }
+    /// Starts recording device work instead of running it (see `cuda::graph`).
+    fn graph_capture_begin(&self) -> crate::Result<()> {
+        Err(crate::Error(format!("{}: no graph capture on this device", self.name())))
+    }
+    /// Ends the recording; returns the graph's id. Nothing recorded has run yet.
+    fn graph_capture_end(&self) -> crate::Result<usize> {
+        Err(crate::Error(format!("{}: no graph capture on this device", self.name())))
+    }
+    /// Runs graph `id`'s recorded work again.
+    fn graph_launch(&self, id: usize) -> crate::Result<()> {
+        Err(crate::Error(format!("{}: no graph {id} on this device", self.name())))
+    }
+    /// Launches, allocations and copies issued so far, where the device counts them.
+    fn device_counts(&self) -> Option<cuda::DeviceCounts> {
+        None
+    }
 }

@@ -135,6 +135,11 @@ impl Prefetcher {
         (k, self.data.gather(&self.sampler.indices_cached(k, &mut self.cache)))
     }
 
+    /// The batch order.
+    pub fn sampler(&self) -> &BatchSampler {
+        &self.sampler
+    }
+
     /// The index of the batch `next` will return.
     pub fn next_index(&self) -> u64 {
         self.next_k

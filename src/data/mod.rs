@@ -4,12 +4,14 @@
 
 mod batches;
 mod cifar;
+mod device;
 mod folder;
 mod idx;
 mod resize;
 
 pub use batches::{BatchSampler, Prefetcher};
 pub use cifar::{read_cifar10, CIFAR_BATCH_FILES};
+pub use device::{device_bytes, DeviceImages};
 pub use folder::read_image_folder;
 pub use idx::{embedded_mnist, parse_idx_images, read_idx_images};
 pub use resize::{resize_dataset, resize_plane};

@@ -140,6 +140,17 @@ pub struct TrainConfig {
     pub checkpoint_every: u64,
     /// The crate version that wrote this configuration.
     pub version: String,
+    /// Capture the training step into CUDA graphs and replay them (`--graph on|off`, default on;
+    /// no effect on the CPU). Results are bit-identical either way.
+    #[serde(default = "graph_default")]
+    pub graph: bool,
+    /// Print launches, allocations and host time per step (`--profile` or `WGAN_PROFILE=1`).
+    #[serde(skip)]
+    pub profile: bool,
+}
+
+fn graph_default() -> bool {
+    true
 }
 
 /// What the command line may set; `None` takes the default for the dataset and loss.
@@ -168,6 +179,9 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     pub sample_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
+    /// `--graph on|off` (None: on).
+    pub graph: Option<bool>,
+    pub profile: bool,
 }
 
 impl TrainOptions {
@@ -236,10 +250,17 @@ impl TrainOptions {
             sample_every: self.sample_every.unwrap_or(if toy { 250 } else { 50 }),
             checkpoint_every: self.checkpoint_every.unwrap_or(if toy { 500 } else { 100 }),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            graph: self.graph.unwrap_or(true),
+            profile: self.profile || profile_from_env(),
         };
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// `WGAN_PROFILE=1` asks for `--profile`.
+pub fn profile_from_env() -> bool {
+    std::env::var("WGAN_PROFILE").is_ok_and(|v| v == "1")
 }
 
 impl TrainConfig {
@@ -349,6 +370,8 @@ impl TrainConfig {
     pub fn build<B: crate::backend::Backend>(&self, be: B) -> Result<super::Gan<B>> {
         let (g, d) = self.networks()?;
         let (og, od) = self.optimizers();
-        Ok(super::Gan::new(be, self.step_config(), g, d, og, od))
+        let mut gan = super::Gan::new(be, self.step_config(), g, d, og, od);
+        gan.graph = self.graph;
+        Ok(gan)
     }
 }

@@ -125,6 +125,12 @@ pub struct Gan<B: Backend> {
     pub draws: u64,
     /// Generator steps taken so far.
     pub gen_steps: u64,
+    /// Capture the step into graphs and replay them, where the backend can (`step_graph`).
+    pub graph: bool,
+    /// Generator steps this process has run (the first runs eagerly).
+    pub(crate) steps_in_process: u64,
+    /// The step's fixed device state, made by the first step.
+    pub(crate) dev: Option<super::step_graph::DeviceStep<B>>,
 }
 
 impl<B: Backend> Gan<B> {
@@ -138,7 +144,7 @@ impl<B: Backend> Gan<B> {
         }
         let opt_g = Optimizer::new(&be, opt_g, gen.net.num_params());
         let opt_d = Optimizer::new(&be, opt_d, critic.net.num_params());
-        Gan { be, cfg, gen, critic, opt_g, opt_d, draws: 0, gen_steps: 0 }
+        Gan { be, cfg, gen, critic, opt_g, opt_d, draws: 0, gen_steps: 0, graph: false, steps_in_process: 0, dev: None }
     }
 
     fn next_stream(&mut self) -> u64 {
@@ -215,17 +221,16 @@ impl<B: Backend> Gan<B> {
     }
 
     /// One generator step with its critic iterations before it; `next_real` supplies a fresh real
-    /// batch for every critic iteration.
+    /// batch for every critic iteration (copied into the step's fixed batch buffer: see
+    /// `train_step_into`, which writes batches there without the copy). The scalars returned live
+    /// in buffers the next step overwrites.
     pub fn train_step(&mut self, mut next_real: impl FnMut() -> B::Tensor) -> StepStats<B> {
-        let iters = self.critic_iters();
-        let mut last = None;
-        for _ in 0..iters {
-            let real = next_real();
-            last = Some(self.critic_step(&real));
-        }
-        let (critic_loss, wdist, penalty) = last.expect("n_critic ≥ 1");
-        let gen_loss = self.generator_step();
-        StepStats { critic_loss, wdist, penalty, gen_loss, critic_iters: iters }
+        let mut first = Some(next_real());
+        let shape = self.be.shape(first.as_ref().expect("just set")).to_vec();
+        self.train_step_into(&shape, |be, dst| {
+            let real = first.take().unwrap_or_else(&mut next_real);
+            be.copy_into_inplace(dst, 0, &real);
+        })
     }
 
     /// Generated samples in eval mode (running statistics) for pictures and metrics.

@@ -47,6 +47,25 @@ impl<B: Backend> Optimizer<B> {
         }
     }
 
+    /// As `step`, with Adam's step count read and advanced on the device (`t_dev` holds the same
+    /// count as `self.t`): the form a step captured into a graph replays correctly.
+    pub fn step_at(&mut self, be: &B, params: &B::Tensor, grads: &B::Tensor, t_dev: &B::Counter) {
+        self.t += 1;
+        match self.kind {
+            OptimKind::Adam { lr, beta1, beta2, eps } => be.adam_at_inplace(
+                params,
+                grads,
+                &self.m,
+                &self.v,
+                AdamStep { lr, beta1, beta2, eps, t: self.t },
+                t_dev,
+            ),
+            OptimKind::RmsProp { lr, alpha, eps, clip } => {
+                be.rmsprop_inplace(params, grads, &self.v, RmsPropStep { lr, alpha, eps, clip })
+            }
+        }
+    }
+
     /// Names under which the state is checkpointed (prefixed by the model's role).
     pub fn state_tensors(&self, be: &B) -> Vec<(&'static str, Vec<f32>)> {
         match self.kind {

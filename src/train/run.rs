@@ -65,11 +65,70 @@ impl Source {
         }
     }
 
+    /// The shape of a batch of `batch` samples.
+    pub fn batch_shape(&self, batch: usize) -> Vec<usize> {
+        match self {
+            Source::Toy { .. } => vec![batch, 2],
+            Source::Images { data, .. } => vec![batch, data.channels, data.height, data.width],
+        }
+    }
+
+    /// Writes the next real batch into `dst` (of `batch_shape(batch)`), with no device allocation.
+    pub fn fill<B: Backend>(&mut self, be: &B, dst: &B::Tensor, batch: usize) {
+        match self {
+            Source::Toy { set, rng } => be.write_f32(dst, &set.sample(rng, batch)),
+            Source::Images { batches, .. } => be.write_f32(dst, &batches.next().1),
+        }
+    }
+
+    /// The image data set and its batch order, when this source streams images.
+    pub fn images(&self) -> Option<(Arc<ImageDataset>, data::BatchSampler)> {
+        match self {
+            Source::Toy { .. } => None,
+            Source::Images { data, batches } => Some((data.clone(), batches.sampler().clone())),
+        }
+    }
+
     /// The position to store in a checkpoint.
     pub fn position(&self) -> u64 {
         match self {
             Source::Toy { rng, .. } => rng.counter,
             Source::Images { batches, .. } => batches.next_index(),
+        }
+    }
+}
+
+/// Real batches for the step: image data sets on the device when they fit, else from `Source`.
+enum Feed<B: Backend> {
+    Host(Source),
+    Device(data::DeviceImages<B>, Vec<usize>),
+}
+
+impl<B: Backend> Feed<B> {
+    fn open(be: &B, source: Source, position: u64) -> Self {
+        let Some((ds, sampler)) = source.images() else { return Feed::Host(source) };
+        match data::DeviceImages::open(be, &ds, sampler, position, |m| eprintln!("{m}")) {
+            // The host source (and its prefetching thread) is no longer needed.
+            Some(d) => Feed::Device(d, vec![ds.channels, ds.height, ds.width]),
+            None => Feed::Host(source),
+        }
+    }
+    fn batch_shape(&self, batch: usize) -> Vec<usize> {
+        match self {
+            Feed::Host(s) => s.batch_shape(batch),
+            Feed::Device(_, chw) => [&[batch][..], chw].concat(),
+        }
+    }
+    fn fill(&mut self, be: &B, dst: &B::Tensor, batch: usize) {
+        match self {
+            Feed::Host(s) => s.fill(be, dst, batch),
+            Feed::Device(d, _) => d.fill(be, dst),
+        }
+    }
+    fn position(&self) -> u64 {
+        match self {
+            Feed::Host(s) => s.position(),
+            Feed::Device(d, _) => d.next_index(),
         }
     }
 }
@@ -130,7 +189,7 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             .ok_or_else(|| crate::Error(format!("--resume: no checkpoint in {}", ckpt_dir.display())))?;
         progress = snapshot::load(&dir, &mut gan)?;
     }
-    let mut source = Source::open(cfg, progress.data_position)?;
+    let mut feed = Feed::open(&be, Source::open(cfg, progress.data_position)?, progress.data_position);
     let samples_dir = out.join("samples");
     std::fs::create_dir_all(&samples_dir).context(|| format!("cannot create {}", samples_dir.display()))?;
     atomic_write(&out.join("config.json"), serde_json::to_string_pretty(cfg).expect("config serialises").as_bytes())?;
@@ -146,8 +205,12 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     let abort_after: Option<u64> = std::env::var("WGAN_ABORT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
     for step in progress.step + 1..=cfg.steps {
         let ts = Instant::now();
-        let stats = gan.train_step(|| source.next(&be, cfg.batch_size));
+        let shape = feed.batch_shape(cfg.batch_size);
+        let (stats, prof) = gan.train_step_profiled(&shape, |be, dst| feed.fill(be, dst, cfg.batch_size));
         be.check()?;
+        if cfg.profile {
+            bar.message(&profile_line(step, &prof, stats.critic_iters));
+        }
         let v = stats.read(&be);
         let secs = ts.elapsed().as_secs_f64();
         if let Some(what) = non_finite(&v) {
@@ -184,7 +247,7 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
         history.push((step, v.wdist));
         bar.update(step, &[("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)]);
         if step % cfg.checkpoint_every == 0 || last_step {
-            snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: source.position() })?;
+            snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
         }
         if step % cfg.sample_every == 0 || last_step {
             write_loss_plot(&out.join("loss.png"), &history)?;
@@ -198,6 +261,26 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     bar.finish();
     let (w1, modes) = if cfg.dataset.is_toy() { final_eval(&gan, cfg)? } else { (None, None) };
     Ok(RunSummary { out, steps: cfg.steps, last, seconds: t0.elapsed().as_secs_f64(), w1, modes })
+}
+
+/// `--profile`: what one step issued to the device and the host time it took.
+fn profile_line(step: u64, p: &super::StepProfile, critic_iters: usize) -> String {
+    let host_ms = p.host_seconds * 1e3;
+    match p.counts {
+        Some(c) => format!(
+            "profile step {step}: {} kernel launches, {} graph launches ({} kernels replayed, {} captured), {} copies, \
+             {} allocations ({} bytes), {} critic iterations, host {host_ms:.2} ms",
+            c.launches,
+            c.graph_launches,
+            c.replayed_kernels,
+            c.captured_launches,
+            c.copies,
+            c.allocs,
+            c.alloc_bytes,
+            critic_iters
+        ),
+        None => format!("profile step {step}: {critic_iters} critic iterations, host {host_ms:.2} ms (no launch counts on this device)"),
+    }
 }
 
 fn non_finite(v: &StepValues) -> Option<&'static str> {

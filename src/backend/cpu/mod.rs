@@ -67,6 +67,7 @@ impl<T: Elem> std::fmt::Debug for Cpu<T> {
 
 impl<T: Elem> Backend for Cpu<T> {
     type Tensor = CpuTensor<T>;
+    type Counter = std::sync::Arc<std::sync::atomic::AtomicU64>;
 
     fn name(&self) -> String {
         format!("cpu ({} threads, {})", rayon::current_num_threads(), T::NAME)
@@ -207,5 +208,63 @@ impl<T: Elem> Backend for Cpu<T> {
     }
     fn axpby_inplace(&self, y: &CpuTensor<T>, a: f64, x: &CpuTensor<T>, b: f64) {
         optim::axpby(y, a, x, b)
+    }
+
+    fn counter(&self, value: u64) -> Self::Counter {
+        std::sync::Arc::new(std::sync::atomic::AtomicU64::new(value))
+    }
+    fn counter_set(&self, c: &Self::Counter, value: u64) {
+        c.store(value, std::sync::atomic::Ordering::Relaxed)
+    }
+    fn counter_get(&self, c: &Self::Counter) -> u64 {
+        c.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn counter_add(&self, c: &Self::Counter, delta: u64) {
+        c.fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn randn_at(&self, shape: &[usize], seed: u64, stream: u64, base: &Self::Counter) -> CpuTensor<T> {
+        self.randn(shape, seed, stream.wrapping_add(self.counter_get(base)))
+    }
+    fn rand_uniform_at(&self, shape: &[usize], seed: u64, stream: u64, base: &Self::Counter) -> CpuTensor<T> {
+        self.rand_uniform(shape, seed, stream.wrapping_add(self.counter_get(base)))
+    }
+    fn adam_at_inplace(
+        &self,
+        p: &CpuTensor<T>,
+        g: &CpuTensor<T>,
+        m: &CpuTensor<T>,
+        v: &CpuTensor<T>,
+        s: AdamStep,
+        t: &Self::Counter,
+    ) {
+        let t = t.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.adam_inplace(p, g, m, v, AdamStep { t, ..s })
+    }
+    fn gather_rows_inplace(&self, dst: &CpuTensor<T>, src: &CpuTensor<T>, idx: &CpuTensor<T>, start: usize) {
+        let rows = dst.shape().first().copied().unwrap_or(0);
+        if rows == 0 || dst.numel() == 0 {
+            return;
+        }
+        let len = dst.numel() / rows;
+        // SAFETY: windows of their own tensors; dst must not overlap src (the caller's contract).
+        let (d, s, ix) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(dst.ptr(), dst.numel()),
+                std::slice::from_raw_parts(src.ptr() as *const T, src.numel()),
+                std::slice::from_raw_parts(idx.ptr() as *const T, idx.numel()),
+            )
+        };
+        for r in 0..rows {
+            let i = ix[start + r].to_f64() as usize;
+            d[r * len..(r + 1) * len].copy_from_slice(&s[i * len..(i + 1) * len]);
+        }
+    }
+    fn write_f32(&self, dst: &CpuTensor<T>, data: &[f32]) {
+        assert!(data.len() <= dst.numel(), "write_f32: {} values into a tensor of shape {:?}", data.len(), dst.shape());
+        // SAFETY: data.len() elements inside dst's window.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.ptr(), data.len()) };
+        for (o, &x) in out.iter_mut().zip(data) {
+            *o = T::from_f32(x);
+        }
     }
 }

@@ -126,6 +126,12 @@ pub(crate) struct Inner {
     tiles: AtomicU8,
     /// [`crate::backend::Precision`] of matrix products and convolutions, as its code.
     pub(crate) precision: AtomicU8,
+    /// The capture in progress and the instantiated graphs (`graph.rs`).
+    pub(crate) graphs: Mutex<super::graph::GraphState>,
+    /// Launches, allocations and copies issued (`graph.rs`).
+    pub(crate) counters: super::graph::Counters,
+    /// Use the one-launch layer norm where it applies (on by default; off for tests).
+    pub(crate) fused_norm: AtomicBool,
 }
 
 /// The CUDA backend: one device, one non-default stream, kernels compiled by NVRTC on first use.
@@ -234,6 +240,9 @@ impl Cuda {
                 poison: AtomicBool::new(poison),
                 tiles: AtomicU8::new(GemmTiles::Auto.code()),
                 precision: AtomicU8::new(crate::backend::Precision::default().code()),
+                graphs: Mutex::new(Default::default()),
+                counters: Default::default(),
+                fused_norm: AtomicBool::new(true),
             }),
         }
     }
@@ -258,6 +267,18 @@ impl Cuda {
     /// rows, else 64×64). For tests and benchmarks that compare the two; results agree to rounding.
     pub fn set_gemm_tiles(&self, t: GemmTiles) {
         self.inner.tiles.store(t.code(), Ordering::Relaxed);
+    }
+
+    /// Whether layer norm (per-sample groups of at most `FUSED_NORM_MAX_LEN` elements) and the
+    /// penalty (gradients of at most `PENALTY_FUSED_MAX` elements) run as one launch per op
+    /// (default) or as separate statistics and apply (mean) launches. Bit-identical results; for
+    /// tests and benchmarks.
+    pub fn set_fused_norm(&self, on: bool) {
+        self.inner.fused_norm.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fused_norm(&self) -> bool {
+        self.inner.fused_norm.load(Ordering::Relaxed)
     }
 
     pub(crate) fn gemm_tiles(&self) -> GemmTiles {
@@ -301,7 +322,10 @@ impl Cuda {
     /// opened (launch, allocation, copy, compilation or an asynchronous fault), if any.
     /// The error stays recorded: a CUDA context that faulted is not usable again.
     pub fn check(&self) -> Result<()> {
-        if let Exec::Gpu(g) = &self.inner.exec {
+        if let Err(e) = self.not_capturing("check (a synchronisation)") {
+            self.record(e);
+        }
+        if let (Exec::Gpu(g), false) = (&self.inner.exec, self.is_capturing()) {
             if let Err(e) = g.stream.synchronize() {
                 self.record(Error(format!("CUDA stream synchronize: {e}")));
             }
@@ -317,6 +341,7 @@ impl Cuda {
 
     /// Waits for all queued work (a no-op under the emulator, where launches are synchronous).
     pub(crate) fn sync(&self) -> Result<()> {
+        self.not_capturing("stream synchronize")?;
         match &self.inner.exec {
             Exec::Gpu(g) => g.stream.synchronize().map_err(drv_err("stream synchronize")),
             Exec::Host(_) => Ok(()),
@@ -357,9 +382,14 @@ impl Cuda {
                         .result()
                         .map_err(drv_err("cuMemsetD32Async"))?;
                 }
+                self.note_alloc(n, None);
                 Ok(Buffer::Gpu(s))
             }
-            Exec::Host(e) => Ok(Buffer::Host(e.alloc(n, if poison { f32::NAN } else { 0.0 }))),
+            Exec::Host(e) => {
+                let h = e.alloc(n, if poison { f32::NAN } else { 0.0 });
+                self.note_alloc(n, Some(&h));
+                Ok(Buffer::Host(h))
+            }
         }
     }
 
@@ -405,6 +435,8 @@ impl Cuda {
         if data.len() > dst.len() {
             return Err(Error(format!("CUDA host-to-device copy: {} values into {}", data.len(), dst.len())));
         }
+        self.not_capturing("host-to-device copy")?;
+        self.note_host_copy();
         match (dst, &self.inner.exec) {
             (Buffer::Gpu(s), Exec::Gpu(g)) => {
                 let mut view = s.slice_mut(0..data.len());
@@ -416,6 +448,38 @@ impl Cuda {
                 Ok(())
             }
             _ => Err(Error::msg("CUDA host-to-device copy: buffer of another device")),
+        }
+    }
+
+    /// Copies host data into elements [offset, offset + data.len()) of a shared buffer (the
+    /// stream-ordered copy of a step's input into its fixed buffer).
+    pub(crate) fn upload_at(&self, data: &[f32], dst: &Buffer, offset: usize) -> Result<()> {
+        if offset + data.len() > dst.len() {
+            return Err(Error(format!(
+                "CUDA host-to-device copy: {} values at {offset} into {}",
+                data.len(),
+                dst.len()
+            )));
+        }
+        self.not_capturing("host-to-device copy")?;
+        self.note_host_copy();
+        let at = self.addr(dst)? + offset as u64 * 4;
+        match &self.inner.exec {
+            Exec::Gpu(g) => {
+                g.ctx.bind_to_thread().map_err(drv_err("bind context"))?;
+                // SAFETY: the range lies inside the buffer (checked above); from pageable memory
+                // the driver stages the data before returning, so `data` may go away after.
+                unsafe {
+                    sys::cuMemcpyHtoDAsync_v2(at, data.as_ptr() as *const c_void, data.len() * 4, g.stream.cu_stream())
+                }
+                .result()
+                .map_err(drv_err("host-to-device copy"))
+            }
+            Exec::Host(_) => {
+                // SAFETY: bounds checked above; nothing else runs while the emulator copies.
+                unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut f32, data.len()) };
+                Ok(())
+            }
         }
     }
 
@@ -431,6 +495,8 @@ impl Cuda {
         if out.is_empty() {
             return self.sync();
         }
+        self.not_capturing("device-to-host copy")?;
+        self.note_host_copy();
         match (src, &self.inner.exec) {
             (Buffer::Gpu(s), Exec::Gpu(g)) => {
                 let view = s.slice(offset..offset + out.len());
@@ -453,6 +519,9 @@ impl Cuda {
         if n == 0 {
             return Ok(());
         }
+        if self.note_copy(dst, src, n) {
+            return Ok(()); // recorded by the emulator's capture
+        }
         match &self.inner.exec {
             Exec::Gpu(g) => {
                 g.ctx.bind_to_thread().map_err(drv_err("bind context"))?;
@@ -469,7 +538,9 @@ impl Cuda {
     }
 
     /// Launches kernel `name` of module `m`; `args` point to the argument values in order
-    /// (cuLaunchKernel's convention). Use the `launch!` macro, which builds `args`.
+    /// (cuLaunchKernel's convention) and `sizes` give their sizes in bytes (for a graph capture
+    /// under the emulator, which copies them as the driver does). Use the `launch!` macro, which
+    /// builds both.
     pub(crate) fn launch_raw(
         &self,
         m: Module,
@@ -477,7 +548,12 @@ impl Cuda {
         grid: (u32, u32, u32),
         block: u32,
         args: &mut [*mut c_void],
+        sizes: &[usize],
     ) -> Result<()> {
+        // SAFETY: `launch!` pairs each argument's address with its size.
+        if unsafe { self.note_launch(m, name, grid, block, args, sizes) } {
+            return Ok(()); // recorded by the emulator's capture, runs at replay
+        }
         match &self.inner.exec {
             Exec::Gpu(g) => {
                 g.ctx.bind_to_thread().map_err(drv_err("bind context"))?;
@@ -582,19 +658,21 @@ pub(crate) fn arg_ptr<T: cudarc::driver::DeviceRepr>(v: &T) -> *mut c_void {
 /// evaluated into a local that lives until the launch returns, and its address goes into a fixed
 /// array (no allocation per launch); a failed launch returns an error naming the kernel.
 macro_rules! launch {
-    (@push $v:ident, $n:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $arg:expr $(, $rest:expr)*) => {
+    (@push $v:ident, $s:ident, $n:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $arg:expr $(, $rest:expr)*) => {
         let value = $arg;
         $v[$n] = $crate::backend::cuda::device::arg_ptr(&value);
+        $s[$n] = std::mem::size_of_val(&value);
         $n += 1;
-        $crate::backend::cuda::device::launch!(@push $v, $n, $be, $m, $name, $grid, $block $(, $rest)*);
+        $crate::backend::cuda::device::launch!(@push $v, $s, $n, $be, $m, $name, $grid, $block $(, $rest)*);
     };
-    (@push $v:ident, $n:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr) => {
-        $be.launch_raw($m, $name, $grid, $block, &mut $v[..$n])?;
+    (@push $v:ident, $s:ident, $n:ident, $be:expr, $m:expr, $name:literal, $grid:expr, $block:expr) => {
+        $be.launch_raw($m, $name, $grid, $block, &mut $v[..$n], &$s[..$n])?;
     };
     ($be:expr, $m:expr, $name:literal, $grid:expr, $block:expr, $($arg:expr),+ $(,)?) => {{
         let mut args = [std::ptr::null_mut::<std::ffi::c_void>(); 8];
+        let mut sizes = [0usize; 8];
         let mut n = 0usize;
-        $crate::backend::cuda::device::launch!(@push args, n, $be, $m, $name, $grid, $block, $($arg),+);
+        $crate::backend::cuda::device::launch!(@push args, sizes, n, $be, $m, $name, $grid, $block, $($arg),+);
     }};
 }
 pub(crate) use launch;

@@ -12,13 +12,16 @@
 
 mod device;
 mod emu;
+mod graph;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
 mod tc;
 pub mod params;
+mod step;
 mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
+pub use graph::DeviceCounts;
 pub use kernels::{cache_dir, compile_all};
 pub use ops::GemmTiles;

@@ -11,6 +11,12 @@ use crate::backend::{inner, numel, AdamStep, Backend, ConvParams, Group, Penalty
 use crate::{bail, Error, Result};
 
 const GEMM_THREADS: u32 = 256;
+/// Largest per-sample group that layer norm handles in one launch (one block per sample, 64
+/// elements per thread): beyond it, the separate elementwise pass has more parallelism.
+pub(crate) const FUSED_NORM_MAX_LEN: usize = 64 * BLOCK as usize;
+/// Largest gradient whose penalty one block computes in one launch (`penalty_fused_f32`); larger
+/// ones take a block per sample and a second launch for the mean.
+pub(crate) const PENALTY_FUSED_MAX: usize = 1 << 16;
 const TILE_K: usize = 16;
 
 /// The tile a GEMM launch uses (`gemm_tile.cuh`): rows × columns of the output per block.
@@ -540,6 +546,10 @@ impl Cuda {
         }
         let p = P::NormParams { seg, map, eps: eps as f32 };
         let (o, xp) = (self.ptr(&out)?, self.ptr(x)?);
+        if g.is_none() && group == Group::Sample && seg.len as usize <= FUSED_NORM_MAX_LEN && self.fused_norm() {
+            launch!(self, Module::Norm, "normalize_fused_f32", (count as u32, 1, 1), BLOCK, o, xp, p);
+            return Ok(out);
+        }
         match g {
             None => {
                 let stats = self.empty(&[2 * count])?;
@@ -593,13 +603,18 @@ impl Cuda {
         let n = g.numel();
         let value = self.empty(&[1])?;
         let dg = self.empty(&g.shape)?;
-        let per = self.empty(&[samples])?;
         let p = P::PenaltyParams {
             samples: i64_of(samples),
             per_sample: i64_of(if samples == 0 { 0 } else { n / samples }),
             eps: eps as f32,
             one_sided: (kind == PenaltyKind::OneSided) as i32,
         };
+        if n <= PENALTY_FUSED_MAX && self.fused_norm() {
+            let args = (self.ptr(&value)?, self.ptr(&dg)?, self.ptr(g)?);
+            launch!(self, Module::Penalty, "penalty_fused_f32", (1, 1, 1), BLOCK, args.0, args.1, args.2, p);
+            return Ok((value, dg));
+        }
+        let per = self.empty(&[samples])?;
         if samples > 0 {
             let args = (self.ptr(&dg)?, self.ptr(&per)?, self.ptr(g)?);
             launch!(
@@ -721,6 +736,8 @@ impl Cuda {
 
 impl Backend for Cuda {
     type Tensor = CudaTensor;
+    /// A 4-float counter buffer (see `step.rs`).
+    type Counter = CudaTensor;
 
     fn set_precision(&self, p: Precision) -> bool {
         Cuda::set_precision(self, p);
@@ -876,5 +893,62 @@ impl Backend for Cuda {
     }
     fn axpby_inplace(&self, y: &CudaTensor, a: f64, x: &CudaTensor, b: f64) {
         self.note(self.try_axpby(y, a, x, b))
+    }
+
+    fn counter(&self, value: u64) -> CudaTensor {
+        self.finish(&[4], self.try_counter(value))
+    }
+    fn counter_set(&self, c: &CudaTensor, value: u64) {
+        self.note(self.try_counter_set(c, value))
+    }
+    fn counter_get(&self, c: &CudaTensor) -> u64 {
+        self.try_counter_get(c).unwrap_or_else(|e| {
+            self.record(e);
+            0
+        })
+    }
+    fn counter_add(&self, c: &CudaTensor, delta: u64) {
+        self.note(self.try_counter_add(c, delta))
+    }
+    fn randn_at(&self, shape: &[usize], seed: u64, stream: u64, base: &CudaTensor) -> CudaTensor {
+        self.finish(shape, self.try_random_at(shape, seed, stream, base, true))
+    }
+    fn rand_uniform_at(&self, shape: &[usize], seed: u64, stream: u64, base: &CudaTensor) -> CudaTensor {
+        self.finish(shape, self.try_random_at(shape, seed, stream, base, false))
+    }
+    fn adam_at_inplace(
+        &self,
+        p: &CudaTensor,
+        g: &CudaTensor,
+        m: &CudaTensor,
+        v: &CudaTensor,
+        s: AdamStep,
+        t: &CudaTensor,
+    ) {
+        self.note(self.try_adam_at(p, g, m, v, s, t))
+    }
+    fn write_f32(&self, dst: &CudaTensor, data: &[f32]) {
+        self.note(self.try_write(dst, data))
+    }
+    fn gather_rows_inplace(&self, dst: &CudaTensor, src: &CudaTensor, idx: &CudaTensor, start: usize) {
+        self.note(self.try_gather_rows(dst, src, idx, start))
+    }
+    fn data_memory_budget(&self) -> Option<u64> {
+        Some(self.data_budget())
+    }
+    fn supports_graphs(&self) -> bool {
+        true
+    }
+    fn graph_capture_begin(&self) -> crate::Result<()> {
+        self.capture_begin()
+    }
+    fn graph_capture_end(&self) -> crate::Result<usize> {
+        self.capture_end()
+    }
+    fn graph_launch(&self, id: usize) -> crate::Result<()> {
+        Cuda::graph_launch(self, id)
+    }
+    fn device_counts(&self) -> Option<super::DeviceCounts> {
+        Some(self.counts())
     }
 }

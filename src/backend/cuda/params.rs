@@ -82,6 +82,24 @@ pub struct AdamParams {
     pub bc2_sqrt: f32,
 }
 
+/// elementwise.cu `GatherParams`
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GatherParams {
+    pub n: i64,
+    pub row_len: i64,
+    pub start: i64,
+}
+
+/// optim.cu `AdamPrepare`: the host-side hyperparameters of `adam_prepare_f32`, in f64.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdamPrepare {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+}
+
 /// optim.cu `RmsPropParams`
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -176,6 +194,8 @@ unsafe impl DeviceRepr for NormParams {}
 unsafe impl DeviceRepr for InterpParams {}
 unsafe impl DeviceRepr for PenaltyParams {}
 unsafe impl DeviceRepr for AdamParams {}
+unsafe impl DeviceRepr for AdamPrepare {}
+unsafe impl DeviceRepr for GatherParams {}
 unsafe impl DeviceRepr for RmsPropParams {}
 unsafe impl DeviceRepr for AxpbyParams {}
 unsafe impl DeviceRepr for RngParams {}
@@ -196,6 +216,8 @@ const _: () = {
     assert!(size_of::<InterpParams>() == 16);
     assert!(size_of::<PenaltyParams>() == 24);
     assert!(size_of::<AdamParams>() == 40);
+    assert!(size_of::<AdamPrepare>() == 24);
+    assert!(size_of::<GatherParams>() == 24);
     assert!(size_of::<RmsPropParams>() == 32);
     assert!(size_of::<AxpbyParams>() == 16);
     assert!(size_of::<RngParams>() == 24);

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 
+mod graph;
+pub(crate) use graph::{CaptureWatch, Recording};
+
 use super::kernels::{self, Module, HEADERS};
 use super::nvrtc::{dlopen, last_dl_error, sym, RTLD_NOW};
 use crate::{Error, Result};
@@ -75,6 +78,8 @@ unsafe impl Sync for Lib {}
 pub(crate) struct HostStore {
     base: *mut f32,
     len: usize,
+    /// The emulator's capture state, told when this buffer is freed.
+    watch: Arc<CaptureWatch>,
 }
 
 // SAFETY: the memory is only reached through raw pointers by launches and copies, which the
@@ -83,11 +88,11 @@ unsafe impl Send for HostStore {}
 unsafe impl Sync for HostStore {}
 
 impl HostStore {
-    fn new(len: usize, fill: f32) -> Arc<HostStore> {
+    fn new(len: usize, fill: f32, watch: Arc<CaptureWatch>) -> Arc<HostStore> {
         let mut v = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
         v[GUARD..GUARD + len].fill(fill);
         let base = Box::into_raw(v.into_boxed_slice()) as *mut f32;
-        Arc::new(HostStore { base, len })
+        Arc::new(HostStore { base, len, watch })
     }
     pub fn len(&self) -> usize {
         self.len
@@ -108,6 +113,7 @@ impl HostStore {
 
 impl Drop for HostStore {
     fn drop(&mut self) {
+        self.watch.on_free();
         // SAFETY: `base` came from Box::into_raw of a boxed slice of this length.
         unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.base, self.len + 2 * GUARD))) };
     }
@@ -121,6 +127,8 @@ pub(crate) struct Emulator {
     dir: PathBuf,
     libs: Mutex<HashMap<&'static str, Arc<Lib>>>,
     buffers: Mutex<Vec<Weak<HostStore>>>,
+    /// Whether a graph capture is running (buffers report their frees to it).
+    pub(crate) watch: Arc<CaptureWatch>,
 }
 
 /// The C++ compiler to use: `$WGAN_HOST_CXX`, else the first of c++, g++, clang++ that runs.
@@ -185,7 +193,14 @@ impl Emulator {
             None => std::env::temp_dir().join(format!("wgan-host-kernels-{}", std::process::id())),
         };
         std::fs::create_dir_all(&dir).map_err(|e| Error(format!("creating {}: {e}", dir.display())))?;
-        Ok(Emulator { cxx, cxx_version, dir, libs: Mutex::new(HashMap::new()), buffers: Mutex::new(Vec::new()) })
+        Ok(Emulator {
+            cxx,
+            cxx_version,
+            dir,
+            libs: Mutex::new(HashMap::new()),
+            buffers: Mutex::new(Vec::new()),
+            watch: Arc::new(CaptureWatch::default()),
+        })
     }
 
     /// The compiler, e.g. "c++ (g++ (Debian 12.2.0-14) 12.2.0)".
@@ -195,7 +210,7 @@ impl Emulator {
 
     /// A buffer of `n` floats, each set to `fill`.
     pub fn alloc(&self, n: usize, fill: f32) -> Arc<HostStore> {
-        let s = HostStore::new(n, fill);
+        let s = HostStore::new(n, fill, self.watch.clone());
         self.buffers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&s));
         s
     }
