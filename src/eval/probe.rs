@@ -1,0 +1,66 @@
+//! The scores logged while training on MNIST: Inception Score, FID and class coverage of a fixed
+//! batch of samples against the held-out reference digits, in the embedded classifier's space.
+//! About 1,000 generator and classifier forward passes per sample step: roughly one training
+//! step's cost for the default DCGAN.
+
+use super::features::{Embedding, FeatureNet};
+use super::fid::{frechet_distance, Gaussian};
+use super::{mnist, resize_images, scores};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::nn::Model;
+
+/// Samples scored at each sample step.
+pub const PROBE_SAMPLES: usize = 1000;
+/// Philox stream of the probe's fixed noise (seeded with the run's seed).
+pub const STREAM_PROBE_NOISE: u64 = 0x6576_616c; // "eval"
+
+pub struct Probe {
+    net: FeatureNet,
+    real: Gaussian,
+    real_hist: Vec<f64>,
+    channels: usize,
+    size: usize,
+}
+
+/// What the probe measures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProbeScores {
+    pub inception_score: f64,
+    pub fid: f64,
+    pub classes_covered: usize,
+    pub class_kl: f64,
+}
+
+impl Probe {
+    /// A probe for grey MNIST runs (any image size: samples are resized to 28×28); None otherwise.
+    pub fn for_run(mnist_like: bool, channels: usize, size: usize) -> Result<Option<Probe>> {
+        if !mnist_like || channels != 1 {
+            return Ok(None);
+        }
+        let net = mnist::embedded_classifier()?;
+        let (digits, _) = mnist::embedded_subset(mnist::REFERENCE);
+        let cpu = crate::backend::cpu::Cpu::<f32>::new();
+        let e = net.embed(&cpu, &digits.pixels, digits.n);
+        let real = Gaussian::fit(&e.feats, e.n, e.d);
+        let real_hist = scores::class_histogram(&e.probs, e.k);
+        Ok(Some(Probe { net, real, real_hist, channels, size }))
+    }
+
+    /// Scores `PROBE_SAMPLES` samples of `gen` from the run's fixed probe noise. The generator runs
+    /// on its backend; the classifier on the CPU (it is small, and this keeps the cost off an
+    /// emulated device).
+    pub fn measure<B: Backend>(&self, be: &B, gen: &Model<B>, nz: usize, seed: u64) -> ProbeScores {
+        let x = super::export::generate(be, gen, nz, PROBE_SAMPLES, seed, STREAM_PROBE_NOISE);
+        let x = resize_images(&x, PROBE_SAMPLES, self.channels, self.size, 28);
+        let cpu = crate::backend::cpu::Cpu::<f32>::new();
+        let e: Embedding = self.net.embed(&cpu, &x, PROBE_SAMPLES);
+        let (covered, class_kl) = scores::coverage(&scores::class_histogram(&e.probs, e.k), &self.real_hist);
+        ProbeScores {
+            inception_score: scores::inception_score(&e.probs, e.k),
+            fid: frechet_distance(&Gaussian::fit(&e.feats, e.n, e.d), &self.real),
+            classes_covered: covered,
+            class_kl,
+        }
+    }
+}
