@@ -92,3 +92,50 @@ pub fn write_png_folder(dir: &Path, images: &[f32], n: usize, c: usize, h: usize
     }
     result
 }
+
+/// Where `wgan sample --out` writes many samples: a folder of PNGs or a `.npy` array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BulkOut {
+    Folder,
+    Npy,
+}
+
+impl BulkOut {
+    /// A name ending in `/`, an existing folder or a name without extension is a folder; `.npy` an
+    /// array; anything else (a .png grid, a .csv) is not a bulk output.
+    pub fn of(out: &Path) -> Option<BulkOut> {
+        let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if out.as_os_str().to_string_lossy().ends_with('/') || out.is_dir() || ext.is_none() {
+            Some(BulkOut::Folder)
+        } else if ext.as_deref() == Some("npy") {
+            Some(BulkOut::Npy)
+        } else {
+            None
+        }
+    }
+}
+
+/// The same latent vectors as `wgan sample`'s grid: stream of the fixed noise + 100.
+pub const STREAM_SAMPLE_NOISE: u64 = crate::train::gan::STREAM_FIXED_NOISE + 100;
+
+/// `wgan sample --from RUN --n N --out DIR/|x.npy`: N samples as numbered PNG files in a new folder
+/// (images only), or as an f32 array in [−1, 1] of shape [N, C, H, W] ([N, 2] for 2-D data).
+pub fn sample_bulk<B: Backend>(be: &B, from: &Path, n: usize, out: &Path, seed: u64, kind: BulkOut) -> Result<()> {
+    let (cfg, gen) = crate::train::snapshot::load_generator(be, from)?;
+    if kind == BulkOut::Folder && cfg.dataset.is_toy() {
+        crate::bail!(
+            "--out {}: a folder of PNG images is for image runs, and this generator makes 2-D points; use a .csv or .npy name",
+            out.display()
+        );
+    }
+    let x = generate(be, &gen, cfg.nz, n, seed, STREAM_SAMPLE_NOISE);
+    if x.iter().any(|v| !v.is_finite()) {
+        crate::bail!("the generator's samples are not finite (the checkpoint holds NaN or infinite weights?); nothing written");
+    }
+    let (c, s) = (cfg.channels, cfg.image_size);
+    match kind {
+        BulkOut::Npy if cfg.dataset.is_toy() => write_npy(out, &x, &[n, 2]),
+        BulkOut::Npy => write_npy(out, &x, &[n, c, s, s]),
+        BulkOut::Folder => write_png_folder(out, &x, n, c, s, s),
+    }
+}

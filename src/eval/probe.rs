@@ -64,3 +64,37 @@ impl Probe {
         }
     }
 }
+
+/// (step, FID) of the lines of metrics.jsonl up to step `upto` that carry an FID (a resumed run
+/// keeps its curve).
+pub fn read_fid_history(path: &std::path::Path, upto: u64) -> Vec<(u64, f64)> {
+    let Ok(text) = std::fs::read_to_string(path) else { return vec![] };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["step"].as_u64()?, v["fid"].as_f64()?)))
+        .filter(|&(s, _)| s <= upto)
+        .collect()
+}
+
+/// Adds the probe's scores to a metrics.jsonl line.
+pub fn record(line: &mut serde_json::Value, s: &ProbeScores) {
+    line["inception_score"] = s.inception_score.into();
+    line["fid"] = s.fid.into();
+    line["classes_covered"] = s.classes_covered.into();
+    line["class_kl"] = s.class_kl.into();
+}
+
+/// loss.png with a second panel: the Wasserstein estimate above, the FID (embedded classifier,
+/// `PROBE_SAMPLES` samples against the held-out digits) below, on the same step axis.
+pub fn loss_and_fid_plot(path: &std::path::Path, wdist: &[(u64, f64)], fid: &[(u64, f64)]) -> Result<()> {
+    use crate::plot::{canvas::Canvas, line_plot_canvas, LINE_PLOT_SIZE};
+    let (w, h) = LINE_PLOT_SIZE;
+    let pts = |v: &[(u64, f64)]| -> Vec<(f64, f64)> { v.iter().map(|&(s, y)| (s as f64, y)).collect() };
+    let top = line_plot_canvas(&[("Wasserstein estimate", pts(wdist))], "Wasserstein estimate (critic) over generator steps", (w, h));
+    let title = format!("FID ({PROBE_SAMPLES} samples vs held-out digits) over generator steps");
+    let bottom = line_plot_canvas(&[("FID (embedded MNIST classifier)", pts(fid))], &title, (w, h * 3 / 4));
+    let mut cv = Canvas::new(w, top.height + bottom.height, crate::plot::canvas::WHITE);
+    cv.px[..top.px.len()].copy_from_slice(&top.px);
+    cv.px[top.px.len()..].copy_from_slice(&bottom.px);
+    cv.save_png(path)
+}
