@@ -50,10 +50,21 @@ impl Probe {
     /// Scores `PROBE_SAMPLES` samples of `gen` from the run's fixed probe noise. The generator runs
     /// on its backend; the classifier on the CPU (it is small, and this keeps the cost off an
     /// emulated device).
+    ///
+    /// On the host emulator (`--device emulated`, for tests) the generator is copied to the CPU
+    /// first: running 1,000 samples through emulated kernels would cost minutes and check nothing
+    /// that the sample grids do not.
     pub fn measure<B: Backend>(&self, be: &B, gen: &Model<B>, nz: usize, seed: u64) -> ProbeScores {
-        let x = super::export::generate(be, gen, nz, PROBE_SAMPLES, seed, STREAM_PROBE_NOISE);
-        let x = resize_images(&x, PROBE_SAMPLES, self.channels, self.size, 28);
         let cpu = crate::backend::cpu::Cpu::<f32>::new();
+        let x = if be.name().contains("host emulator") {
+            let params = be.to_f32(&gen.params);
+            let buffers = if gen.net.buffers.is_empty() { vec![] } else { be.to_f32(&gen.buffers) };
+            let g = Model::from_host(&cpu, gen.net.clone(), &params, &buffers, gen.batches_tracked.get());
+            super::export::generate(&cpu, &g, nz, PROBE_SAMPLES, seed, STREAM_PROBE_NOISE)
+        } else {
+            super::export::generate(be, gen, nz, PROBE_SAMPLES, seed, STREAM_PROBE_NOISE)
+        };
+        let x = resize_images(&x, PROBE_SAMPLES, self.channels, self.size, 28);
         let e: Embedding = self.net.embed(&cpu, &x, PROBE_SAMPLES);
         let (covered, class_kl) = scores::coverage(&scores::class_histogram(&e.probs, e.k), &self.real_hist);
         ProbeScores {
