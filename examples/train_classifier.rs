@@ -34,10 +34,17 @@ fn run() -> wgan::Result<()> {
             other => wgan::bail!("unexpected argument {other:?}; usage: train_classifier OUT.safetensors [--epochs N] [--seed S] [--lr LR] [--batch B]"),
         }
     }
-    let out = out.ok_or_else(|| wgan::Error("usage: train_classifier OUT.safetensors [--epochs N] [--seed S] [--lr LR] [--batch B]".into()))?;
+    let out = out.ok_or_else(|| {
+        wgan::Error("usage: train_classifier OUT.safetensors [--epochs N] [--seed S] [--lr LR] [--batch B]".into())
+    })?;
     let be = wgan::backend::cpu::Cpu::<f32>::new();
     let t0 = std::time::Instant::now();
-    eprintln!("training the MNIST classifier on embedded digits {:?}, testing on {:?}, {:?}", mnist::TRAIN, mnist::HELD_OUT, s);
+    eprintln!(
+        "training the MNIST classifier on embedded digits {:?}, testing on {:?}, {:?}",
+        mnist::TRAIN,
+        mnist::HELD_OUT,
+        s
+    );
     let (net, acc) = mnist::train_classifier(&be, &s, |line| eprintln!("{line}"))?;
     let secs = t0.elapsed().as_secs_f64();
     let mut meta = BTreeMap::new();
@@ -46,7 +53,10 @@ fn run() -> wgan::Result<()> {
     meta.insert("held_out_digits".to_string(), format!("{}..{}", mnist::HELD_OUT.start, mnist::HELD_OUT.end));
     meta.insert(
         "trained_with".to_string(),
-        format!("cargo run --release --example train_classifier -- OUT --epochs {} --seed {} --lr {} --batch {}", s.epochs, s.seed, s.lr, s.batch),
+        format!(
+            "cargo run --release --example train_classifier -- OUT --epochs {} --seed {} --lr {} --batch {}",
+            s.epochs, s.seed, s.lr, s.batch
+        ),
     );
     net.save(&out, &meta)?;
     println!(

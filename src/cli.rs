@@ -34,7 +34,8 @@ enum Command {
     Eval(EvalArgs),
 }
 
-const EVAL_HELP: &str = "Image metrics of a run's samples, each beside its real-vs-real floor: Inception Score, Mode Score, \
+const EVAL_HELP: &str =
+    "Image metrics of a run's samples, each beside its real-vs-real floor: Inception Score, Mode Score, \
 FID, KID (cubic-kernel MMD², mean ± std over 100 subsets), 1-NN two-sample accuracy and class coverage (classes \
 with >= 2 % of the samples, and the class histogram's KL to the real one). Prints a table and writes RUN/eval.json.
 

@@ -45,8 +45,25 @@ fn names(dir: &Path) -> Vec<String> {
 
 fn tiny_mnist(out: &Path, extra: &[&str]) {
     let mut a = vec![
-        "train", "--dataset", "mnist", "--width", "4", "--batch-size", "8", "--n-critic", "2", "--steps", "4",
-        "--sample-every", "2", "--seed", "1", "--device", "cpu", "--out", s(out),
+        "train",
+        "--dataset",
+        "mnist",
+        "--width",
+        "4",
+        "--batch-size",
+        "8",
+        "--n-critic",
+        "2",
+        "--steps",
+        "4",
+        "--sample-every",
+        "2",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        s(out),
     ];
     a.extend(extra);
     ok(&wgan(&a));
@@ -81,7 +98,9 @@ fn mnist_run_logs_scores_and_eval_prints_every_metric_with_its_floor() {
     assert!(out.contains("real vs real") && out.contains("held out"), "{out}");
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
     for side in ["metrics", "real_vs_real"] {
-        for k in ["inception_score", "mode_score", "fid", "kid", "kid_std", "one_nn_accuracy", "classes_covered", "class_kl"] {
+        for k in
+            ["inception_score", "mode_score", "fid", "kid", "kid_std", "one_nn_accuracy", "classes_covered", "class_kl"]
+        {
             assert!(j[side][k].is_number(), "eval.json lacks {side}.{k}: {j}");
         }
     }
@@ -129,10 +148,16 @@ fn mnist_run_logs_scores_and_eval_prints_every_metric_with_its_floor() {
         assert!(std::env::var("WGAN_REQUIRE_PYTHON").as_deref() != Ok("1"), "python3 with numpy is required");
     }
     // A folder that is not empty is refused, untouched.
-    fails(&wgan(&["sample", "--from", s(&run), "--n", "3", "--out", s(&folder), "--device", "cpu"]), &["not an empty folder"]);
+    fails(
+        &wgan(&["sample", "--from", s(&run), "--n", "3", "--out", s(&folder), "--device", "cpu"]),
+        &["not an empty folder"],
+    );
     assert_eq!(names(&folder).len(), 12);
     // Nothing half-written when sampling fails (a missing checkpoint).
-    fails(&wgan(&["sample", "--from", s(&d.join("nope")), "--n", "3", "--out", s(&d.join("y.npy")), "--device", "cpu"]), &["nope"]);
+    fails(
+        &wgan(&["sample", "--from", s(&d.join("nope")), "--n", "3", "--out", s(&d.join("y.npy")), "--device", "cpu"]),
+        &["nope"],
+    );
     assert_eq!(names(&d), vec!["pngs", "run", "x.npy"]);
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -163,7 +188,10 @@ fn eval_refuses_clearly() {
     let toy = d.join("toy");
     toy_checkpoint(&toy);
     fails(&wgan(&["eval", "--from", s(&toy), "--device", "cpu"]), &["2-D run", "metrics.jsonl"]);
-    fails(&wgan(&["sample", "--from", s(&toy), "--n", "3", "--out", s(&d.join("pts/")), "--device", "cpu"]), &["2-D points"]);
+    fails(
+        &wgan(&["sample", "--from", s(&toy), "--n", "3", "--out", s(&d.join("pts/")), "--device", "cpu"]),
+        &["2-D points"],
+    );
     ok(&wgan(&["sample", "--from", s(&toy), "--n", "3", "--out", s(&d.join("pts.npy")), "--device", "cpu"]));
     assert!(std::fs::read(d.join("pts.npy")).unwrap().windows(15).any(|w| w == b"'shape': (3, 2)"));
     // Images that are not MNIST: no embedded feature network; a user network must fit.
@@ -175,13 +203,38 @@ fn eval_refuses_clearly() {
     }
     let run = d.join("folder-run");
     ok(&wgan(&[
-        "train", "--dataset", "folder", "--data", s(&imgs), "--image-size", "28", "--channels", "1", "--width", "4",
-        "--batch-size", "8", "--n-critic", "1", "--steps", "2", "--device", "cpu", "--out", s(&run),
+        "train",
+        "--dataset",
+        "folder",
+        "--data",
+        s(&imgs),
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "--width",
+        "4",
+        "--batch-size",
+        "8",
+        "--n-critic",
+        "1",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&run),
     ]));
-    fails(&wgan(&["eval", "--from", s(&run), "--device", "cpu"]), &["no feature network for folder images", "--features"]);
+    fails(
+        &wgan(&["eval", "--from", s(&run), "--device", "cpu"]),
+        &["no feature network for folder images", "--features"],
+    );
     let junk = d.join("junk.safetensors");
     std::fs::write(&junk, b"not a network").unwrap();
-    fails(&wgan(&["eval", "--from", s(&run), "--features", s(&junk), "--device", "cpu"]), &["--features", "junk.safetensors"]);
+    fails(
+        &wgan(&["eval", "--from", s(&run), "--features", s(&junk), "--device", "cpu"]),
+        &["--features", "junk.safetensors"],
+    );
     assert!(!run.join("eval.json").exists());
     // A user network in the layout (here the MNIST classifier's file) works on the run's own images.
     let net = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/classifier/mnist-classifier.safetensors");

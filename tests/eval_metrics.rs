@@ -247,8 +247,12 @@ fn feature_network_layout_round_trips_and_bad_files_get_clear_errors() {
     let back = FeatureNet::load(&p).unwrap();
     assert_eq!((back.layers.clone(), back.params.clone()), (net.layers.clone(), net.params.clone()));
     // A linear layer that does not fit the activation before it.
-    let mut bad = FeatureNet::new((1, 8, 8), vec![LayerKind::Linear { inp: 64, out: 5 }, LayerKind::Linear { inp: 5, out: 3 }], "x")
-        .unwrap();
+    let mut bad = FeatureNet::new(
+        (1, 8, 8),
+        vec![LayerKind::Linear { inp: 64, out: 5 }, LayerKind::Linear { inp: 5, out: 3 }],
+        "x",
+    )
+    .unwrap();
     bad.layers[1] = LayerKind::Linear { inp: 6, out: 3 };
     bad.params.extend([0.0; 3]);
     bad.save(&p, &BTreeMap::new()).unwrap();

@@ -70,7 +70,15 @@ fn feature_net(cfg: &TrainConfig, user: Option<&Path>) -> Result<FeatureNet> {
 }
 
 /// Brings images of the run's shape to the network's input, or says why it cannot.
-fn adapt(images: Vec<f32>, n: usize, c: usize, size: usize, net: &FeatureNet, notes: &mut Vec<String>, what: &str) -> Result<Vec<f32>> {
+fn adapt(
+    images: Vec<f32>,
+    n: usize,
+    c: usize,
+    size: usize,
+    net: &FeatureNet,
+    notes: &mut Vec<String>,
+    what: &str,
+) -> Result<Vec<f32>> {
     let (nc, nh, nw) = net.input;
     if c != nc {
         crate::bail!(
@@ -92,7 +100,13 @@ fn adapt(images: Vec<f32>, n: usize, c: usize, size: usize, net: &FeatureNet, no
 }
 
 /// The real reference and floor sets as images the network takes, with their descriptions.
-fn real_sets(cfg: &TrainConfig, net: &FeatureNet, n: usize, seed: u64, notes: &mut Vec<String>) -> Result<(Vec<f32>, Vec<f32>, usize, String, String)> {
+fn real_sets(
+    cfg: &TrainConfig,
+    net: &FeatureNet,
+    n: usize,
+    seed: u64,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<f32>, Vec<f32>, usize, String, String)> {
     let embedded_mnist = cfg.dataset == DatasetKind::Mnist;
     if embedded_mnist {
         let (a, _) = mnist::embedded_subset(mnist::REFERENCE);
@@ -104,11 +118,16 @@ fn real_sets(cfg: &TrainConfig, net: &FeatureNet, n: usize, seed: u64, notes: &m
             a,
             b,
             m,
-            format!("embedded MNIST digits {}..{} (held out from the classifier)", mnist::REFERENCE.start, mnist::REFERENCE.end),
+            format!(
+                "embedded MNIST digits {}..{} (held out from the classifier)",
+                mnist::REFERENCE.start,
+                mnist::REFERENCE.end
+            ),
             format!("embedded MNIST digits {}..{}", mnist::FLOOR.start, mnist::FLOOR.end),
         ));
     }
-    let data = crate::train::run::load_images(cfg).context(|| "the run's real images (for the reference sets)".to_string())?;
+    let data =
+        crate::train::run::load_images(cfg).context(|| "the run's real images (for the reference sets)".to_string())?;
     if data.n < 4 {
         crate::bail!("the run's data set has {} images; at least 4 are needed for two real sets", data.n);
     }
@@ -152,7 +171,9 @@ pub fn eval_run<B: Backend>(be: &B, o: &EvalOptions) -> Result<(EvalReport, Path
     let embed = |imgs: &[f32], k: usize| -> Embedding { net.embed(be, imgs, k) };
     let (es, ea, eb) = (embed(&x, o.n), embed(&ra, m), embed(&rb, m));
     if es.feats.iter().any(|v| !v.is_finite()) {
-        crate::bail!("the generator's samples give non-finite features (the checkpoint holds NaN or infinite weights?)");
+        crate::bail!(
+            "the generator's samples give non-finite features (the checkpoint holds NaN or infinite weights?)"
+        );
     }
     let metrics = compare(&es, &ea, o.seed);
     let real_vs_real = compare(&eb, &ea, o.seed);
@@ -186,7 +207,12 @@ pub fn eval_run<B: Backend>(be: &B, o: &EvalOptions) -> Result<(EvalReport, Path
 pub fn table(r: &EvalReport) -> String {
     let (s, f) = (&r.metrics, &r.real_vs_real);
     let rows: Vec<(String, String, String, String)> = vec![
-        ("Inception Score".into(), format!("{:.3}", s.inception_score), format!("{:.3}", f.inception_score), format!("higher (at most {})", s.classes)),
+        (
+            "Inception Score".into(),
+            format!("{:.3}", s.inception_score),
+            format!("{:.3}", f.inception_score),
+            format!("higher (at most {})", s.classes),
+        ),
         ("Mode Score".into(), format!("{:.3}", s.mode_score), format!("{:.3}", f.mode_score), "higher".into()),
         ("FID".into(), format!("{:.4}", s.fid), format!("{:.4}", f.fid), "lower".into()),
         (
@@ -195,7 +221,12 @@ pub fn table(r: &EvalReport) -> String {
             format!("{:.5} ± {:.5}", f.kid, f.kid_std),
             "lower".into(),
         ),
-        ("1-NN accuracy".into(), format!("{:.4}", s.one_nn_accuracy), format!("{:.4}", f.one_nn_accuracy), "closer to 0.5".into()),
+        (
+            "1-NN accuracy".into(),
+            format!("{:.4}", s.one_nn_accuracy),
+            format!("{:.4}", f.one_nn_accuracy),
+            "closer to 0.5".into(),
+        ),
         (
             "classes covered (≥ 2 %)".into(),
             format!("{}/{}", s.classes_covered, s.classes),
@@ -204,7 +235,12 @@ pub fn table(r: &EvalReport) -> String {
         ),
         ("class histogram KL".into(), format!("{:.4}", s.class_kl), format!("{:.4}", f.class_kl), "lower".into()),
     ];
-    let head = ("metric".to_string(), format!("samples (n={})", r.samples), format!("real vs real (n={})", r.reference_size), "better".to_string());
+    let head = (
+        "metric".to_string(),
+        format!("samples (n={})", r.samples),
+        format!("real vs real (n={})", r.reference_size),
+        "better".to_string(),
+    );
     let w0 = rows.iter().chain([&head]).map(|r| r.0.chars().count()).max().unwrap_or(0);
     let w1 = rows.iter().chain([&head]).map(|r| r.1.chars().count()).max().unwrap_or(0);
     let w2 = rows.iter().chain([&head]).map(|r| r.2.chars().count()).max().unwrap_or(0);

@@ -61,7 +61,10 @@ pub fn write_png_folder(dir: &Path, images: &[f32], n: usize, c: usize, h: usize
     if dir.exists() {
         let empty = std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
         if !dir.is_dir() || !empty {
-            crate::bail!("--out {}: already exists and is not an empty folder; choose a new folder name", dir.display());
+            crate::bail!(
+                "--out {}: already exists and is not an empty folder; choose a new folder name",
+                dir.display()
+            );
         }
     }
     let tmp = crate::fsutil::temp_path(dir);
@@ -130,7 +133,9 @@ pub fn sample_bulk<B: Backend>(be: &B, from: &Path, n: usize, out: &Path, seed: 
     }
     let x = generate(be, &gen, cfg.nz, n, seed, STREAM_SAMPLE_NOISE);
     if x.iter().any(|v| !v.is_finite()) {
-        crate::bail!("the generator's samples are not finite (the checkpoint holds NaN or infinite weights?); nothing written");
+        crate::bail!(
+            "the generator's samples are not finite (the checkpoint holds NaN or infinite weights?); nothing written"
+        );
     }
     let (c, s) = (cfg.channels, cfg.image_size);
     match kind {

@@ -54,7 +54,10 @@ pub struct FeatureNet {
 }
 
 /// The activation shape after each layer: (C, H, W), with H = W = 1 after a linear layer.
-fn shapes(input: (usize, usize, usize), layers: &[LayerKind]) -> std::result::Result<Vec<(usize, usize, usize)>, String> {
+fn shapes(
+    input: (usize, usize, usize),
+    layers: &[LayerKind],
+) -> std::result::Result<Vec<(usize, usize, usize)>, String> {
     let mut s = input;
     let mut out = Vec::new();
     for (i, l) in layers.iter().enumerate() {
@@ -243,7 +246,11 @@ impl FeatureNet {
             crate::bail!("{what}: no layers.0.weight; {layout}");
         }
         if let Some(extra) = tensors.iter().find(|t| {
-            !t.name.strip_prefix("layers.").and_then(|r| r.split('.').next()).and_then(|s| s.parse::<usize>().ok()).is_some_and(|j| j < layers.len())
+            !t.name
+                .strip_prefix("layers.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|s| s.parse::<usize>().ok())
+                .is_some_and(|j| j < layers.len())
         }) {
             crate::bail!("{what}: unexpected tensor {:?}; {layout}", extra.name);
         }
@@ -269,7 +276,11 @@ impl FeatureNet {
             for (j, part) in ["weight", "bias"].iter().enumerate() {
                 let (o, s) = &slots[2 * i + j];
                 let len: usize = s.iter().product();
-                tensors.push(NamedTensor::f32(format!("layers.{i}.{part}"), s.clone(), self.params[*o..o + len].to_vec()));
+                tensors.push(NamedTensor::f32(
+                    format!("layers.{i}.{part}"),
+                    s.clone(),
+                    self.params[*o..o + len].to_vec(),
+                ));
             }
         }
         write_safetensors(path, &tensors, &meta)

@@ -78,7 +78,10 @@ pub fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Mat) {
     }
     let total: f64 = m.iter().map(|x| x * x).sum();
     for _sweep in 0..100 {
-        let off: f64 = (0..d).flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| m[i * d + j].powi(2)).sum();
+        let off: f64 = (0..d)
+            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| m[i * d + j].powi(2))
+            .sum();
         if off <= 1e-22 * total || off == 0.0 {
             break;
         }

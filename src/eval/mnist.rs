@@ -35,7 +35,9 @@ static EMBEDDED_CLASSIFIER: &[u8] = include_bytes!("../../data/classifier/mnist-
 /// The labels (0–9) of the 10,000 embedded digits.
 pub fn embedded_labels() -> Vec<u8> {
     let mut raw = Vec::new();
-    flate2::read::MultiGzDecoder::new(EMBEDDED_LABELS_GZ).read_to_end(&mut raw).expect("embedded MNIST labels are corrupt");
+    flate2::read::MultiGzDecoder::new(EMBEDDED_LABELS_GZ)
+        .read_to_end(&mut raw)
+        .expect("embedded MNIST labels are corrupt");
     assert!(raw.len() == 8 + 10_000 && raw[..4] == [0, 0, 8, 1], "embedded MNIST labels are corrupt");
     raw[8..].to_vec()
 }
@@ -109,7 +111,11 @@ fn argmax(row: &[f64]) -> usize {
 /// in a seeded random order each epoch, weights He-normal (std √(2/fan_in)), biases zero.
 /// `log` gets one line per epoch. Returns the network and its accuracy on `HELD_OUT`.
 /// Deterministic on the CPU: same seed, same weights.
-pub fn train_classifier<B: Backend>(be: &B, s: &ClassifierTraining, mut log: impl FnMut(&str)) -> Result<(FeatureNet, f64)> {
+pub fn train_classifier<B: Backend>(
+    be: &B,
+    s: &ClassifierTraining,
+    mut log: impl FnMut(&str),
+) -> Result<(FeatureNet, f64)> {
     let (train, train_labels) = embedded_subset(TRAIN);
     let (test, test_labels) = embedded_subset(HELD_OUT);
     let mut net = FeatureNet::new((1, 28, 28), classifier_layers(), CLASSIFIER_NAME)?;

@@ -101,7 +101,11 @@ pub fn loss_and_fid_plot(path: &std::path::Path, wdist: &[(u64, f64)], fid: &[(u
     use crate::plot::{canvas::Canvas, line_plot_canvas, LINE_PLOT_SIZE};
     let (w, h) = LINE_PLOT_SIZE;
     let pts = |v: &[(u64, f64)]| -> Vec<(f64, f64)> { v.iter().map(|&(s, y)| (s as f64, y)).collect() };
-    let top = line_plot_canvas(&[("Wasserstein estimate", pts(wdist))], "Wasserstein estimate (critic) over generator steps", (w, h));
+    let top = line_plot_canvas(
+        &[("Wasserstein estimate", pts(wdist))],
+        "Wasserstein estimate (critic) over generator steps",
+        (w, h),
+    );
     let title = format!("FID ({PROBE_SAMPLES} samples vs held-out digits) over generator steps");
     let bottom = line_plot_canvas(&[("FID (embedded MNIST classifier)", pts(fid))], &title, (w, h * 3 / 4));
     let mut cv = Canvas::new(w, top.height + bottom.height, crate::plot::canvas::WHITE);

@@ -16,7 +16,11 @@ pub fn marginal(p: &[f64], k: usize) -> Vec<f64> {
 
 /// KL(p ‖ q) in nats, with 0·log 0 = 0; q = 0 where p > 0 gives infinity.
 pub fn kl(p: &[f64], q: &[f64]) -> f64 {
-    p.iter().zip(q).filter(|(a, _)| **a > 0.0).map(|(a, b)| if *b > 0.0 { a * (a / b).ln() } else { f64::INFINITY }).sum()
+    p.iter()
+        .zip(q)
+        .filter(|(a, _)| **a > 0.0)
+        .map(|(a, b)| if *b > 0.0 { a * (a / b).ln() } else { f64::INFINITY })
+        .sum()
 }
 
 /// Inception Score: exp(E_x KL(p(y|x) ‖ p(y))) over the whole set (one split). It lies in [1, k]:

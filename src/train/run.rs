@@ -183,7 +183,10 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
                 let sc = p.measure(&be, &gan.gen, cfg.nz, cfg.seed);
                 crate::eval::probe::record(&mut line, &sc);
                 fid_history.push((step, sc.fid));
-                bar.message(&format!("step {step}: IS {:.2}, FID {:.2}, classes {}/10", sc.inception_score, sc.fid, sc.classes_covered));
+                bar.message(&format!(
+                    "step {step}: IS {:.2}, FID {:.2}, classes {}/10",
+                    sc.inception_score, sc.fid, sc.classes_covered
+                ));
             }
         }
         writeln!(metrics, "{line}")
