@@ -276,3 +276,19 @@ fn the_embedded_classifier_is_accurate_on_held_out_digits() {
     assert!(acc > 0.95, "held-out accuracy {acc}");
     close(acc, recorded, 1e-4, "accuracy recorded in the weights' metadata");
 }
+
+#[test]
+fn classifier_training_is_deterministic_on_the_cpu() {
+    // One epoch, twice: the same seed gives the same weights bit for bit (the committed weights
+    // are reproducible), and one epoch already classifies most held-out digits.
+    let be = wgan::backend::cpu::Cpu::<f32>::new();
+    let s = wgan::eval::mnist::ClassifierTraining { epochs: 1, ..Default::default() };
+    let (a, acc) = wgan::eval::mnist::train_classifier(&be, &s, |_| {}).unwrap();
+    let (b, _) = wgan::eval::mnist::train_classifier(&be, &s, |_| {}).unwrap();
+    assert!(a.params == b.params, "two trainings with one seed differ");
+    assert!(acc > 0.7, "held-out accuracy after one epoch: {acc}");
+    let (c, _) =
+        wgan::eval::mnist::train_classifier(&be, &wgan::eval::mnist::ClassifierTraining { seed: 1, ..s }, |_| {})
+            .unwrap();
+    assert!(a.params != c.params, "another seed gives the same weights");
+}
