@@ -133,13 +133,19 @@ pub fn write_safetensors(path: &Path, tensors: &[NamedTensor], metadata: &BTreeM
 pub fn read_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let p = path.display();
     let mut file = File::open(path).context(|| format!("cannot open checkpoint {p}"))?;
-    let size = file.metadata().context(|| format!("cannot read checkpoint {p}"))?.len();
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).context(|| format!("cannot read checkpoint {p}"))?;
+    parse_safetensors(&bytes, &p.to_string())
+}
+
+/// Validates and parses the bytes of a safetensors file; `what` names it in errors.
+pub fn parse_safetensors(bytes: &[u8], what: &str) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    let p = what;
+    let size = bytes.len() as u64;
     if size < 8 {
         crate::bail!("{p}: not a safetensors file (only {size} bytes; expected at least an 8-byte header length)");
     }
-    let mut len8 = [0u8; 8];
-    file.read_exact(&mut len8).context(|| format!("cannot read checkpoint {p}"))?;
-    let head_len = u64::from_le_bytes(len8);
+    let head_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     if head_len > size - 8 {
         crate::bail!(
             "{p}: not a safetensors file (header length {} exceeds file size {})",
@@ -154,12 +160,10 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<Strin
             human_bytes(MAX_HEADER)
         );
     }
-    let mut head = vec![0u8; head_len as usize];
-    file.read_exact(&mut head).context(|| format!("cannot read checkpoint {p}"))?;
-    let mut data = Vec::with_capacity((size - 8 - head_len) as usize);
-    file.read_to_end(&mut data).context(|| format!("cannot read checkpoint {p}"))?;
+    let head = &bytes[8..8 + head_len as usize];
+    let data = &bytes[8 + head_len as usize..];
 
-    let header: Value = match std::str::from_utf8(&head) {
+    let header: Value = match std::str::from_utf8(head) {
         Ok(s) if s.starts_with('{') => {
             serde_json::from_str(s).context(|| format!("{p}: not a safetensors file (header is not valid JSON)"))?
         }
@@ -177,7 +181,7 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<NamedTensor>, BTreeMap<Strin
             metadata = parse_metadata(entry).map_err(|e| Error(format!("{p}: bad __metadata__: {e}")))?;
             continue;
         }
-        let (t, span) = parse_tensor(entry, &data).map_err(|e| Error(format!("{p}: tensor {name:?}: {e}")))?;
+        let (t, span) = parse_tensor(entry, data).map_err(|e| Error(format!("{p}: tensor {name:?}: {e}")))?;
         spans.push((span, name.clone()));
         tensors.push(NamedTensor { name: name.clone(), shape: t.0, data: t.1 });
     }

@@ -28,6 +28,41 @@ enum Command {
     Sample(SampleArgs),
     /// Show the devices, the CUDA driver and NVRTC versions, and the kernel cache.
     Info,
+    /// Image metrics of a run's samples (IS, Mode Score, FID, KID, 1-NN, class coverage) beside
+    /// their real-vs-real floors; writes RUN/eval.json.
+    #[command(long_about = EVAL_HELP)]
+    Eval(EvalArgs),
+}
+
+const EVAL_HELP: &str =
+    "Image metrics of a run's samples, each beside its real-vs-real floor: Inception Score, Mode Score, \
+FID, KID (cubic-kernel MMD², mean ± std over 100 subsets), 1-NN two-sample accuracy and class coverage (classes \
+with >= 2 % of the samples, and the class histogram's KL to the real one). Prints a table and writes RUN/eval.json.
+
+Feature space: for MNIST runs, a small classifier trained by this project and embedded in the binary \
+(its penultimate 32 features for FID, KID and 1-NN; its class posteriors for the scores), against held-out \
+digits; 32/64-pixel MNIST runs are resized to 28x28. For other images pass --features NET.safetensors: \
+tensors layers.{i}.weight / layers.{i}.bias (i = 0, 1, ...; 4-D weights [Cout,Cin,K,K] are convolutions, 2-D \
+[Out,In] linear layers over the flattened activation), ReLU between layers, metadata input=\"C,H,W\" and \
+layers.{i}.stride / layers.{i}.padding; the last layer gives class logits, its input the features. The real \
+sets are then two disjoint random subsets of the run's data.";
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run folder, a checkpoint folder or a generator.safetensors file.
+    #[arg(long)]
+    from: PathBuf,
+    /// Number of samples (the MNIST reference and floor sets have 1,000 each).
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// A feature network in the layout above (default: the embedded MNIST classifier, MNIST runs only).
+    #[arg(long)]
+    features: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto | cpu | cuda | cuda:N | emulated
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 #[derive(Args)]
@@ -127,7 +162,8 @@ struct SampleArgs {
     /// Number of samples.
     #[arg(long, default_value_t = 64)]
     n: usize,
-    /// Output: a .png grid, or for 2-D data a .png figure or a .csv of `x,y` lines.
+    /// Output: a .png grid; a folder (DIR/) of numbered PNG files; a .npy array in [-1, 1] of shape
+    /// [N, C, H, W]; for 2-D data a .png figure, a .csv of `x,y` lines or a .npy of shape [N, 2].
     #[arg(long)]
     out: PathBuf,
     #[arg(long, default_value_t = 0)]
@@ -153,7 +189,19 @@ pub fn run() -> Result<()> {
         Command::Train(a) => train(a),
         Command::Sample(a) => sample(a),
         Command::Info => info(),
+        Command::Eval(a) => eval(a),
     }
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let o = wgan::eval::command::EvalOptions { from: a.from, n: a.n, features: a.features, seed: a.seed };
+    let (report, path) = match open_device(&a.device)? {
+        Device::Cpu(be) => wgan::eval::command::eval_run(&be, &o)?,
+        Device::Cuda(be) => wgan::eval::command::eval_run(&be, &o)?,
+    };
+    print!("{}", wgan::eval::command::table(&report));
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn open_device(name: &str) -> Result<Device> {
@@ -296,9 +344,22 @@ fn sample(a: SampleArgs) -> Result<()> {
     if a.n == 0 {
         wgan::bail!("--n 0: expected at least one sample");
     }
+    if let Some(kind) = wgan::eval::export::BulkOut::of(&a.out) {
+        let parent = a.out.components().as_path().parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent.filter(|p| !p.is_dir()) {
+            wgan::bail!("--out {}: the folder {} does not exist", a.out.display(), parent.display());
+        }
+        let out = a.out.components().as_path().to_path_buf();
+        match open_device(&a.device)? {
+            Device::Cpu(be) => wgan::eval::export::sample_bulk(&be, &a.from, a.n, &out, a.seed, kind)?,
+            Device::Cuda(be) => wgan::eval::export::sample_bulk(&be, &a.from, a.n, &out, a.seed, kind)?,
+        }
+        eprintln!("wrote {} samples to {}", a.n, a.out.display());
+        return Ok(());
+    }
     let ext = a.out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     if ext != "png" && ext != "csv" {
-        wgan::bail!("--out {}: expected a .png or .csv file name", a.out.display());
+        wgan::bail!("--out {}: expected a .png or .csv file name, a .npy name, or a folder (DIR/)", a.out.display());
     }
     if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {

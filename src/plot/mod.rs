@@ -353,6 +353,11 @@ pub fn smooth(ys: &[f64], k: usize) -> Vec<f64> {
 /// 200 points are drawn faintly as they are and, on top, smoothed by a centred moving average over
 /// about 2 % of their length. Non-finite points break a curve. The PNG is [`LINE_PLOT_SIZE`].
 pub fn line_plot<S: AsRef<str>>(path: &Path, series: &[(S, Vec<(f64, f64)>)], title: &str) -> Result<()> {
+    line_plot_canvas(series, title, LINE_PLOT_SIZE).save_png(path)
+}
+
+/// [`line_plot`]'s drawing, on a canvas of `size` (for figures of several panels).
+pub fn line_plot_canvas<S: AsRef<str>>(series: &[(S, Vec<(f64, f64)>)], title: &str, size: (u32, u32)) -> Canvas {
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let pts = || series.iter().flat_map(|(_, v)| v.iter().filter(finite));
     let (mut x0, mut x1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
@@ -370,7 +375,7 @@ pub fn line_plot<S: AsRef<str>>(path: &Path, series: &[(S, Vec<(f64, f64)>)], ti
     let pad = 0.05 * (y1 - y0);
     let (y0, y1) = (y0 - pad, y1 + pad);
 
-    let (w, h) = LINE_PLOT_SIZE;
+    let (w, h) = size;
     let (yticks, ystep) = nice_ticks(y0, y1, 6);
     let (xticks, xstep) = nice_ticks(x0, x1, 8);
     let ylabels: Vec<String> = yticks.iter().map(|&v| format_tick(v, ystep)).collect();
@@ -439,7 +444,7 @@ pub fn line_plot<S: AsRef<str>>(path: &Path, series: &[(S, Vec<(f64, f64)>)], ti
             cv.text(lx + 32, yy - 3, name.as_ref(), 1, TEXT_COLOR);
         }
     }
-    cv.save_png(path)
+    cv
 }
 
 // ------------------------------------------------------------------------------------------ image grid

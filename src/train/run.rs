@@ -195,7 +195,10 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     atomic_write(&out.join("config.json"), serde_json::to_string_pretty(cfg).expect("config serialises").as_bytes())?;
     let metrics_path = out.join("metrics.jsonl");
     let mut history = read_history(&metrics_path, progress.step)?;
+    let mut fid_history = crate::eval::probe::read_fid_history(&metrics_path, progress.step);
     let mut metrics = open_metrics(&metrics_path, &history)?;
+    // MNIST runs: IS, FID and class coverage at each sample step (src/eval/probe.rs).
+    let probe = crate::eval::probe::Probe::for_run(cfg.dataset == DatasetKind::Mnist, cfg.channels, cfg.image_size)?;
 
     let fixed_noise =
         be.randn(&[if cfg.dataset.is_toy() { 512 } else { GRID_SAMPLES }, cfg.nz], cfg.seed, STREAM_FIXED_NOISE);
@@ -240,6 +243,15 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
                 line["modes_total"] = total.into();
                 bar.message(&format!("step {step}: exact W1 {w1:.4}, modes {captured}/{total}"));
             }
+            if let Some(p) = &probe {
+                let sc = p.measure(&be, &gan.gen, cfg.nz, cfg.seed);
+                crate::eval::probe::record(&mut line, &sc);
+                fid_history.push((step, sc.fid));
+                bar.message(&format!(
+                    "step {step}: IS {:.2}, FID {:.2}, classes {}/10",
+                    sc.inception_score, sc.fid, sc.classes_covered
+                ));
+            }
         }
         writeln!(metrics, "{line}")
             .and_then(|_| metrics.flush())
@@ -250,7 +262,11 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
         }
         if step % cfg.sample_every == 0 || last_step {
-            write_loss_plot(&out.join("loss.png"), &history)?;
+            if fid_history.is_empty() {
+                write_loss_plot(&out.join("loss.png"), &history)?;
+            } else {
+                crate::eval::probe::loss_and_fid_plot(&out.join("loss.png"), &history, &fid_history)?;
+            }
         }
         last = Some(v);
         if abort_after == Some(step) {
