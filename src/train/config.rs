@@ -4,6 +4,7 @@
 use crate::backend::PenaltyKind;
 use crate::error::Result;
 use crate::nn::arch::CriticNorm;
+use crate::nn::InitRule;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -127,7 +128,12 @@ pub struct TrainConfig {
     pub channels: usize,
     pub width: usize,
     pub nz: usize,
+    /// `none` on toy data: the toy MLP critic has no normalisation.
     pub critic_norm: CriticNorm,
+    /// How the networks' parameters start (`crate::nn::InitRule`). Configurations written before
+    /// this field existed ran with `dcgan`, the serde default.
+    #[serde(default)]
+    pub init: InitRule,
     pub wgan_schedule: bool,
     pub seed: u64,
     pub device: String,
@@ -157,6 +163,7 @@ pub struct TrainOptions {
     pub width: Option<usize>,
     pub nz: Option<usize>,
     pub critic_norm: Option<CriticNorm>,
+    pub init: Option<InitRule>,
     pub wgan_schedule: bool,
     pub seed: Option<u64>,
     pub device: Option<String>,
@@ -202,10 +209,18 @@ impl TrainOptions {
         });
         let width = self.width.unwrap_or(if toy { crate::nn::arch::TOY_DIM } else { 32 });
         let nz = self.nz.unwrap_or(if toy { crate::nn::arch::TOY_NZ } else { 100 });
+        // The toy critic is a plain MLP: it has no normalisation to choose.
+        if toy && self.critic_norm == Some(CriticNorm::Layer) {
+            crate::bail!("--critic-norm layer: the {} toy critic is an MLP without normalisation", dataset.name());
+        }
         let critic_norm = self.critic_norm.unwrap_or(match loss {
+            _ if toy => CriticNorm::None,
             Loss::WganGp => CriticNorm::Layer,
             Loss::Wgan => CriticNorm::None,
         });
+        // Per layer kind (src/nn/mod.rs, InitRule): PyTorch's defaults for the toy MLPs, DCGAN's for
+        // the convolutional models.
+        let init = self.init.unwrap_or(if toy { InitRule::Pytorch } else { InitRule::Dcgan });
         let cfg = TrainConfig {
             dataset,
             data: self.data,
@@ -223,6 +238,7 @@ impl TrainOptions {
             width,
             nz,
             critic_norm,
+            init,
             wgan_schedule: self.wgan_schedule,
             seed: self.seed.unwrap_or(0),
             device: self.device.unwrap_or_else(|| "auto".into()),
@@ -298,11 +314,14 @@ impl TrainConfig {
     pub fn networks(&self) -> Result<(crate::nn::Net, crate::nn::Net)> {
         use crate::nn::arch;
         if self.dataset.is_toy() {
-            Ok((arch::toy_generator_with(self.nz, self.width), arch::toy_critic_with(self.width)))
+            Ok((
+                arch::toy_generator_with(self.nz, self.width).with_init(self.init),
+                arch::toy_critic_with(self.width).with_init(self.init),
+            ))
         } else {
             Ok((
-                arch::dcgan_generator(self.image_size, self.channels, self.width, self.nz)?,
-                arch::dcgan_critic(self.image_size, self.channels, self.width, self.critic_norm)?,
+                arch::dcgan_generator(self.image_size, self.channels, self.width, self.nz)?.with_init(self.init),
+                arch::dcgan_critic(self.image_size, self.channels, self.width, self.critic_norm)?.with_init(self.init),
             ))
         }
     }
