@@ -38,7 +38,8 @@ struct TrainArgs {
     /// An IDX file (mnist), the CIFAR-10 binary folder (cifar10) or an image folder (folder).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// wgan (weight clipping) | wgan-gp (gradient penalty)
+    /// wgan (weight clipping) | wgan-gp (gradient penalty) | gan (standard GAN, minimax) | nsgan
+    /// (standard GAN, non-saturating generator loss)
     #[arg(long)]
     loss: Option<Loss>,
     /// two-sided | one-sided
@@ -151,10 +152,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let dev = open_device(&cfg.device)?;
     eprintln!(
         "training {} on {} ({}), {} generator steps, device {}, output {}",
-        match cfg.loss {
-            Loss::WganGp => "WGAN-GP",
-            Loss::Wgan => "WGAN",
-        },
+        cfg.loss.title(),
         cfg.dataset.name(),
         if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist {
             "embedded 10,000 digits".to_string()

@@ -12,6 +12,7 @@
 
 mod device;
 mod emu;
+mod logistic;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
