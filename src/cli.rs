@@ -73,7 +73,8 @@ struct TrainArgs {
     /// An IDX file (mnist), the CIFAR-10 binary folder (cifar10) or an image folder (folder).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// wgan (weight clipping) | wgan-gp (gradient penalty)
+    /// wgan (weight clipping) | wgan-gp (gradient penalty) | gan (standard GAN, minimax) | nsgan
+    /// (standard GAN, non-saturating generator loss)
     #[arg(long)]
     loss: Option<Loss>,
     /// two-sided | one-sided
@@ -114,6 +115,10 @@ struct TrainArgs {
     /// none | layer (default layer for wgan-gp, none for wgan)
     #[arg(long)]
     critic_norm: Option<CriticNorm>,
+    /// Initialisation: pytorch (PyTorch's nn.Linear/Conv defaults, U(±1/√fan_in) weights and
+    /// biases; default on toy data) | dcgan (N(0, 0.02) weights, zero biases; default on images)
+    #[arg(long)]
+    init: Option<wgan::nn::InitRule>,
     /// WGAN's schedule: 100 critic iterations for the first 25 generator steps and every 500th.
     #[arg(long)]
     wgan_schedule: bool,
@@ -218,10 +223,7 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     eprintln!(
         "training {} on {} ({}), {} generator steps, device {}, output {}",
-        match cfg.loss {
-            Loss::WganGp => "WGAN-GP",
-            Loss::Wgan => "WGAN",
-        },
+        cfg.loss.title(),
         cfg.dataset.name(),
         if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist {
             "embedded 10,000 digits".to_string()
@@ -268,6 +270,7 @@ fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
         width: a.width,
         nz: a.nz,
         critic_norm: a.critic_norm,
+        init: a.init,
         wgan_schedule: a.wgan_schedule,
         seed: a.seed,
         device: a.device,
@@ -282,7 +285,7 @@ fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
 }
 
 fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
-    let fixed: [(&str, bool); 18] = [
+    let fixed: [(&str, bool); 19] = [
         ("--dataset", a.dataset.is_some()),
         ("--data", a.data.is_some()),
         ("--loss", a.loss.is_some()),
@@ -298,6 +301,7 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
         ("--width", a.width.is_some()),
         ("--nz", a.nz.is_some()),
         ("--critic-norm", a.critic_norm.is_some()),
+        ("--init", a.init.is_some()),
         ("--wgan-schedule", a.wgan_schedule),
         ("--seed", a.seed.is_some()),
         ("--out", a.out.is_none()),

@@ -28,6 +28,7 @@ import time
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import autograd
 
 COMPILE_NOTE = ("note: torch.compile does not support double backward (autograd.grad(create_graph=True)), "
@@ -141,24 +142,46 @@ class DCGANCritic(nn.Module):
         return self.main(x).view(-1)
 
 
+INIT_RULES = ("pytorch", "dcgan")
+
+
 @torch.no_grad()
-def init_weights(net: nn.Module) -> nn.Module:
-    """As the Rust crate (src/nn/mod.rs, Net::new): linear/conv/convT weights N(0, 0.02), linear
-    biases 0; BatchNorm weight N(1, 0.02), bias 0, running_mean 0, running_var 1; layer norm
-    (GroupNorm(1, C)) weight 1, bias 0."""
+def init_weights(net: nn.Module, rule: str = "dcgan") -> nn.Module:
+    """As the Rust crate (src/nn/mod.rs, InitRule; the toy MLPs default to "pytorch", the DCGANs to
+    "dcgan"):
+
+    * "dcgan" (Radford et al. 2015, the PyTorch DCGAN example's weights_init): Linear / Conv2d /
+      ConvTranspose2d weights N(0, 0.02), Linear biases 0; BatchNorm weight N(1, 0.02), bias 0.
+    * "pytorch": the modules' own reset_parameters(): weights kaiming_uniform_(a=√5) =
+      U(±1/√fan_in), biases U(±1/√fan_in); norm weight 1, bias 0.
+
+    Both: running_mean 0, running_var 1; layer norm (GroupNorm(1, C)) weight 1, bias 0."""
+    if rule not in INIT_RULES:
+        raise ValueError(f"init rule {rule!r}: expected one of {INIT_RULES}")
     for m in net.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+            if rule == "pytorch":
+                m.reset_parameters()
+            else:
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
-            m.reset_running_stats()
+            if rule == "pytorch":
+                m.reset_parameters()
+            else:
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+                m.reset_running_stats()
         elif isinstance(m, nn.GroupNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     return net
+
+
+def default_init(kind: str) -> str:
+    """The rule per model kind, as `wgan train` resolves it: toy MLPs "pytorch", DCGANs "dcgan"."""
+    return "pytorch" if kind == "toy" else "dcgan"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,6 +199,7 @@ N_CRITIC = 5
 GP_LR, GP_BETAS, GP_LAMBDA = 1e-4, (0.0, 0.9), 10.0            # WGAN-GP paper (Algorithm 1)
 TOY_GP_LAMBDA, TOY_GP_BETAS = 0.1, (0.5, 0.9)                  # gan_toy.py
 CLIP_LR, CLIP_VALUE = 5e-5, 0.01                               # WGAN paper (RMSprop)
+GAN_LR, GAN_BETAS = 2e-4, (0.5, 0.999)                         # DCGAN paper (standard GAN on images)
 
 _SQ = 1.0 / math.sqrt(2.0)
 EIGHT_CENTERS = [(1, 0), (-1, 0), (0, 1), (0, -1), (_SQ, _SQ), (_SQ, -_SQ), (-_SQ, _SQ), (-_SQ, -_SQ)]
@@ -191,6 +215,41 @@ class EightGaussians:
     def sample(self, *shape):
         idx = torch.randint(0, 8, shape, device=self.device)
         return (self.centers[idx] + 0.02 * torch.randn(*shape, 2, device=self.device)) / 1.414
+
+
+class TwentyFiveGaussians:
+    """gan_toy.py's '25gaussians': centres (x, y), x, y ∈ {−4, −2, 0, 2, 4}, σ 0.05, all divided by 2.828
+    (gan_toy.py shuffles a fixed set of 100,000 such points; this draws fresh ones, as the Rust crate)."""
+
+    def __init__(self, device):
+        c = [(2.0 * x, 2.0 * y) for x in range(-2, 3) for y in range(-2, 3)]
+        self.centers = torch.tensor(c, dtype=torch.float32, device=device)
+        self.device = device
+
+    def sample(self, *shape):
+        idx = torch.randint(0, 25, shape, device=self.device)
+        return (self.centers[idx] + 0.05 * torch.randn(*shape, 2, device=self.device)) / 2.828
+
+
+class SwissRoll:
+    """gan_toy.py's 'swissroll': sklearn's make_swiss_roll(noise=0.25), columns (x, z), divided by 7.5."""
+
+    def __init__(self, device):
+        self.device = device
+
+    def sample(self, *shape):
+        t = 1.5 * math.pi * (1 + 2 * torch.rand(*shape, device=self.device))
+        x = t * torch.cos(t) + 0.25 * torch.randn(*shape, device=self.device)
+        z = t * torch.sin(t) + 0.25 * torch.randn(*shape, device=self.device)
+        return torch.stack([x, z], dim=-1) / 7.5
+
+
+TOY_SETS = {"8gaussians": EightGaussians, "25gaussians": TwentyFiveGaussians, "swissroll": SwissRoll}
+# (mode centres after the division, per-coordinate σ after the division), as src/toy.rs `modes()`
+TOY_MODES = {
+    "8gaussians": ([(2 * x / 1.414, 2 * y / 1.414) for x, y in EIGHT_CENTERS], 0.02 / 1.414),
+    "25gaussians": ([(2 * x / 2.828, 2 * y / 2.828) for x in range(-2, 3) for y in range(-2, 3)], 0.05 / 2.828),
+}
 
 
 class RandomImages:
@@ -209,34 +268,38 @@ class RandomImages:
 
 
 class ToyData:
-    def __init__(self, n_critic, batch, device):
-        self.src, self.shape = EightGaussians(device), (n_critic, batch)
+    def __init__(self, n_critic, batch, device, dataset="8gaussians"):
+        self.src, self.shape = TOY_SETS[dataset](device), (n_critic, batch)
 
     def next(self):
         return self.src.sample(*self.shape)
 
 
 def build(workload: str, loss: str, device, memory_format=torch.contiguous_format, critic_norm="auto",
-          toy_gan_toy_settings=False, capturable=False, n_critic=N_CRITIC):
-    """Returns (G, D, optG, optD, data, cfg)."""
+          toy_gan_toy_settings=False, capturable=False, n_critic=None, init="auto", dataset="8gaussians"):
+    """Returns (G, D, optG, optD, data, cfg). `init`: "auto" (the rule per model kind, as `wgan
+    train`), "pytorch" or "dcgan"; `dataset`: the toy data set."""
     kind, batch, size, nc, width = WORKLOADS[workload]
+    if n_critic is None:
+        n_critic = 1 if loss in ("gan", "nsgan") else N_CRITIC
+    init = default_init(kind) if init == "auto" else init
     if critic_norm == "auto":
         critic_norm = "layer" if (kind == "dcgan" and loss == "wgan-gp") else "none"
     if kind == "toy":
         G, D = ToyGenerator(), ToyCritic()
-        data = ToyData(n_critic, batch, device)
+        data = ToyData(n_critic, batch, device, dataset)
         sample_shape = (2,)
         critic_norm = "n/a"
     else:
         G, D = DCGANGenerator(size, nc, width), DCGANCritic(size, nc, width, critic_norm)
         data = RandomImages(n_critic, batch, nc, size, device, memory_format)
         sample_shape = (nc, size, size)
-    init_weights(G), init_weights(D)
+    init_weights(G, init), init_weights(D, init)
     G.to(device, memory_format=memory_format) if memory_format == torch.channels_last else G.to(device)
     D.to(device, memory_format=memory_format) if memory_format == torch.channels_last else D.to(device)
     G.train(), D.train()
     cfg = dict(workload=workload, loss=loss, batch=batch, n_critic=n_critic, nz=G.nz, sample_shape=sample_shape,
-               critic_norm=critic_norm, size=size, nc=nc, width=width)
+               critic_norm=critic_norm, size=size, nc=nc, width=width, init=init)
     extra = {"capturable": True} if capturable else {}
     if loss == "wgan-gp":
         lam, betas = GP_LAMBDA, GP_BETAS
@@ -249,6 +312,12 @@ def build(workload: str, loss: str, device, memory_format=torch.contiguous_forma
         optG = torch.optim.RMSprop(G.parameters(), lr=CLIP_LR, **extra)
         optD = torch.optim.RMSprop(D.parameters(), lr=CLIP_LR, **extra)
         cfg.update(clip=CLIP_VALUE, lr=CLIP_LR, optimizer="RMSprop")
+    elif loss in ("gan", "nsgan"):
+        # as `wgan train --loss gan|nsgan` (src/train/config.rs): toy data gan_toy.py's Adam, images DCGAN's
+        lr, betas = (GP_LR, TOY_GP_BETAS) if kind == "toy" else (GAN_LR, GAN_BETAS)
+        optG = torch.optim.Adam(G.parameters(), lr=lr, betas=betas, **extra)
+        optD = torch.optim.Adam(D.parameters(), lr=lr, betas=betas, **extra)
+        cfg.update(lr=lr, betas=betas, optimizer="Adam")
     else:
         raise ValueError(loss)
     return G, D, optG, optD, data, cfg
@@ -283,7 +352,11 @@ def generator_step(G, D, optG, optD, reals, cfg):
         with torch.no_grad():
             fake = G(z)
         optD.zero_grad(set_to_none=False)
-        loss_d = D(fake).mean() - D(real).mean()
+        if cfg["loss"] in ("gan", "nsgan"):
+            # BCE with logits: real labelled 1, fake 0; softplus(−x) = −log σ(x), softplus(x) = −log(1 − σ(x))
+            loss_d = F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean()
+        else:
+            loss_d = D(fake).mean() - D(real).mean()
         if cfg["loss"] == "wgan-gp":
             loss_d = loss_d + cfg["lam"] * gradient_penalty(D, real, fake)
         loss_d.backward()
@@ -295,7 +368,13 @@ def generator_step(G, D, optG, optD, reals, cfg):
     set_requires_grad(D, False)  # the generator iteration needs only ∂D/∂x
     z = torch.randn(n, nz, device=dev)
     optG.zero_grad(set_to_none=False)
-    loss_g = -D(G(z)).mean()
+    d_gen = D(G(z))
+    if cfg["loss"] == "gan":  # minimax: minimise log(1 − σ(D(G(z)))) = −softplus(D(G(z)))
+        loss_g = -F.softplus(d_gen).mean()
+    elif cfg["loss"] == "nsgan":  # non-saturating: minimise −log σ(D(G(z))) = softplus(−D(G(z)))
+        loss_g = F.softplus(-d_gen).mean()
+    else:
+        loss_g = -d_gen.mean()
     loss_g.backward()
     optG.step()
     set_requires_grad(D, True)
@@ -393,7 +472,7 @@ def bench_case(workload, loss, mode, device, args):
         torch.backends.cudnn.benchmark = tuned
     fmt = torch.channels_last if (tuned and WORKLOADS[workload][0] == "dcgan") else torch.contiguous_format
     G, D, optG, optD, data, cfg = build(workload, loss, device, fmt, args.critic_norm, args.toy_gan_toy_settings,
-                                        capturable=(mode == "graph"))
+                                        capturable=(mode == "graph"), init=args.init)
     prime_grads(G, D)
     if mode == "graph":
         static_reals = data.next().clone()
@@ -491,26 +570,48 @@ def exact_w1(a, b):
     return float(cost[r, c].mean())
 
 
-def train_toy(steps, device, every, loss, seed):
+def mode_coverage(fake, dataset):
+    """(modes captured, modes, high-quality fraction) as src/metrics.rs `mode_coverage`: a sample is
+    high quality within 3σ (Euclidean) of its nearest mode; a mode is captured when it is the nearest
+    mode of at least one high-quality sample. None for the swiss roll."""
+    if dataset not in TOY_MODES:
+        return None
+    centres, sigma = TOY_MODES[dataset]
+    c = torch.tensor(centres, dtype=torch.float64)
+    d = torch.cdist(fake.double().cpu(), c)
+    best, idx = d.min(dim=1)
+    good = best <= 3 * sigma
+    return int(idx[good].unique().numel()), len(centres), float(good.double().mean())
+
+
+def train_toy(steps, device, eval_steps, loss, seed, dataset="8gaussians", init="auto", n_points=2048):
+    """Trains the toy models with gan_toy.py's settings and prints, at each step in `eval_steps`, one
+    JSON line with the record `cargo run --example toy_parity` prints for the Rust crate: exact W1
+    between n_points generated and fresh real points, its floor (real vs real), modes, high-quality
+    fraction and the critic's estimate mean D(real) − mean D(fake) on those points."""
     torch.manual_seed(seed)
-    G, D, optG, optD, data, cfg = build("toy", loss, device, toy_gan_toy_settings=True)
+    G, D, optG, optD, data, cfg = build("toy", loss, device, toy_gan_toy_settings=True, init=init, dataset=dataset)
     prime_grads(G, D)
-    print(f"train-toy: {loss}, gan_toy.py settings ({cfg}), device {device}, seed {seed}")
-    try:
-        import scipy  # noqa: F401
-    except ImportError:
-        print("train-toy: scipy is not importable, W1 is skipped")
-    ref = EightGaussians(device)
+    print(f"train-toy: {loss} on {dataset}, gan_toy.py settings ({cfg}), device {device}, seed {seed}",
+          file=sys.stderr)
+    ref = TOY_SETS[dataset](device)
+    floor = exact_w1(ref.sample(n_points), ref.sample(n_points))
     t0 = time.perf_counter()
     for it in range(1, steps + 1):
         loss_d, loss_g = generator_step(G, D, optG, optD, data.next(), cfg)
-        if it % every == 0 or it == steps:
-            with torch.no_grad():
-                fake = G(torch.randn(2048, TOY_NZ, device=device))
-            w1 = exact_w1(fake, ref.sample(2048))
-            w1s = f"{w1:.4f}" if w1 is not None else "n/a"
-            print(f"step {it:6d}  loss_D {loss_d.item():+.4f}  loss_G {loss_g.item():+.4f}  W1(2048) {w1s}  "
-                  f"[{time.perf_counter() - t0:.1f}s]", flush=True)
+        if it not in eval_steps:
+            continue
+        with torch.no_grad():
+            fake = G(torch.randn(n_points, cfg["nz"], device=device))
+            real = ref.sample(n_points)
+            w_est = float(D(real).mean() - D(fake).mean())
+        rec = dict(impl="torch", dataset=dataset, loss=loss, init=cfg["init"], seed=seed, step=it,
+                   w1=exact_w1(fake, real), floor=floor, w_est=w_est, critic_loss=loss_d.item(),
+                   gen_loss=loss_g.item(), seconds=time.perf_counter() - t0)
+        cov = mode_coverage(fake, dataset)
+        if cov is not None:
+            rec.update(modes=cov[0], n_modes=cov[1], hq=cov[2])
+        print(json.dumps(rec), flush=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,7 +619,8 @@ def train_toy(steps, device, every, loss, seed):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workload", default="all", choices=["toy", "dcgan28", "dcgan64", "all"])
-    ap.add_argument("--loss", default="all", choices=["wgan-gp", "wgan", "all"])
+    ap.add_argument("--loss", default="all", choices=["wgan-gp", "wgan", "gan", "nsgan", "all"],
+                    help="all = wgan-gp and wgan; --train-toy: all = wgan-gp")
     ap.add_argument("--mode", default="eager", choices=["eager", "tuned", "graph", "all"],
                     help="eager: NCHW (on CUDA TF32 convolutions, PyTorch's default); tuned: channels_last + "
                          "cudnn.benchmark; graph: whole generator step captured with torch.cuda.graph")
@@ -535,8 +637,13 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write one record per case to this path")
     ap.add_argument("--check", action="store_true", help="verify the penalty's double backward (float64) and exit")
     ap.add_argument("--train-toy", type=int, default=0, metavar="N",
-                    help="train the toy WGAN-GP for N generator steps with gan_toy.py settings, print W1")
-    ap.add_argument("--eval-every", type=int, default=200, help="--train-toy: W1 every this many steps")
+                    help="train the toy models for N generator steps with gan_toy.py settings; print one JSON "
+                         "line (exact W1 and its floor, modes, high-quality fraction) per evaluation step")
+    ap.add_argument("--eval-every", type=int, default=200, help="--train-toy: evaluate every this many steps")
+    ap.add_argument("--eval", default=None, help="--train-toy: evaluate at these steps (comma-separated)")
+    ap.add_argument("--dataset", default="8gaussians", choices=list(TOY_SETS), help="--train-toy: the data set")
+    ap.add_argument("--init", default="auto", choices=["auto", *INIT_RULES],
+                    help="initialisation rule (auto: pytorch for the toy MLPs, dcgan for the DCGANs)")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -548,7 +655,12 @@ def main(argv=None):
         print("error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
     if args.train_toy:
-        train_toy(args.train_toy, device, args.eval_every, "wgan-gp", args.seed)
+        if args.eval:
+            eval_steps = {int(x) for x in args.eval.split(",")}
+        else:
+            eval_steps = {k for k in range(1, args.train_toy + 1) if k % args.eval_every == 0} | {args.train_toy}
+        loss = "wgan-gp" if args.loss == "all" else args.loss
+        train_toy(args.train_toy, device, eval_steps, loss, args.seed, args.dataset, args.init)
         return 0
 
     torch.manual_seed(args.seed)

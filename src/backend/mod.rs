@@ -171,6 +171,17 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// g · (1 − y²) where y = tanh(x): the backward of tanh from its output.
     fn tanh_backward(&self, g: &Self::Tensor, y: &Self::Tensor) -> Self::Tensor;
 
+    // ---- logistic (the standard GAN's losses) ----
+    /// σ(x) = 1/(1 + e^(−x)), computed without overflow: 1/(1 + e^(−x)) for x ≥ 0 and
+    /// e^x/(1 + e^x) for x < 0.
+    fn sigmoid(&self, x: &Self::Tensor) -> Self::Tensor;
+    /// Sigmoid cross-entropy of logits x against the label z ∈ [0, 1] (1 = real, 0 = fake),
+    /// elementwise: −z·ln σ(x) − (1 − z)·ln(1 − σ(x)), computed as the stable
+    /// max(x, 0) − z·x + ln(1 + e^(−|x|)) (PyTorch's BCEWithLogitsLoss, TensorFlow's
+    /// sigmoid_cross_entropy_with_logits), finite for every finite x. Its derivative is σ(x) − z
+    /// (the tape builds it from `sigmoid`).
+    fn sigmoid_cross_entropy(&self, x: &Self::Tensor, z: f64) -> Self::Tensor;
+
     // ---- groups (reductions and broadcasts) ----
     /// Sum of `x` within each group: shape [group.count(x.shape)].
     fn group_sum(&self, x: &Self::Tensor, group: Group) -> Self::Tensor;

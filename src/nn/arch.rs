@@ -2,7 +2,7 @@
 //! critics for 28×28, 32×32 and 64×64 images. `benches/reference/wgan_torch.py` defines the same
 //! networks in PyTorch with the same parameter names.
 
-use super::{Layer, Net};
+use super::{InitRule, Layer, Net};
 use crate::backend::ConvParams;
 use crate::error::Result;
 
@@ -63,8 +63,10 @@ pub fn toy_critic_with(d: usize) -> Net {
     mlp(2, d, 1)
 }
 
+/// The toy MLPs start by PyTorch's `nn.Linear` default ([`InitRule::Pytorch`]), as the PyTorch
+/// port of gan_toy.py does; `Net::with_init` switches them to another rule.
 fn mlp(inp: usize, d: usize, out: usize) -> Net {
-    Net::new(
+    Net::with_rule(
         vec![
             Layer::Linear { inp, out: d },
             Layer::Relu,
@@ -75,6 +77,7 @@ fn mlp(inp: usize, d: usize, out: usize) -> Net {
             Layer::Linear { inp: d, out },
         ],
         vec![inp],
+        InitRule::Pytorch,
     )
 }
 
@@ -110,7 +113,7 @@ fn critic_plan(size: usize, nc: usize, w: usize) -> Result<Vec<(usize, usize, us
     })
 }
 
-/// DCGAN generator: z [N, nz] → image [N, nc, size, size] in [−1, 1]; ConvT–BN–ReLU, last ConvT–Tanh.
+/// DCGAN generator (initialised by [`InitRule::Dcgan`]): z [N, nz] → image [N, nc, size, size] in [−1, 1]; ConvT–BN–ReLU, last ConvT–Tanh.
 pub fn dcgan_generator(size: usize, nc: usize, width: usize, nz: usize) -> Result<Net> {
     check_width(width)?;
     let plan = generator_plan(size, nc, width, nz)?;
@@ -127,7 +130,7 @@ pub fn dcgan_generator(size: usize, nc: usize, width: usize, nz: usize) -> Resul
     Ok(Net::new(layers, vec![nz, 1, 1]))
 }
 
-/// DCGAN critic: image → [N, 1, 1, 1]; Conv–[LayerNorm]–LeakyReLU(0.2), no norm after the first
+/// DCGAN critic (initialised by [`InitRule::Dcgan`]): image → [N, 1, 1, 1]; Conv–[LayerNorm]–LeakyReLU(0.2), no norm after the first
 /// convolution, the last convolution linear.
 pub fn dcgan_critic(size: usize, nc: usize, width: usize, norm: CriticNorm) -> Result<Net> {
     check_width(width)?;

@@ -55,8 +55,105 @@ pub enum Layer {
 /// How a parameter starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
-    Normal { mean: f64, std: f64 },
+    Normal {
+        mean: f64,
+        std: f64,
+    },
+    /// U(−bound, bound).
+    Uniform {
+        bound: f64,
+    },
     Const(f64),
+}
+
+/// The initialisation rule of a network: how each layer kind's parameters start.
+///
+/// * `Dcgan` — Radford et al. 2015 (DCGAN), §4: "All weights were initialized from a zero-centered
+///   Normal distribution with standard deviation 0.02", as the DCGAN reference code applies it
+///   (`weights_init` of the PyTorch DCGAN example): Linear / Conv2d / ConvTranspose2d weights
+///   N(0, 0.02), Linear biases 0, batch-norm scale N(1, 0.02) and offset 0. The rule of the image
+///   models (the WGAN and WGAN-GP papers train DCGANs with it).
+/// * `Pytorch` — PyTorch's module defaults (`reset_parameters` of `torch.nn.Linear` / `Conv2d` /
+///   `ConvTranspose2d`): weights `kaiming_uniform_(a=√5)`, which is U(−1/√fan_in, 1/√fan_in), and
+///   biases U(−1/√fan_in, 1/√fan_in); fan_in is the weight's dim 1 times the kernel area (so
+///   cin·k² for Conv2d but cout·k² for ConvTranspose2d, whose weight is [cin, cout, k, k]); norm
+///   scales 1 and offsets 0. The rule of the toy MLPs: the widely used PyTorch port of the
+///   WGAN-GP paper's `gan_toy.py` builds them from plain `nn.Linear` and keeps these defaults.
+///
+/// Why the toy MLPs need the second: their first layer maps a 2-D point x to ReLU(W·x + b). With
+/// b = 0 every hidden unit's kink is the line W_i·x = 0 through the origin, so all 512 units
+/// split the plane along lines through one point and the first layer is positively homogeneous
+/// (f(αx) = α f(x), α > 0): along any ray from the origin the whole network is linear until the
+/// biases learn to move. The 8 Gaussians sit on a circle around the origin, so the critic (and
+/// the generator, which maps 2-D noise the same way) must first grow biases of order the data's
+/// radius (≈ 1.4) at lr 1e-4 before it can draw boundaries between modes. Biases drawn from
+/// U(±1/√2) on the 2-input layer scatter those lines over the region the data occupies from the
+/// first step. N(0, 0.02) weights also make the deeper layers' signals shrink by about
+/// 0.02·√512 ≈ 0.45 per layer, where fan-in scaling keeps them of order one. (Measured: fan-in
+/// weights with zero biases trained worse than either; see QUALITY.md.)
+///
+/// The paper's own TensorFlow code differs from both: `gan_toy.py` builds its hidden layers with
+/// `tflib.ops.linear.Linear(..., initialization='he')` — uniform weights with standard deviation
+/// √(2/fan_in) — and its output layers with the Glorot default, and every bias starts at 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum InitRule {
+    /// N(0, 0.02) weights, zero biases (DCGAN). Also what a configuration written before this
+    /// field existed ran with, hence the serde default.
+    #[default]
+    #[serde(rename = "dcgan")]
+    Dcgan,
+    /// PyTorch's module defaults: U(±1/√fan_in) weights and biases.
+    #[serde(rename = "pytorch")]
+    Pytorch,
+}
+
+impl InitRule {
+    pub const NAMES: &'static str = "pytorch or dcgan";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InitRule::Dcgan => "dcgan",
+            InitRule::Pytorch => "pytorch",
+        }
+    }
+
+    /// (weight, bias) initialisation of a Linear / Conv / ConvT layer whose weight has `fan_in`
+    /// inputs per output.
+    fn affine(self, fan_in: usize) -> (Init, Init) {
+        match self {
+            InitRule::Dcgan => (Init::Normal { mean: 0.0, std: 0.02 }, Init::Const(0.0)),
+            InitRule::Pytorch => {
+                // kaiming_uniform_(a=√5): gain √(2/(1+a²)) = √(1/3), bound = gain·√(3/fan_in) = 1/√fan_in.
+                let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+                (Init::Uniform { bound }, Init::Uniform { bound })
+            }
+        }
+    }
+
+    /// Batch-norm scale initialisation.
+    fn batch_norm_scale(self) -> Init {
+        match self {
+            InitRule::Dcgan => Init::Normal { mean: 1.0, std: 0.02 },
+            InitRule::Pytorch => Init::Const(1.0),
+        }
+    }
+}
+
+impl std::str::FromStr for InitRule {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "dcgan" => Ok(InitRule::Dcgan),
+            "pytorch" => Ok(InitRule::Pytorch),
+            _ => Err(format!("expected {}, got {s:?}", Self::NAMES)),
+        }
+    }
+}
+
+impl std::fmt::Display for InitRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A named tensor inside a flat buffer.
@@ -99,8 +196,13 @@ fn slots(list: &mut Vec<Slot>, offset: &mut usize, prefix: &str, items: &[(&str,
 }
 
 impl Net {
+    /// A network with the `Dcgan` initialisation rule (see [`Net::with_init`]).
     pub fn new(layers: Vec<Layer>, input: Vec<usize>) -> Net {
-        let w = Init::Normal { mean: 0.0, std: 0.02 };
+        Net::with_rule(layers, input, InitRule::Dcgan)
+    }
+
+    /// A network whose parameters start by `rule`.
+    pub fn with_rule(layers: Vec<Layer>, input: Vec<usize>, rule: InitRule) -> Net {
         let (mut params, mut buffers, mut first) = (Vec::new(), Vec::new(), Vec::new());
         let (mut po, mut bo) = (0, 0);
         for (i, layer) in layers.iter().enumerate() {
@@ -108,15 +210,18 @@ impl Net {
             let prefix = format!("main.{i}");
             let (p, b): (Vec<(&str, Vec<usize>, Init)>, Vec<(&str, Vec<usize>, Init)>) = match *layer {
                 Layer::Linear { inp, out } => {
-                    (vec![("weight", vec![out, inp], w), ("bias", vec![out], Init::Const(0.0))], vec![])
+                    let (w, b) = rule.affine(inp);
+                    (vec![("weight", vec![out, inp], w), ("bias", vec![out], b)], vec![])
                 }
-                Layer::Conv { cin, cout, k, .. } => (vec![("weight", vec![cout, cin, k, k], w)], vec![]),
-                Layer::ConvT { cin, cout, k, .. } => (vec![("weight", vec![cin, cout, k, k], w)], vec![]),
+                // Bias-free (DCGAN): only the weight's rule applies.
+                Layer::Conv { cin, cout, k, .. } => {
+                    (vec![("weight", vec![cout, cin, k, k], rule.affine(cin * k * k).0)], vec![])
+                }
+                Layer::ConvT { cin, cout, k, .. } => {
+                    (vec![("weight", vec![cin, cout, k, k], rule.affine(cout * k * k).0)], vec![])
+                }
                 Layer::BatchNorm { c } => (
-                    vec![
-                        ("weight", vec![c], Init::Normal { mean: 1.0, std: 0.02 }),
-                        ("bias", vec![c], Init::Const(0.0)),
-                    ],
+                    vec![("weight", vec![c], rule.batch_norm_scale()), ("bias", vec![c], Init::Const(0.0))],
                     vec![("running_mean", vec![c], Init::Const(0.0)), ("running_var", vec![c], Init::Const(1.0))],
                 ),
                 Layer::LayerNorm { c } => {
@@ -128,6 +233,11 @@ impl Net {
             slots(&mut buffers, &mut bo, &prefix, &b);
         }
         Net { layers, input, params, buffers, first }
+    }
+
+    /// The same network with its parameters starting by `rule` instead.
+    pub fn with_init(self, rule: InitRule) -> Net {
+        Net::with_rule(self.layers, self.input, rule)
     }
 
     pub fn num_params(&self) -> usize {

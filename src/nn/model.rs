@@ -22,6 +22,7 @@ fn init_values(slots: &[Slot], total: usize, rng: &mut HostRng) -> Vec<f32> {
         for x in &mut v[s.offset..s.offset + s.len()] {
             *x = match s.init {
                 Init::Normal { mean, std } => (mean + std * rng.normal()) as f32,
+                Init::Uniform { bound } => (bound * (2.0 * rng.uniform() - 1.0)) as f32,
                 Init::Const(c) => c as f32,
             };
         }

@@ -8,6 +8,7 @@
 //! * [`image_grid`]: a batch of NCHW images in [−1, 1] tiled with 2-pixel padding, grey or RGB.
 
 pub mod canvas;
+pub mod figure;
 
 use crate::bail;
 use crate::error::Result;

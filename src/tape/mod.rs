@@ -33,6 +33,9 @@ pub(crate) enum Op {
     /// (g, x, slope): linear in g, piecewise constant in x.
     LeakyReluBackward(Var, Var, f64),
     Tanh(Var),
+    Sigmoid(Var),
+    /// (x, z): the sigmoid cross-entropy of logits x against label z.
+    SigmoidCrossEntropy(Var, f64),
     /// (g, y) with y = tanh(x).
     TanhBackward(Var, Var),
     GroupSum(Var, Group),
@@ -67,6 +70,7 @@ impl Op {
             Leaf => vec![],
             Scale(a, _) | AddScalar(a) | Pow(a, _) | LeakyRelu(a, _) | Tanh(a) | GroupSum(a, _) => vec![a],
             GroupBroadcast(a, _) | Reshape(a) | Normalize(a, _, _) | Penalty(a, _, _) => vec![a],
+            Sigmoid(a) | SigmoidCrossEntropy(a, _) => vec![a],
             Add(a, b) | Sub(a, b) | Mul(a, b) | LeakyReluBackward(a, b, _) | TanhBackward(a, b) => vec![a, b],
             GroupMul(a, b, _) | GroupAdd(a, b, _) | MatMul(a, b, _, _) | Conv2d(a, b, _) => vec![a, b],
             ConvDataGrad(a, b, _) | ConvWeightGrad(a, b, _) | NormalizeBackward(a, b, _, _) => vec![a, b],

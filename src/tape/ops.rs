@@ -56,6 +56,19 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::Tanh(x))
     }
 
+    /// σ(x) = 1/(1 + e^(−x)).
+    pub fn sigmoid(&mut self, x: Var) -> Var {
+        let v = self.backend.sigmoid(self.value(x));
+        self.push(v, Op::Sigmoid(x))
+    }
+
+    /// Elementwise sigmoid cross-entropy of logits x against label z (see
+    /// `Backend::sigmoid_cross_entropy`): −ln σ(x) for z = 1, −ln(1 − σ(x)) for z = 0.
+    pub fn sigmoid_cross_entropy(&mut self, x: Var, z: f64) -> Var {
+        let v = self.backend.sigmoid_cross_entropy(self.value(x), z);
+        self.push(v, Op::SigmoidCrossEntropy(x, z))
+    }
+
     /// g · (1 − y²).
     pub fn tanh_backward(&mut self, g: Var, y: Var) -> Var {
         let v = self.backend.tanh_backward(self.value(g), self.value(y));

@@ -52,6 +52,21 @@ impl<B: Backend> Tape<B> {
                 }
             }
             Op::Tanh(x) => r.push((x, self.tanh_backward(g, out))),
+            // Both rules are built from tape ops (sigmoid, mul, scale, add_scalar), so they can be
+            // differentiated again to any order.
+            Op::Sigmoid(x) => {
+                // dσ/dx = σ(1 − σ), from the output s = σ(x)
+                let one_minus = self.scale(out, -1.0);
+                let one_minus = self.add_scalar(one_minus, 1.0);
+                let d = self.mul(out, one_minus);
+                r.push((x, self.mul(g, d)));
+            }
+            Op::SigmoidCrossEntropy(x, z) => {
+                // d/dx [max(x,0) − z·x + ln(1 + e^(−|x|))] = σ(x) − z
+                let s = self.sigmoid(x);
+                let d = self.add_scalar(s, -z);
+                r.push((x, self.mul(g, d)));
+            }
             Op::TanhBackward(gg, y) => {
                 // z = gg·(1 − y²): dz/dgg = 1 − y², dz/dy = −2·gg·y
                 if want(gg) {

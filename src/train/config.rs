@@ -4,6 +4,7 @@
 use crate::backend::PenaltyKind;
 use crate::error::Result;
 use crate::nn::arch::CriticNorm;
+use crate::nn::InitRule;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -64,6 +65,33 @@ pub enum Loss {
     Wgan,
     #[serde(rename = "wgan-gp")]
     WganGp,
+    /// The standard GAN (Goodfellow et al. 2014), minimax: the discriminator minimises the sigmoid
+    /// cross-entropy of its logits (real 1, fake 0), the generator minimises log(1 − σ(D(G(z)))).
+    #[serde(rename = "gan")]
+    Gan,
+    /// The standard GAN with the non-saturating generator loss −log σ(D(G(z))) (Goodfellow et al.
+    /// 2014, §3), the form used in practice.
+    #[serde(rename = "nsgan")]
+    NsGan,
+}
+
+impl Loss {
+    pub const NAMES: &'static str = "wgan, wgan-gp, gan or nsgan";
+
+    /// Whether the critic is a Wasserstein critic (WGAN, WGAN-GP) rather than a discriminator.
+    pub fn is_wasserstein(self) -> bool {
+        matches!(self, Loss::Wgan | Loss::WganGp)
+    }
+
+    /// For messages: "WGAN", "WGAN-GP", "GAN", "NS-GAN".
+    pub fn title(self) -> &'static str {
+        match self {
+            Loss::Wgan => "WGAN",
+            Loss::WganGp => "WGAN-GP",
+            Loss::Gan => "GAN (minimax)",
+            Loss::NsGan => "GAN (non-saturating)",
+        }
+    }
 }
 
 impl std::str::FromStr for Loss {
@@ -72,7 +100,9 @@ impl std::str::FromStr for Loss {
         match s {
             "wgan" => Ok(Loss::Wgan),
             "wgan-gp" => Ok(Loss::WganGp),
-            _ => Err(format!("expected wgan or wgan-gp, got {s:?}")),
+            "gan" => Ok(Loss::Gan),
+            "nsgan" => Ok(Loss::NsGan),
+            _ => Err(format!("expected {}, got {s:?}", Loss::NAMES)),
         }
     }
 }
@@ -127,7 +157,12 @@ pub struct TrainConfig {
     pub channels: usize,
     pub width: usize,
     pub nz: usize,
+    /// `none` on toy data: the toy MLP critic has no normalisation.
     pub critic_norm: CriticNorm,
+    /// How the networks' parameters start (`crate::nn::InitRule`). Configurations written before
+    /// this field existed ran with `dcgan`, the serde default.
+    #[serde(default)]
+    pub init: InitRule,
     pub wgan_schedule: bool,
     pub seed: u64,
     pub device: String,
@@ -172,6 +207,7 @@ pub struct TrainOptions {
     pub width: Option<usize>,
     pub nz: Option<usize>,
     pub critic_norm: Option<CriticNorm>,
+    pub init: Option<InitRule>,
     pub wgan_schedule: bool,
     pub seed: Option<u64>,
     pub device: Option<String>,
@@ -195,13 +231,29 @@ impl TrainOptions {
         let loss = self.loss.unwrap_or(Loss::WganGp);
         let toy = dataset.is_toy();
         let lambda = self.lambda.unwrap_or(if toy { 0.1 } else { 10.0 });
-        let betas = self.betas.unwrap_or(if toy { (0.5, 0.9) } else { (0.0, 0.9) });
+        // The standard GAN (gan, nsgan): on toy data gan_toy.py's Adam (1e-4, betas (0.5, 0.9)), so
+        // that only the loss differs from the toy WGAN-GP; on images the DCGAN paper's Adam (2e-4,
+        // betas (0.5, 0.999)). One discriminator step per generator step, as the standard GAN
+        // alternates (and as the WGAN-GP code's `dcgan` mode sets CRITIC_ITERS = 1).
+        let gan = !loss.is_wasserstein();
+        let betas = self.betas.unwrap_or(match () {
+            _ if toy => (0.5, 0.9),
+            _ if gan => (0.5, 0.999),
+            _ => (0.0, 0.9),
+        });
         let lr = self.lr.unwrap_or(match loss {
             Loss::WganGp => 1e-4,
             Loss::Wgan => 5e-5,
+            Loss::Gan | Loss::NsGan => {
+                if toy {
+                    1e-4
+                } else {
+                    2e-4
+                }
+            }
         });
         let clip = self.clip.unwrap_or(0.01);
-        let n_critic = self.n_critic.unwrap_or(5);
+        let n_critic = self.n_critic.unwrap_or(if gan { 1 } else { 5 });
         let batch_size = self.batch_size.unwrap_or(if toy { 256 } else { 64 });
         let steps = self.steps.unwrap_or(if toy { 1000 } else { 400 });
         let channels = self.channels.unwrap_or(match dataset {
@@ -221,10 +273,18 @@ impl TrainOptions {
         });
         let width = self.width.unwrap_or(if toy { crate::nn::arch::TOY_DIM } else { 32 });
         let nz = self.nz.unwrap_or(if toy { crate::nn::arch::TOY_NZ } else { 100 });
+        // The toy critic is a plain MLP: it has no normalisation to choose.
+        if toy && self.critic_norm == Some(CriticNorm::Layer) {
+            crate::bail!("--critic-norm layer: the {} toy critic is an MLP without normalisation", dataset.name());
+        }
         let critic_norm = self.critic_norm.unwrap_or(match loss {
-            Loss::WganGp => CriticNorm::Layer,
+            _ if toy => CriticNorm::None,
+            Loss::WganGp | Loss::Gan | Loss::NsGan => CriticNorm::Layer,
             Loss::Wgan => CriticNorm::None,
         });
+        // Per layer kind (src/nn/mod.rs, InitRule): PyTorch's defaults for the toy MLPs, DCGAN's for
+        // the convolutional models.
+        let init = self.init.unwrap_or(if toy { InitRule::Pytorch } else { InitRule::Dcgan });
         let cfg = TrainConfig {
             dataset,
             data: self.data,
@@ -242,6 +302,7 @@ impl TrainOptions {
             width,
             nz,
             critic_norm,
+            init,
             wgan_schedule: self.wgan_schedule,
             seed: self.seed.unwrap_or(0),
             device: self.device.unwrap_or_else(|| "auto".into()),
@@ -325,11 +386,14 @@ impl TrainConfig {
     pub fn networks(&self) -> Result<(crate::nn::Net, crate::nn::Net)> {
         use crate::nn::arch;
         if self.dataset.is_toy() {
-            Ok((arch::toy_generator_with(self.nz, self.width), arch::toy_critic_with(self.width)))
+            Ok((
+                arch::toy_generator_with(self.nz, self.width).with_init(self.init),
+                arch::toy_critic_with(self.width).with_init(self.init),
+            ))
         } else {
             Ok((
-                arch::dcgan_generator(self.image_size, self.channels, self.width, self.nz)?,
-                arch::dcgan_critic(self.image_size, self.channels, self.width, self.critic_norm)?,
+                arch::dcgan_generator(self.image_size, self.channels, self.width, self.nz)?.with_init(self.init),
+                arch::dcgan_critic(self.image_size, self.channels, self.width, self.critic_norm)?.with_init(self.init),
             ))
         }
     }
@@ -338,7 +402,7 @@ impl TrainConfig {
     pub fn optimizers(&self) -> (super::OptimKind, super::OptimKind) {
         use super::optim::{OptimKind, OPTIM_EPS, RMSPROP_ALPHA};
         match self.loss {
-            Loss::WganGp => {
+            Loss::WganGp | Loss::Gan | Loss::NsGan => {
                 let k = OptimKind::Adam { lr: self.lr, beta1: self.betas.0, beta2: self.betas.1, eps: OPTIM_EPS };
                 (k, k)
             }
@@ -357,6 +421,8 @@ impl TrainConfig {
             loss: match self.loss {
                 Loss::WganGp => LossKind::WganGp { lambda: self.lambda, penalty: self.penalty.kind() },
                 Loss::Wgan => LossKind::Wgan { clip: self.clip },
+                Loss::Gan => LossKind::Gan { non_saturating: false },
+                Loss::NsGan => LossKind::Gan { non_saturating: true },
             },
             n_critic: self.n_critic,
             wgan_schedule: self.wgan_schedule,

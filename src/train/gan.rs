@@ -29,6 +29,10 @@ pub enum LossKind {
     Wgan { clip: f64 },
     /// Gradient penalty (Gulrajani et al. 2017): loss += λ · penalty.
     WganGp { lambda: f64, penalty: PenaltyKind },
+    /// The standard GAN: the discriminator's logits D(x) go through the sigmoid cross-entropy,
+    /// real labelled 1 and fake 0. The generator minimises log(1 − σ(D(G(z)))) (minimax) or
+    /// −log σ(D(G(z))) (`non_saturating`).
+    Gan { non_saturating: bool },
 }
 
 /// Hyperparameters of the step.
@@ -45,12 +49,55 @@ pub struct StepConfig {
 
 /// The critic's loss and its parts (each [1]-shaped on the tape).
 pub struct CriticLoss {
-    /// mean D(fake) − mean D(real) [+ λ·penalty]: what the critic minimises.
+    /// mean D(fake) − mean D(real) [+ λ·penalty]: what the critic minimises (for the standard GAN,
+    /// mean BCE(D(real), 1) + mean BCE(D(fake), 0)).
     pub loss: Var,
-    /// mean D(real) − mean D(fake): the Wasserstein estimate.
+    /// mean D(real) − mean D(fake): the Wasserstein estimate (for the standard GAN, the same
+    /// difference of logits, reported for comparison).
     pub wdist: Var,
     /// The gradient penalty (WGAN-GP only), before λ.
     pub penalty: Option<Var>,
+}
+
+/// The standard GAN discriminator's loss on `t`: mean BCE(D(real), 1) + mean BCE(D(fake), 0), with
+/// D's outputs as logits; `wdist` is mean D(real) − mean D(fake) as for the critic.
+pub fn discriminator_loss<B: Backend>(
+    t: &mut Tape<B>,
+    critic: &Net,
+    params: &[Var],
+    real: Var,
+    fake: Var,
+) -> CriticLoss {
+    let d_real = critic.forward(t, params, real, BatchNormMode::Train(None));
+    let d_fake = critic.forward(t, params, fake, BatchNormMode::Train(None));
+    let (m_real, m_fake) = (t.mean(d_real), t.mean(d_fake));
+    let wdist = t.sub(m_real, m_fake);
+    let l_real = t.sigmoid_cross_entropy(d_real, 1.0);
+    let l_fake = t.sigmoid_cross_entropy(d_fake, 0.0);
+    let (l_real, l_fake) = (t.mean(l_real), t.mean(l_fake));
+    let loss = t.add(l_real, l_fake);
+    CriticLoss { loss, wdist, penalty: None }
+}
+
+/// The generator's loss from the critic's outputs `d` = D(G(z)) under `loss`.
+pub fn generator_loss<B: Backend>(t: &mut Tape<B>, d: Var, loss: LossKind) -> Var {
+    match loss {
+        LossKind::Wgan { .. } | LossKind::WganGp { .. } => {
+            let m = t.mean(d);
+            t.scale(m, -1.0)
+        }
+        // minimax: minimise log(1 − σ(d)) = −BCE(d, 0)
+        LossKind::Gan { non_saturating: false } => {
+            let l = t.sigmoid_cross_entropy(d, 0.0);
+            let m = t.mean(l);
+            t.scale(m, -1.0)
+        }
+        // non-saturating: minimise −log σ(d) = BCE(d, 1)
+        LossKind::Gan { non_saturating: true } => {
+            let l = t.sigmoid_cross_entropy(d, 1.0);
+            t.mean(l)
+        }
+    }
 }
 
 /// Builds the critic's loss on `t`. `real` and `fake` are constants; with a penalty, `eps` ([N],
@@ -192,16 +239,20 @@ impl<B: Backend> Gan<B> {
                 let eps = t.constant(self.be.rand_uniform(&[n], self.cfg.seed, s));
                 Some((eps, lambda, penalty))
             }
-            LossKind::Wgan { .. } => None,
+            LossKind::Wgan { .. } | LossKind::Gan { .. } => None,
         };
-        let l = critic_loss(&mut t, &self.critic.net, &params, real, fake, gp);
+        let l = match self.cfg.loss {
+            LossKind::Gan { .. } => discriminator_loss(&mut t, &self.critic.net, &params, real, fake),
+            _ => critic_loss(&mut t, &self.critic.net, &params, real, fake, gp),
+        };
         let grads = t.grad(&[l.loss], &params, false);
         self.critic.store_grads(&t, &grads);
         self.opt_d.step(&self.be, &self.critic.params, &self.critic.grads);
         (t.value(l.loss).clone(), t.value(l.wdist).clone(), l.penalty.map(|p| t.value(p).clone()))
     }
 
-    /// One generator iteration: minimise −mean D(G(z)); returns the loss.
+    /// One generator iteration: minimise −mean D(G(z)) (or the standard GAN's generator loss);
+    /// returns the loss.
     pub fn generator_step(&mut self) -> B::Tensor {
         let n = self.cfg.batch;
         let z = self.noise(n);
@@ -211,8 +262,7 @@ impl<B: Backend> Gan<B> {
         let cp = self.critic.param_consts(&mut t);
         let fake = self.gen.forward_train(&mut t, &gp, zv);
         let d = self.critic.net.forward(&mut t, &cp, fake, BatchNormMode::Train(None));
-        let m = t.mean(d);
-        let loss = t.scale(m, -1.0);
+        let loss = generator_loss(&mut t, d, self.cfg.loss);
         let grads = t.grad(&[loss], &gp, false);
         self.gen.store_grads(&t, &grads);
         self.opt_g.step(&self.be, &self.gen.params, &self.gen.grads);

@@ -38,6 +38,10 @@ pub trait Elem:
     fn to_f32(self) -> f32;
     fn sqrt(self) -> Self;
     fn tanh(self) -> Self;
+    fn exp(self) -> Self;
+    /// ln(1 + self), accurate for small self.
+    fn ln_1p(self) -> Self;
+    fn abs(self) -> Self;
     fn powf(self, p: Self) -> Self;
     fn max(self, o: Self) -> Self;
     fn min(self, o: Self) -> Self;
@@ -93,6 +97,18 @@ macro_rules! impl_elem {
             #[inline(always)]
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
+            }
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
             }
             #[inline(always)]
             fn powf(self, p: Self) -> Self {

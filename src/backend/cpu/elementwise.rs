@@ -52,6 +52,25 @@ pub(crate) fn tanh_backward<T: Elem>(g: &CpuTensor<T>, y: &CpuTensor<T>) -> CpuT
     zip("tanh_backward", g, y, |g, y| g * (T::ONE - y * y))
 }
 
+/// σ(x) without overflow: 1/(1 + e^(−x)) for x ≥ 0, e^x/(1 + e^x) for x < 0 (e^(−|x|) ≤ 1 either way).
+pub(crate) fn sigmoid<T: Elem>(x: &CpuTensor<T>) -> CpuTensor<T> {
+    map(x, |x| {
+        let e = (-x.abs()).exp();
+        if x >= T::ZERO {
+            T::ONE / (T::ONE + e)
+        } else {
+            e / (T::ONE + e)
+        }
+    })
+}
+
+/// max(x, 0) − z·x + ln(1 + e^(−|x|)): −z·ln σ(x) − (1 − z)·ln(1 − σ(x)) without overflow or
+/// cancellation (e^(−|x|) ≤ 1, and ln_1p keeps its small values).
+pub(crate) fn sigmoid_cross_entropy<T: Elem>(x: &CpuTensor<T>, z: f64) -> CpuTensor<T> {
+    let z = T::from_f64(z);
+    map(x, move |x| x.max(T::ZERO) - z * x + (-x.abs()).exp().ln_1p())
+}
+
 /// out[i] = f(x[i], v[group(i)])
 pub(crate) fn group_map<T: Elem>(
     op: &str,

@@ -137,6 +137,12 @@ impl<T: Elem> Backend for Cpu<T> {
     fn leaky_relu_backward(&self, g: &CpuTensor<T>, x: &CpuTensor<T>, slope: f64) -> CpuTensor<T> {
         ew::leaky_relu_backward(g, x, slope)
     }
+    fn sigmoid(&self, x: &CpuTensor<T>) -> CpuTensor<T> {
+        ew::sigmoid(x)
+    }
+    fn sigmoid_cross_entropy(&self, x: &CpuTensor<T>, z: f64) -> CpuTensor<T> {
+        ew::sigmoid_cross_entropy(x, z)
+    }
     fn tanh(&self, x: &CpuTensor<T>) -> CpuTensor<T> {
         ew::map(x, |x| x.tanh())
     }

@@ -34,12 +34,13 @@ pub enum Module {
     Penalty,
     Optim,
     Rng,
+    Logistic,
     /// The arithmetic ceiling for benchmarks.
     Peak,
 }
 
 impl Module {
-    pub const ALL: [Module; 11] = [
+    pub const ALL: [Module; 12] = [
         Module::Conv,
         Module::Gemm,
         Module::ConvTc,
@@ -50,6 +51,7 @@ impl Module {
         Module::Penalty,
         Module::Optim,
         Module::Rng,
+        Module::Logistic,
         Module::Peak,
     ];
 
@@ -66,6 +68,7 @@ impl Module {
             Module::Penalty => "penalty.cu",
             Module::Optim => "optim.cu",
             Module::Rng => "rng.cu",
+            Module::Logistic => "logistic.cu",
             Module::Peak => "peak.cu",
         }
     }
@@ -82,6 +85,7 @@ impl Module {
             Module::Penalty => include_str!("../../../kernels/penalty.cu"),
             Module::Optim => include_str!("../../../kernels/optim.cu"),
             Module::Rng => include_str!("../../../kernels/rng.cu"),
+            Module::Logistic => include_str!("../../../kernels/logistic.cu"),
             Module::Peak => include_str!("../../../kernels/peak.cu"),
         }
     }

@@ -13,6 +13,7 @@
 mod device;
 mod emu;
 mod graph;
+mod logistic;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;

@@ -809,6 +809,12 @@ impl Backend for Cuda {
     fn leaky_relu_backward(&self, g: &CudaTensor, x: &CudaTensor, slope: f64) -> CudaTensor {
         self.finish(&g.shape, self.binary("leaky_relu_backward_f32", g, x, slope as f32))
     }
+    fn sigmoid(&self, x: &CudaTensor) -> CudaTensor {
+        self.finish(&x.shape, self.try_sigmoid(x))
+    }
+    fn sigmoid_cross_entropy(&self, x: &CudaTensor, z: f64) -> CudaTensor {
+        self.finish(&x.shape, self.try_sigmoid_cross_entropy(x, z))
+    }
     fn tanh(&self, x: &CudaTensor) -> CudaTensor {
         self.finish(&x.shape, self.unary("tanh_f32", x, 0.0))
     }
