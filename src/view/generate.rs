@@ -305,3 +305,29 @@ fn critic_values<B: Backend>(be: &B, critic: &Model<B>, x: &B::Tensor) -> B::Ten
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(500, e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::interpolate;
+
+    fn norm(v: &[f32]) -> f64 {
+        super::norm(v)
+    }
+
+    #[test]
+    fn interpolation_ends_and_norms() {
+        let (a, b) = ([1.0f32, 0.0, 0.0], [0.0f32, 2.0, 0.0]);
+        for spherical in [false, true] {
+            assert_eq!(interpolate(&a, &b, 0.0, spherical), a);
+            let end = interpolate(&a, &b, 1.0, spherical);
+            assert!(end.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-6), "{end:?}");
+        }
+        assert_eq!(interpolate(&a, &b, 0.5, false), [0.5, 1.0, 0.0]);
+        // Spherical: the direction halfway round the quarter circle, the norm halfway between.
+        let m = interpolate(&a, &b, 0.5, true);
+        assert!((norm(&m) - 1.5).abs() < 1e-6, "{m:?}");
+        assert!((m[0] as f64 - 1.5 * 0.5f64.sqrt()).abs() < 1e-6 && (m[1] - m[0]).abs() < 1e-6, "{m:?}");
+        // Parallel ends: the straight line.
+        assert_eq!(interpolate(&a, &[2.0, 0.0, 0.0], 0.5, true), [1.5, 0.0, 0.0]);
+    }
+}
