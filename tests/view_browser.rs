@@ -17,7 +17,8 @@
 mod view_fixture;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::fs::File;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use view_fixture::{runs, start, tmp};
 
@@ -32,8 +33,17 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Runs the browser headless on `url` with `extra` flags; kills it after `limit`.
-fn headless(browser: &Path, profile: &Path, url: &str, extra: &[String], limit: Duration) -> Output {
+/// What the browser printed.
+struct Printed {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the browser headless on `url` with `extra` flags; kills it after `limit`. Its output goes
+/// to files (a pipe nobody reads while it runs could fill and stall it).
+fn headless(browser: &Path, dir: &Path, name: &str, url: &str, extra: &[String], limit: Duration) -> Printed {
+    let (out, err) = (dir.join(format!("{name}.out")), dir.join(format!("{name}.err")));
     let mut child = Command::new(browser)
         .args([
             "--headless",
@@ -45,23 +55,32 @@ fn headless(browser: &Path, profile: &Path, url: &str, extra: &[String], limit: 
             "--hide-scrollbars",
             "--virtual-time-budget=60000",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", dir.join(format!("{name}-profile")).display()))
         .args(extra)
         .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&err).unwrap())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser.display()));
     let t = Instant::now();
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
         if t.elapsed() > limit {
             let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
-            panic!("{} did not finish in {limit:?}; stderr:\n{}", browser.display(), String::from_utf8_lossy(&o.stderr));
+            let _ = child.wait();
+            panic!(
+                "{} did not finish in {limit:?}; stderr:\n{}",
+                browser.display(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    Printed { ok: status.success(), stdout: read(&out), stderr: read(&err) }
 }
 
 #[test]
@@ -79,15 +98,9 @@ fn generate_twice_in_chromium_and_take_a_screenshot() {
 
     // 1. The page presses generate twice and reports into <pre id="selftest">.
     let url = format!("{}?run=mnist&n=16&selftest=1", srv.url());
-    let o = headless(&browser, &dir.join("profile-1"), &url, &["--dump-dom".into()], limit);
-    let dom = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && dom.contains("id=\"selftest\""),
-        "{} --dump-dom failed ({}); stderr:\n{}",
-        browser.display(),
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = headless(&browser, &dir, "dump", &url, &["--dump-dom".into()], limit);
+    let dom = &o.stdout;
+    assert!(o.ok && dom.contains("id=\"selftest\""), "{} --dump-dom failed; stderr:\n{}", browser.display(), o.stderr);
     let start = dom.find("id=\"selftest\"").unwrap();
     let pre = &dom[start..start + dom[start..].find("</pre>").expect("end of the self-test report")];
     let json = &pre[pre.find('>').unwrap() + 1..];
@@ -119,8 +132,8 @@ fn generate_twice_in_chromium_and_take_a_screenshot() {
         "--run-all-compositor-stages-before-draw".into(),
     ];
     let _ = std::fs::remove_file(&shot);
-    let o = headless(&browser, &dir.join("profile-2"), &url, &args, limit);
-    assert!(shot.is_file(), "no screenshot; stderr:\n{}", String::from_utf8_lossy(&o.stderr));
+    let o = headless(&browser, &dir, "screenshot", &url, &args, limit);
+    assert!(o.ok && shot.is_file(), "no screenshot; stderr:\n{}", o.stderr);
     let img = image::open(&shot).expect("the screenshot is a PNG").to_rgb8();
     assert_eq!((img.width(), img.height()), (1280, 1000));
     let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();

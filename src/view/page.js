@@ -145,6 +145,7 @@ async function selectRun(first) {
   const toy = !!state.run.toy;
   $("grid").classList.toggle("toy", toy);
   $("timeline").classList.toggle("toy", toy);
+  $("strip").classList.toggle("toy", toy);
   $("grid-note").textContent = toy
     ? "Real points (orange) and generated points (green) over the critic's surface, recomputed from the checkpoint."
     : "Click two samples to walk between them.";
@@ -421,7 +422,9 @@ function chart(field, series) {
   const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const Y = (y) => T + ((y1 - y) / (y1 - y0)) * (H - T - B);
   const svg = el("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, "data-field": field });
-  const yt = ticks(y0, y1, 5), xt = ticks(x0, x1, 6);
+  const yt = ticks(y0, y1, 5);
+  let xt = ticks(x0, x1, 6);
+  if (xt.step < 1) xt = { ticks: xt.ticks.filter(Number.isInteger), step: 1 }; // steps are whole numbers
   for (const v of yt.ticks) {
     svg.append(el("line", { class: "grid", x1: L, x2: W - R, y1: Y(v), y2: Y(v) }));
     svg.append(el("text", { x: L - 4, y: Y(v) + 3, "text-anchor": "end" }, fmt(v, yt.step)));

@@ -24,9 +24,14 @@ pub fn tmp(name: &str) -> PathBuf {
 /// A folder with `mnist` (3 steps of `wgan train` at width 8) and `toy` (3 steps of 8 gaussians,
 /// trained through the library: `wgan train` on toy data spends half a minute on its exact-W1
 /// evaluations), made once per test binary.
+/// `WGAN_VIEW_RUNS=FOLDER` uses that folder instead (it must hold an MNIST run named `mnist`), e.g.
+/// to take docs/view.png of a longer run.
 pub fn runs() -> &'static Path {
     static RUNS: OnceLock<PathBuf> = OnceLock::new();
     RUNS.get_or_init(|| {
+        if let Some(d) = std::env::var_os("WGAN_VIEW_RUNS") {
+            return PathBuf::from(d);
+        }
         let d = tmp("runs");
         let out = Command::new(env!("CARGO_BIN_EXE_wgan"))
             .args(["train", "--dataset", "mnist", "--steps", "3", "--batch-size", "8", "--width", "8", "--n-critic", "2"])
