@@ -32,6 +32,8 @@ enum Command {
     /// their real-vs-real floors; writes RUN/eval.json.
     #[command(long_about = EVAL_HELP)]
     Eval(EvalArgs),
+    /// Serve a local web page: sample a run's generator, walk its latent space, watch its curves.
+    View(ViewArgs),
 }
 
 const EVAL_HELP: &str =
@@ -178,6 +180,22 @@ struct SampleArgs {
     device: String,
 }
 
+#[derive(Args)]
+struct ViewArgs {
+    /// A run folder, or a folder of runs.
+    #[arg(long, default_value = "runs")]
+    from: PathBuf,
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8008)]
+    port: u16,
+    /// Address to listen on; anything but 127.0.0.1 or ::1 lets other machines in (no authentication).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Where samples are drawn: auto | cpu | cuda | cuda:N | emulated
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
 fn parse_betas(s: &str) -> std::result::Result<(f64, f64), String> {
     let parts: Vec<&str> = s.split(',').collect();
     match parts.as_slice() {
@@ -195,6 +213,7 @@ pub fn run() -> Result<()> {
         Command::Sample(a) => sample(a),
         Command::Info => info(),
         Command::Eval(a) => eval(a),
+        Command::View(a) => view(a),
     }
 }
 
@@ -406,6 +425,21 @@ fn sample_on<B: Backend>(be: B, a: &SampleArgs, ext: &str) -> Result<()> {
         wgan::plot::image_grid(&a.out, &x, a.n, c, s, s, cols)?;
     }
     eprintln!("wrote {} samples to {}", a.n, a.out.display());
+    Ok(())
+}
+
+fn view(a: ViewArgs) -> Result<()> {
+    if !a.host.is_loopback() {
+        eprintln!("warning: --host {}: the page and its API are open to other machines, without authentication", a.host);
+    }
+    let opts = wgan::view::ViewOptions { from: a.from, host: a.host, port: a.port, device: a.device };
+    let server = wgan::view::ViewServer::start(&opts)?;
+    let (root, device) = server.describe();
+    println!("wgan view: runs in {}, samples on {device}", root.display());
+    println!("open {}   (Ctrl-C to stop)", server.url());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    server.wait();
     Ok(())
 }
 

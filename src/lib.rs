@@ -18,5 +18,6 @@ pub mod rng;
 pub mod tape;
 pub mod toy;
 pub mod train;
+pub mod view;
 
 pub use error::{Context, Error, Result};

@@ -14,12 +14,17 @@ pub const BLACK: Rgb = [0, 0, 0];
 
 /// Encodes 8-bit pixels as PNG and writes them atomically. `channels` is 1 (grey) or 3 (RGB).
 pub fn write_png(path: &Path, width: u32, height: u32, channels: u8, pixels: &[u8]) -> Result<()> {
+    let buf = encode_png(width, height, channels, pixels).context(|| format!("cannot encode {}", path.display()))?;
+    atomic_write(path, &buf)
+}
+
+/// Encodes 8-bit pixels as PNG bytes (the same bytes for the same pixels). `channels` is 1 (grey)
+/// or 3 (RGB).
+pub fn encode_png(width: u32, height: u32, channels: u8, pixels: &[u8]) -> Result<Vec<u8>> {
     let color = if channels == 1 { ExtendedColorType::L8 } else { ExtendedColorType::Rgb8 };
     let mut buf = Vec::new();
-    PngEncoder::new(&mut buf)
-        .write_image(pixels, width, height, color)
-        .context(|| format!("cannot encode {}", path.display()))?;
-    atomic_write(path, &buf)
+    PngEncoder::new(&mut buf).write_image(pixels, width, height, color).context(|| "PNG encoder")?;
+    Ok(buf)
 }
 
 /// An RGB image being drawn, origin at the top left.
@@ -130,6 +135,12 @@ impl Canvas {
     pub fn save_png(&self, path: &Path) -> Result<()> {
         let bytes: Vec<u8> = self.px.iter().flat_map(|p| p.iter().copied()).collect();
         write_png(path, self.width, self.height, 3, &bytes)
+    }
+
+    /// The canvas as RGB PNG bytes.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        let bytes: Vec<u8> = self.px.iter().flat_map(|p| p.iter().copied()).collect();
+        encode_png(self.width, self.height, 3, &bytes)
     }
 }
 

@@ -189,6 +189,15 @@ fn check_points(name: &str, xs: &[f32]) -> Result<()> {
 /// [`toy_plot_range`]`(real)` and the background white. The PNG is [`TOY_FIGURE_SIZE`] pixels;
 /// [`toy_pixel`] maps data to pixels.
 pub fn toy_figure(path: &Path, real: &[f32], fake: &[f32], critic: Option<CriticMap>) -> Result<()> {
+    toy_figure_canvas(real, fake, critic)?.save_png(path)
+}
+
+/// [`toy_figure`] as PNG bytes.
+pub fn toy_figure_png(real: &[f32], fake: &[f32], critic: Option<CriticMap>) -> Result<Vec<u8>> {
+    toy_figure_canvas(real, fake, critic)?.to_png()
+}
+
+fn toy_figure_canvas(real: &[f32], fake: &[f32], critic: Option<CriticMap>) -> Result<Canvas> {
     check_points("real", real)?;
     check_points("generated", fake)?;
     let (lo, hi) = match &critic {
@@ -249,7 +258,7 @@ pub fn toy_figure(path: &Path, real: &[f32], fake: &[f32], critic: Option<Critic
             }
         }
     }
-    cv.save_png(path)
+    Ok(cv)
 }
 
 /// Filled contour bands, contour lines and a colour bar for the critic map.
@@ -464,6 +473,18 @@ pub fn to_byte(v: f32) -> u8 {
 /// min(cols, n) with [`GRID_PADDING`] black pixels between and around the tiles, and writes the PNG
 /// (grey for c = 1, RGB for c = 3): (cols·(w + 2) + 2) × (rows·(h + 2) + 2) pixels.
 pub fn image_grid(path: &Path, images: &[f32], n: usize, c: usize, h: usize, w: usize, cols: usize) -> Result<()> {
+    let (gw, gh, px) = image_grid_pixels(images, n, c, h, w, cols)?;
+    canvas::write_png(path, gw, gh, c as u8, &px)
+}
+
+/// [`image_grid`] as PNG bytes.
+pub fn image_grid_png(images: &[f32], n: usize, c: usize, h: usize, w: usize, cols: usize) -> Result<Vec<u8>> {
+    let (gw, gh, px) = image_grid_pixels(images, n, c, h, w, cols)?;
+    canvas::encode_png(gw, gh, c as u8, &px)
+}
+
+/// (width, height, pixels) of an [`image_grid`].
+fn image_grid_pixels(images: &[f32], n: usize, c: usize, h: usize, w: usize, cols: usize) -> Result<(u32, u32, Vec<u8>)> {
     if c != 1 && c != 3 {
         bail!("image grid: {c} channels (expected 1 for grey or 3 for RGB)");
     }
@@ -490,5 +511,5 @@ pub fn image_grid(path: &Path, images: &[f32], n: usize, c: usize, h: usize, w: 
             }
         }
     }
-    canvas::write_png(path, gw as u32, gh as u32, c as u8, &px)
+    Ok((gw as u32, gh as u32, px))
 }

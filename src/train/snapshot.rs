@@ -202,3 +202,13 @@ pub fn load_generator<B: Backend>(be: &B, from: &Path) -> Result<(TrainConfig, M
     load_model(be, &mut m, &file)?;
     Ok((cfg, m))
 }
+
+/// Reads the critic of a checkpoint folder (for pictures of its surface, e.g. `wgan view`).
+pub fn load_critic<B: Backend>(be: &B, dir: &Path) -> Result<(TrainConfig, Model<B>)> {
+    let file = dir.join(CRITIC_FILE);
+    let cfg = config_of(&file)?;
+    let (_, cnet) = cfg.networks()?;
+    let mut m = Model::new(be, cnet, 0, 0);
+    load_model(be, &mut m, &file)?;
+    Ok((cfg, m))
+}
