@@ -16,6 +16,7 @@
 //! buffer must not be written on one thread while another reads it.
 
 mod conv;
+mod convk;
 mod elem;
 mod elementwise;
 mod norm;
@@ -24,6 +25,7 @@ mod par;
 pub mod profile;
 mod storage;
 
+pub use convk::{avx2_conv_available, conv_path, use_avx2_conv};
 pub use elem::Elem;
 pub use storage::CpuTensor;
 
