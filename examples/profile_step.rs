@@ -9,8 +9,10 @@
 //! ms per step, GFLOP/s (products and convolutions) and share of the step; then totals per op and
 //! the time outside backend ops (tape bookkeeping, freeing tensors). The step time with recording
 //! off is printed first: recording adds a clock read and a lock per op.
+//! `AB=3` instead alternates whole steps on the generic convolution path and with the AVX2 kernel
+//! passes of mask 3 (forward + data gradient; 7 = all) and prints both.
 
-use wgan::backend::cpu::{profile, Cpu};
+use wgan::backend::cpu::{self, profile, Cpu};
 use wgan::bench_util::time_ms;
 use wgan::train::run::Source;
 use wgan::train::{DatasetKind, Loss, TrainOptions};
@@ -52,11 +54,37 @@ fn main() {
             reals[k % reals.len()].clone()
         });
     };
+    if let Some(mask) = std::env::var("AB").ok().and_then(|s| s.parse::<u8>().ok()) {
+        // Whole steps on the generic conv path and with AVX2 kernel passes `mask`, alternately.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        step();
+        for _ in 0..steps {
+            cpu::set_avx2_conv_passes(0);
+            a.push(time_ms(0, 1, &mut step).0);
+            cpu::set_avx2_conv_passes(mask);
+            b.push(time_ms(0, 1, &mut step).0);
+        }
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!(
+            "{work} AB, {steps} steps each, alternating: gemm median {:.1} min {:.1} ms | avx2 passes {mask} median {:.1} min {:.1} ms | median ratio {:.2}x, min ratio {:.2}x | loadavg {}",
+            a[steps / 2],
+            a[0],
+            b[steps / 2],
+            b[0],
+            a[steps / 2] / b[steps / 2],
+            a[0] / b[0],
+            load.trim()
+        );
+        return;
+    }
     let (med, min) = time_ms(1, steps, &mut step);
     println!(
-        "{work} width {} batch {batch} WGAN-GP, {} rayon threads: {med:.1} ms/step median, {min:.1} min of {steps} (recording off)",
+        "{work} width {} batch {batch} WGAN-GP, {} rayon threads, conv {}: {med:.1} ms/step median, {min:.1} min of {steps} (recording off)",
         cfg.width,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        cpu::conv_path()
     );
     profile::take();
     profile::enable(true);

@@ -115,7 +115,7 @@ fn avx2_kernels_match_direct_loops() {
         return;
     }
     use_avx2_conv(true);
-    assert_eq!(conv_path(), "avx2");
+    assert_eq!(conv_path(), "fwd avx2, dgrad avx2, wgrad avx2");
     let be = Cpu::<f32>::new();
     for c in cfgs() {
         check(&be, c);

@@ -19,10 +19,11 @@
 //! 16-column strip of B (row stride ldb): 12 ymm accumulators, 2 loads and 6 broadcasts per k.
 //! AVX-512 machines run it too (no 512-bit variant: no AVX-512 machine was available to test one).
 //!
-//! Status: correct (tests/cpu_conv_avx2.rs) but not yet faster than the generic path, so it is
-//! opt-in: `WGAN_CPU_CONV=avx2` or [`use_avx2_conv`]. Measured on the DCGAN-28 layers, one thread,
-//! best of 40 alternating runs (`AB=1 CPU_TIME=1 cargo run --release --example profile_conv`):
-//! 0.75–0.9× of the `gemm` crate path; without AVX2 + FMA, and for f64, the generic path runs.
+//! Which passes use it: [`set_avx2_conv_passes`] / `WGAN_CPU_CONV` (default: forward and data
+//! gradient where the CPU has AVX2 but not AVX-512; the weight gradient measured slower than the
+//! generic path, and with AVX-512 the `gemm` crate's 512-bit kernels are wider than these). Without AVX2 + FMA, and
+//! for f64, the generic path runs. Timing beside the generic path in one process:
+//! `AB=1 CPU_TIME=1 cargo run --release --example profile_conv`.
 
 use super::conv::Geom;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -38,8 +39,23 @@ const WG_TASK: usize = 8;
 /// Largest im2col block of one weight-gradient sub-chunk (floats): 256 KB, inside L2.
 const ROW_MAX: usize = 64 * 1024;
 
-/// 0: not decided yet (from `WGAN_CPU_CONV` on first use); 1: off; 2: on.
-static ON: AtomicU8 = AtomicU8::new(0);
+/// Passes that run on the AVX2 kernels: bit 0 forward, bit 1 data gradient, bit 2 weight gradient;
+/// bit 7 set once decided (from `WGAN_CPU_CONV` on first use, or by [`set_avx2_conv_passes`]).
+static PASSES: AtomicU8 = AtomicU8::new(0);
+pub(crate) const FWD: u8 = 1;
+pub(crate) const DGRAD: u8 = 2;
+pub(crate) const WGRAD: u8 = 4;
+/// The default on an AVX2 machine without AVX-512: forward and data gradient (measured at
+/// 1.0–1.2× of the generic path per layer, BENCHMARKS.md); the weight gradient stays on the
+/// `gemm` crate path, which measured faster for it. With AVX-512 the `gemm` crate's 512-bit
+/// kernels are twice as wide as these, so every pass stays there.
+fn default_passes() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        return 0;
+    }
+    FWD | DGRAD
+}
 
 /// Whether this CPU can run the kernels (AVX2 and FMA).
 pub fn avx2_conv_available() -> bool {
@@ -52,30 +68,39 @@ pub fn avx2_conv_available() -> bool {
     })
 }
 
-/// Turns the AVX2 convolution kernels on or off for f32 (on only where available). They are off
-/// by default (`WGAN_CPU_CONV=avx2` turns them on): measured single-threaded beside the `gemm`
-/// crate path on the DCGAN-28 layers they run at 0.75–0.9× of its speed (BENCHMARKS.md).
+/// Which f32 convolution passes use the AVX2 kernels (where available): a mask of bit 0 forward,
+/// bit 1 data gradient, bit 2 weight gradient. `WGAN_CPU_CONV=gemm` (0), `avx2` (7) or a number
+/// sets it at start-up; the default is forward and data gradient on AVX2 machines without AVX-512
+/// and none with AVX-512.
+pub fn set_avx2_conv_passes(mask: u8) {
+    PASSES.store(0x80 | (mask & 7), Ordering::Relaxed);
+}
+
+/// All passes on the AVX2 kernels (`true`) or none (`false`).
 pub fn use_avx2_conv(on: bool) {
-    ON.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    set_avx2_conv_passes(if on { 7 } else { 0 });
 }
 
-/// Whether the AVX2 kernels run.
-pub(crate) fn enabled() -> bool {
-    let mut v = ON.load(Ordering::Relaxed);
+/// Whether `pass` (FWD, DGRAD or WGRAD) runs on the AVX2 kernels.
+pub(crate) fn enabled(pass: u8) -> bool {
+    let mut v = PASSES.load(Ordering::Relaxed);
     if v == 0 {
-        v = if std::env::var("WGAN_CPU_CONV").is_ok_and(|v| v == "avx2") { 2 } else { 1 };
-        ON.store(v, Ordering::Relaxed);
+        v = 0x80
+            | match std::env::var("WGAN_CPU_CONV").as_deref() {
+                Ok("gemm") => 0,
+                Ok("avx2") => 7,
+                Ok(s) => s.parse::<u8>().map(|m| m & 7).unwrap_or_else(|_| default_passes()),
+                Err(_) => default_passes(),
+            };
+        PASSES.store(v, Ordering::Relaxed);
     }
-    v == 2 && avx2_conv_available()
+    v & pass != 0 && avx2_conv_available()
 }
 
-/// Which convolution path the f32 backend uses on this machine ("avx2" or "gemm").
-pub fn conv_path() -> &'static str {
-    if enabled() {
-        "avx2"
-    } else {
-        "gemm"
-    }
+/// The f32 convolution paths on this machine, e.g. "fwd avx2, dgrad avx2, wgrad gemm".
+pub fn conv_path() -> String {
+    let p = |b: u8| if enabled(b) { "avx2" } else { "gemm" };
+    format!("fwd {}, dgrad {}, wgrad {}", p(FWD), p(DGRAD), p(WGRAD))
 }
 
 /// A packed in MR-row panels: panel q holds rows q·MR.. as [k][MR] (rows past `m` are zero).
@@ -128,23 +153,38 @@ fn packed_len(k: usize, n: usize) -> usize {
 unsafe fn gemm_packed(m: usize, n: usize, k: usize, ap: &[f32], pb: &[f32], c: *mut f32, ldc: usize, accumulate: bool) {
     let panels = m.div_ceil(MR);
     assert!(ap.len() >= panels * k * MR && pb.len() >= packed_len(k, n));
+    let tiles = n.div_ceil(NR);
+    // One operand is re-read once per tile or panel of the other: keep it in L1 (32 KB) if it fits.
+    // A panels inner re-read all of A per column tile; B tiles inner all of B per row panel.
+    let kc0 = KC.min(k);
+    let (a_bytes, b_bytes) = (panels * kc0 * MR * 4, tiles * kc0 * NR * 4);
+    let a_inner = a_bytes <= 24 << 10 || b_bytes > 28 << 10;
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
-        for n0 in (0..n).step_by(NR) {
-            let nr = NR.min(n - n0);
-            let b = pb.as_ptr().add((n0 / NR * k + k0) * NR);
+        let call = |t: usize, q: usize| {
+            let (n0, mr) = (t * NR, MR.min(m - q * MR));
+            kernel::tile(
+                kc,
+                ap.as_ptr().add(q * k * MR + k0 * MR),
+                pb.as_ptr().add((t * k + k0) * NR),
+                c.add(q * MR * ldc + n0),
+                ldc,
+                mr,
+                NR.min(n - n0),
+                accumulate || k0 > 0,
+            )
+        };
+        if a_inner {
+            for t in 0..tiles {
+                for q in 0..panels {
+                    call(t, q);
+                }
+            }
+        } else {
             for q in 0..panels {
-                let mr = MR.min(m - q * MR);
-                kernel::tile(
-                    kc,
-                    ap.as_ptr().add(q * k * MR + k0 * MR),
-                    b,
-                    c.add(q * MR * ldc + n0),
-                    ldc,
-                    mr,
-                    nr,
-                    accumulate || k0 > 0,
-                );
+                for t in 0..tiles {
+                    call(t, q);
+                }
             }
         }
     }

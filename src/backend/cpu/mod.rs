@@ -25,7 +25,7 @@ mod par;
 pub mod profile;
 mod storage;
 
-pub use convk::{avx2_conv_available, conv_path, use_avx2_conv};
+pub use convk::{avx2_conv_available, conv_path, set_avx2_conv_passes, use_avx2_conv};
 pub use elem::Elem;
 pub use storage::CpuTensor;
 
