@@ -1,9 +1,10 @@
 //! Matrix product and 2-D convolution (im2col / col2im around one GEMM per batch chunk).
 
 use super::par::{give_scratch, take_scratch, zeros, PAR_MIN};
-use super::{CpuTensor, Elem};
+use super::{convk, CpuTensor, Elem};
 use crate::backend::ConvParams;
 use rayon::prelude::*;
+use std::any::TypeId;
 
 /// Largest im2col buffer (elements); bigger batches are processed in chunks of samples.
 const COL_MAX: usize = 1 << 22;
@@ -46,25 +47,38 @@ pub(crate) fn matmul<T: Elem>(a: &CpuTensor<T>, b: &CpuTensor<T>, ta: bool, tb: 
     CpuTensor::from_vec(c, &[m, n])
 }
 
+/// `s` as f32 when T is f32 (the AVX2 kernels are f32 only).
+fn f32s<T: Elem>(s: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32, checked by type id.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) })
+}
+
+fn f32s_mut<T: Elem>(s: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: T is f32, checked by type id.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), s.len()) })
+}
+
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
-    n: usize,
-    ci: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    ho: usize,
-    wo: usize,
-    s: usize,
-    pad: usize,
+pub(crate) struct Geom {
+    pub n: usize,
+    pub ci: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub ho: usize,
+    pub wo: usize,
+    pub s: usize,
+    pub pad: usize,
 }
 
 impl Geom {
-    fn kk(&self) -> usize {
+    pub fn kk(&self) -> usize {
         self.ci * self.k * self.k
     }
-    fn p(&self) -> usize {
+    pub fn p(&self) -> usize {
         self.ho * self.wo
     }
     /// The kernel covers the whole unpadded input once (a 1×1 output): the convolution is a dense
@@ -79,12 +93,12 @@ impl Geom {
     }
     /// Output columns [lo, hi) of a row whose input column ow·s + kw − pad lies in [0, w).
     #[inline]
-    fn valid_cols(&self, kw: usize) -> (usize, usize) {
+    pub fn valid_cols(&self, kw: usize) -> (usize, usize) {
         valid_range(kw, self.w, self.wo, self.s, self.pad)
     }
     /// Output rows [lo, hi) whose input row oh·s + kh − pad lies in [0, h).
     #[inline]
-    fn valid_rows(&self, kh: usize) -> (usize, usize) {
+    pub fn valid_rows(&self, kh: usize) -> (usize, usize) {
         valid_range(kh, self.h, self.ho, self.s, self.pad)
     }
 }
@@ -100,6 +114,10 @@ fn valid_range(tap: usize, size: usize, out: usize, s: usize, pad: usize) -> (us
 
 /// col[r, j·P + p] = x[n0+j, ci, oh·s+kh−pad, ow·s+kw−pad] (0 outside) for r = (ci, kh, kw).
 fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
+    im2col_par(g, x, n0, b, col, col.len() >= PAR_MIN)
+}
+
+fn im2col_par<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T], par: bool) {
     let (p, hw, k) = (g.p(), g.h * g.w, g.k);
     let row = |r: usize, dst: &mut [T]| {
         let (ci, kh, kw) = (r / (k * k), (r / k) % k, r % k);
@@ -140,7 +158,7 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
         }
     };
     let len = b * p;
-    if col.len() < PAR_MIN {
+    if !par {
         col.chunks_mut(len).enumerate().for_each(|(r, d)| row(r, d));
     } else {
         col.par_chunks_mut(len).enumerate().for_each(|(r, d)| row(r, d));
@@ -152,6 +170,15 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
 /// front to back (the GEMM just wrote them; streaming them beats gathering pieces of 16 rows
 /// per output plane, which made col2im wait on memory).
 fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
+    col2im_par(g, col, b, out, out.len() >= PAR_MIN)
+}
+
+/// col2im of one sample on the calling thread: col [ci·k·k, P] → out [ci, h, w].
+pub(crate) fn col2im_seq<T: Elem>(g: &Geom, col: &[T], out: &mut [T]) {
+    col2im_par(g, col, 1, out, false)
+}
+
+fn col2im_par<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T], par: bool) {
     let (p, hw, k) = (g.p(), g.h * g.w, g.k);
     // A task is one channel's planes, or one plane when there are too few channels to keep the
     // threads busy (an image's 1 or 3 channels).
@@ -188,7 +215,7 @@ fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
             }
         }
     };
-    if out.len() < PAR_MIN {
+    if !par {
         out.chunks_mut(jb * hw).enumerate().for_each(|(q, o)| planes(q, o));
     } else {
         out.par_chunks_mut(jb * hw).enumerate().for_each(|(q, o)| planes(q, o));
@@ -277,6 +304,13 @@ pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams
         gemm(n, kk, co, xs, false, ws, kk, true, T::ZERO, &mut out);
         return CpuTensor::from_vec(out, &[n, co, 1, 1]);
     }
+    if convk::enabled(convk::FWD) {
+        // SAFETY: read-only inputs.
+        if let (Some(xs), Some(ws), Some(o)) = unsafe { (f32s(x.data()), f32s(w.data()), f32s_mut(&mut out)) } {
+            convk::conv2d(&g, co, xs, ws, o);
+            return CpuTensor::from_vec(out, &[n, co, g.ho, g.wo]);
+        }
+    }
     let nb = g.batch_chunk();
     let mut col = take_scratch::<T>(kk * nb * p);
     let mut tmp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
@@ -321,6 +355,13 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
         let (gs, ws) = unsafe { (gy.data(), w.data()) };
         gemm(n, co, kk, gs, false, ws, kk, false, T::ZERO, &mut out);
         return CpuTensor::from_vec(out, &[n, ci, h, wd]);
+    }
+    if convk::enabled(convk::DGRAD) {
+        // SAFETY: read-only inputs.
+        if let (Some(gs), Some(ws), Some(o)) = unsafe { (f32s(gy.data()), f32s(w.data()), f32s_mut(&mut out)) } {
+            convk::data_grad(&g, co, gs, ws, o);
+            return CpuTensor::from_vec(out, &[n, ci, h, wd]);
+        }
     }
     let nb = g.batch_chunk();
     let hw = h * wd;
@@ -375,6 +416,13 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
         let (xs, gs) = unsafe { (x.data(), gy.data()) };
         gemm(co, n, kk, gs, true, xs, kk, false, T::ZERO, &mut gw);
         return CpuTensor::from_vec(gw, &[co, ci, k, k]);
+    }
+    if convk::enabled(convk::WGRAD) {
+        // SAFETY: read-only inputs.
+        if let (Some(xs), Some(gs), Some(o)) = unsafe { (f32s(x.data()), f32s(gy.data()), f32s_mut(&mut gw)) } {
+            convk::weight_grad(&g, co, xs, gs, o);
+            return CpuTensor::from_vec(gw, &[co, ci, k, k]);
+        }
     }
     let nb = g.batch_chunk();
     let mut col = take_scratch::<T>(kk * nb * p);

@@ -16,19 +16,41 @@
 //! buffer must not be written on one thread while another reads it.
 
 mod conv;
+mod convk;
 mod elem;
 mod elementwise;
 mod norm;
 mod optim;
 mod par;
+pub mod profile;
 mod storage;
 
+pub use convk::{avx2_conv_available, conv_path, set_avx2_conv_passes, use_avx2_conv};
 pub use elem::Elem;
 pub use storage::CpuTensor;
 
 use super::{AdamStep, Backend, ConvParams, Group, PenaltyKind, RmsPropStep};
 use elementwise as ew;
 use std::marker::PhantomData;
+
+/// Records an elementwise op under its operand shapes when profiling is on (see [`profile`]).
+macro_rules! op {
+    ($name:literal, [$($t:expr),*], $body:expr) => {
+        profile::timed($name, || (shapes(&[$($t.shape()),*]), 0.0), || $body)
+    };
+}
+
+fn shapes(s: &[&[usize]]) -> String {
+    s.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join("·")
+}
+
+/// A convolution's profile key: input shape, weight shape, stride/pad, and its FLOPs
+/// (2 per multiply-add of the forward convolution; its data and weight gradients have the same).
+fn conv_key(x: &[usize], w: &[usize], p: ConvParams) -> (String, f64) {
+    let (ho, wo) = (p.out_size(x[2], w[2]), p.out_size(x[3], w[3]));
+    let flops = 2.0 * (x[0] * w[0] * w[1] * w[2] * w[3] * ho * wo) as f64;
+    (format!("{x:?}*{w:?} s{}p{}", p.stride, p.pad), flops)
+}
 
 /// The CPU backend over element type `T` (`f32` or `f64`). A zero-sized handle.
 pub struct Cpu<T = f32> {
@@ -91,7 +113,11 @@ impl<T: Elem> Backend for Cpu<T> {
         unsafe { t.data().iter().map(|v| v.to_f64()).collect() }
     }
     fn fill(&self, shape: &[usize], value: f64) -> CpuTensor<T> {
-        CpuTensor::from_vec(vec![T::from_f64(value); super::numel(shape)], shape)
+        profile::timed(
+            "fill",
+            || (format!("{shape:?}"), 0.0),
+            || CpuTensor::from_vec(vec![T::from_f64(value); super::numel(shape)], shape),
+        )
     }
     fn view(&self, t: &CpuTensor<T>, offset: usize, shape: &[usize]) -> CpuTensor<T> {
         t.view(offset, shape)
@@ -107,35 +133,35 @@ impl<T: Elem> Backend for Cpu<T> {
         unsafe { std::ptr::copy(src.ptr(), dst.ptr().add(offset), n) }
     }
     fn deep_copy(&self, t: &CpuTensor<T>) -> CpuTensor<T> {
-        CpuTensor::from_vec(t.to_vec(), t.shape())
+        op!("deep_copy", [t], CpuTensor::from_vec(t.to_vec(), t.shape()))
     }
 
     fn add(&self, a: &CpuTensor<T>, b: &CpuTensor<T>) -> CpuTensor<T> {
-        ew::zip("add", a, b, |x, y| x + y)
+        op!("add", [a, b], ew::zip("add", a, b, |x, y| x + y))
     }
     fn sub(&self, a: &CpuTensor<T>, b: &CpuTensor<T>) -> CpuTensor<T> {
-        ew::zip("sub", a, b, |x, y| x - y)
+        op!("sub", [a, b], ew::zip("sub", a, b, |x, y| x - y))
     }
     fn mul(&self, a: &CpuTensor<T>, b: &CpuTensor<T>) -> CpuTensor<T> {
-        ew::zip("mul", a, b, |x, y| x * y)
+        op!("mul", [a, b], ew::zip("mul", a, b, |x, y| x * y))
     }
     fn scale(&self, a: &CpuTensor<T>, c: f64) -> CpuTensor<T> {
         let c = T::from_f64(c);
-        ew::map(a, move |x| c * x)
+        op!("scale", [a], ew::map(a, move |x| c * x))
     }
     fn add_scalar(&self, a: &CpuTensor<T>, c: f64) -> CpuTensor<T> {
         let c = T::from_f64(c);
-        ew::map(a, move |x| x + c)
+        op!("add_scalar", [a], ew::map(a, move |x| x + c))
     }
     fn powf(&self, a: &CpuTensor<T>, p: f64) -> CpuTensor<T> {
         let p = T::from_f64(p);
-        ew::map(a, move |x| x.powf(p))
+        op!("powf", [a], ew::map(a, move |x| x.powf(p)))
     }
     fn leaky_relu(&self, x: &CpuTensor<T>, slope: f64) -> CpuTensor<T> {
-        ew::leaky_relu(x, slope)
+        op!("leaky_relu", [x], ew::leaky_relu(x, slope))
     }
     fn leaky_relu_backward(&self, g: &CpuTensor<T>, x: &CpuTensor<T>, slope: f64) -> CpuTensor<T> {
-        ew::leaky_relu_backward(g, x, slope)
+        op!("leaky_relu_backward", [g, x], ew::leaky_relu_backward(g, x, slope))
     }
     fn sigmoid(&self, x: &CpuTensor<T>) -> CpuTensor<T> {
         ew::sigmoid(x)
@@ -144,30 +170,39 @@ impl<T: Elem> Backend for Cpu<T> {
         ew::sigmoid_cross_entropy(x, z)
     }
     fn tanh(&self, x: &CpuTensor<T>) -> CpuTensor<T> {
-        ew::map(x, |x| x.tanh())
+        op!("tanh", [x], ew::map(x, |x| x.tanh()))
     }
     fn tanh_backward(&self, g: &CpuTensor<T>, y: &CpuTensor<T>) -> CpuTensor<T> {
-        ew::tanh_backward(g, y)
+        op!("tanh_backward", [g, y], ew::tanh_backward(g, y))
     }
 
     fn group_sum(&self, x: &CpuTensor<T>, group: Group) -> CpuTensor<T> {
-        ew::group_sum(x, group)
+        op!("group_sum", [x], ew::group_sum(x, group))
     }
     fn group_broadcast(&self, v: &CpuTensor<T>, group: Group, shape: &[usize]) -> CpuTensor<T> {
-        ew::group_broadcast(v, group, shape)
+        op!("group_broadcast", [v], ew::group_broadcast(v, group, shape))
     }
     fn group_mul(&self, x: &CpuTensor<T>, s: &CpuTensor<T>, group: Group) -> CpuTensor<T> {
-        ew::group_map("group_mul", x, s, group, |x, s| x * s)
+        op!("group_mul", [x, s], ew::group_map("group_mul", x, s, group, |x, s| x * s))
     }
     fn group_add(&self, x: &CpuTensor<T>, b: &CpuTensor<T>, group: Group) -> CpuTensor<T> {
-        ew::group_map("group_add", x, b, group, |x, b| x + b)
+        op!("group_add", [x, b], ew::group_map("group_add", x, b, group, |x, b| x + b))
     }
 
     fn matmul(&self, a: &CpuTensor<T>, b: &CpuTensor<T>, ta: bool, tb: bool) -> CpuTensor<T> {
-        conv::matmul(a, b, ta, tb)
+        profile::timed(
+            "matmul",
+            || {
+                (
+                    shapes(&[a.shape(), b.shape()]) + &format!(" ta={ta} tb={tb}"),
+                    2.0 * (a.numel() * b.numel()) as f64 / if ta { a.shape()[0] } else { a.shape()[1] } as f64,
+                )
+            },
+            || conv::matmul(a, b, ta, tb),
+        )
     }
     fn conv2d(&self, x: &CpuTensor<T>, w: &CpuTensor<T>, p: ConvParams) -> CpuTensor<T> {
-        conv::conv2d(x, w, p)
+        profile::timed("conv2d", || conv_key(x.shape(), w.shape(), p), || conv::conv2d(x, w, p))
     }
     fn conv2d_data_grad(
         &self,
@@ -176,44 +211,52 @@ impl<T: Elem> Backend for Cpu<T> {
         p: ConvParams,
         out_hw: (usize, usize),
     ) -> CpuTensor<T> {
-        conv::conv2d_data_grad(gy, w, p, out_hw)
+        profile::timed(
+            "conv2d_data_grad",
+            || conv_key(&[gy.shape()[0], w.shape()[1], out_hw.0, out_hw.1], w.shape(), p),
+            || conv::conv2d_data_grad(gy, w, p, out_hw),
+        )
     }
     fn conv2d_weight_grad(&self, x: &CpuTensor<T>, gy: &CpuTensor<T>, p: ConvParams, k: usize) -> CpuTensor<T> {
-        conv::conv2d_weight_grad(x, gy, p, k)
+        profile::timed(
+            "conv2d_weight_grad",
+            || conv_key(x.shape(), &[gy.shape()[1], x.shape()[1], k, k], p),
+            || conv::conv2d_weight_grad(x, gy, p, k),
+        )
     }
 
     fn normalize(&self, x: &CpuTensor<T>, group: Group, eps: f64) -> CpuTensor<T> {
-        norm::normalize(x, group, eps)
+        op!("normalize", [x], norm::normalize(x, group, eps))
     }
     fn normalize_backward(&self, g: &CpuTensor<T>, x: &CpuTensor<T>, group: Group, eps: f64) -> CpuTensor<T> {
-        norm::normalize_backward(g, x, group, eps)
+        op!("normalize_backward", [g, x], norm::normalize_backward(g, x, group, eps))
     }
 
     fn interpolate(&self, x: &CpuTensor<T>, x_tilde: &CpuTensor<T>, eps: &CpuTensor<T>) -> CpuTensor<T> {
-        ew::interpolate(x, x_tilde, eps)
+        op!("interpolate", [x], ew::interpolate(x, x_tilde, eps))
     }
     fn penalty(&self, g: &CpuTensor<T>, kind: PenaltyKind, eps: f64) -> (CpuTensor<T>, CpuTensor<T>) {
-        norm::penalty(g, kind, eps)
+        op!("penalty", [g], norm::penalty(g, kind, eps))
     }
 
     fn randn(&self, shape: &[usize], seed: u64, stream: u64) -> CpuTensor<T> {
-        ew::random(shape, seed, stream, true)
+        profile::timed("randn", || (format!("{shape:?}"), 0.0), || ew::random(shape, seed, stream, true))
     }
     fn rand_uniform(&self, shape: &[usize], seed: u64, stream: u64) -> CpuTensor<T> {
-        ew::random(shape, seed, stream, false)
+        profile::timed("rand_uniform", || (format!("{shape:?}"), 0.0), || ew::random(shape, seed, stream, false))
     }
 
     fn adam_inplace(&self, p: &CpuTensor<T>, g: &CpuTensor<T>, m: &CpuTensor<T>, v: &CpuTensor<T>, s: AdamStep) {
-        optim::adam(p, g, m, v, s)
+        op!("adam", [p], optim::adam(p, g, m, v, s))
     }
     fn rmsprop_inplace(&self, p: &CpuTensor<T>, g: &CpuTensor<T>, v: &CpuTensor<T>, s: RmsPropStep) {
-        optim::rmsprop(p, g, v, s)
+        op!("rmsprop", [p], optim::rmsprop(p, g, v, s))
     }
     fn clamp_inplace(&self, p: &CpuTensor<T>, c: f64) {
-        optim::clamp(p, c)
+        op!("clamp", [p], optim::clamp(p, c))
     }
     fn axpby_inplace(&self, y: &CpuTensor<T>, a: f64, x: &CpuTensor<T>, b: f64) {
-        optim::axpby(y, a, x, b)
+        op!("axpby", [y], optim::axpby(y, a, x, b))
     }
 
     fn counter(&self, value: u64) -> Self::Counter {
