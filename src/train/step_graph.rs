@@ -24,7 +24,7 @@
 //! Eager and replayed iterations issue the same kernels with the same arguments in the same order,
 //! so `--graph on` and `--graph off` give bit-identical results.
 
-use super::gan::{critic_loss, Gan, LossKind, StepStats, STREAM_DRAWS};
+use super::gan::{critic_loss, discriminator_loss, generator_loss, Gan, LossKind, StepStats, STREAM_DRAWS};
 use super::optim::OptimKind;
 use crate::backend::Backend;
 use crate::tape::Tape;
@@ -261,9 +261,12 @@ impl<B: Backend> Gan<B> {
                 let eps = t.constant(be.rand_uniform_at(&[n], seed, STREAM_DRAWS + 1, &draws));
                 (Some((eps, lambda, penalty)), 2)
             }
-            LossKind::Wgan { .. } => (None, 1),
+            LossKind::Wgan { .. } | LossKind::Gan { .. } => (None, 1),
         };
-        let l = critic_loss(&mut t, &self.critic.net, &params, real, fake, gp);
+        let l = match self.cfg.loss {
+            LossKind::Gan { .. } => discriminator_loss(&mut t, &self.critic.net, &params, real, fake),
+            _ => critic_loss(&mut t, &self.critic.net, &params, real, fake, gp),
+        };
         let grads = t.grad(&[l.loss], &params, false);
         self.critic.store_grads(&t, &grads);
         self.opt_d.step_at(&be, &self.critic.params, &self.critic.grads, &t_d);
@@ -289,8 +292,7 @@ impl<B: Backend> Gan<B> {
         let cp = self.critic.param_consts(&mut t);
         let fake = self.gen.forward_train(&mut t, &gp, zv);
         let d = self.critic.net.forward(&mut t, &cp, fake, crate::nn::BatchNormMode::Train(None));
-        let m = t.mean(d);
-        let loss = t.scale(m, -1.0);
+        let loss = generator_loss(&mut t, d, self.cfg.loss);
         let grads = t.grad(&[loss], &gp, false);
         self.gen.store_grads(&t, &grads);
         self.opt_g.step_at(&be, &self.gen.params, &self.gen.grads, &t_g);

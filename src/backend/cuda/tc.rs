@@ -231,13 +231,15 @@ impl Cuda {
         };
         let p = TcParams { g, a: opa, b: opb, c: if ws.is_some() { TcOut::matrix(g.nc as usize) } else { c } };
         let mut args: [*mut c_void; 5] = [arg_ptr(&dst), arg_ptr(&a), arg_ptr(&b), arg_ptr(&bias), arg_ptr(&p)];
-        self.launch_raw(module, name, grid, TC_THREADS, &mut args)?;
+        let sizes = [8, 8, 8, 8, std::mem::size_of_val(&p)];
+        self.launch_raw(module, name, grid, TC_THREADS, &mut args, &sizes)?;
         if let Some(w) = &ws {
             let total = g.total as usize;
             let sp = SplitKParams { total: g.total, splits: splits as i64, cols: i64::from(g.nc.max(1)) };
             let wp = self.ptr(w)?;
             let mut args: [*mut c_void; 5] = [arg_ptr(&out_ptr), arg_ptr(&wp), arg_ptr(&bias), arg_ptr(&sp), arg_ptr(&c)];
-            self.launch_raw(module, "splitk_scatter_f32", (grid_1d(total), 1, 1), BLOCK, &mut args)?;
+            let sizes = [8, 8, 8, std::mem::size_of_val(&sp), std::mem::size_of_val(&c)];
+            self.launch_raw(module, "splitk_scatter_f32", (grid_1d(total), 1, 1), BLOCK, &mut args, &sizes)?;
         }
         Ok(())
     }
@@ -451,7 +453,8 @@ impl Cuda {
             ptrs.push(self.ptr(t)?);
         }
         let mut args: Vec<*mut c_void> = ptrs.iter().map(arg_ptr).collect();
-        self.launch_raw(Module::GemmTc, name, (grid, 1, 1), block, &mut args)
+        let sizes = vec![8; args.len()];
+        self.launch_raw(Module::GemmTc, name, (grid, 1, 1), block, &mut args, &sizes)
     }
 
     /// D = A·B + C on one warp through `mma_tf32` / `mma_bf16`: A 16×K, B K×8, C 16×8 row-major,
@@ -484,7 +487,7 @@ impl Cuda {
         let (pt, pb, px) = (self.ptr(&tf)?, self.ptr(&bf)?, self.ptr(&tx)?);
         let nn = n as i64;
         let mut args: [*mut c_void; 4] = [arg_ptr(&pt), arg_ptr(&pb), arg_ptr(&px), arg_ptr(&nn)];
-        self.launch_raw(Module::GemmTc, "round_selftest", (grid_1d(n), 1, 1), BLOCK, &mut args)?;
+        self.launch_raw(Module::GemmTc, "round_selftest", (grid_1d(n), 1, 1), BLOCK, &mut args, &[8; 4])?;
         self.check()?;
         Ok((self.to_f32(&tf), self.to_f32(&bf)))
     }
@@ -521,7 +524,7 @@ impl Cuda {
         let ptr = self.ptr(&out)?;
         let (ms, _) = self.time_events(1, 5, false, || {
             let mut args: [*mut c_void; 2] = [arg_ptr(&ptr), arg_ptr(&iters)];
-            if let Err(e) = self.launch_raw(Module::GemmTc, name, (blocks, 1, 1), threads, &mut args) {
+            if let Err(e) = self.launch_raw(Module::GemmTc, name, (blocks, 1, 1), threads, &mut args, &[8; 2]) {
                 self.record(e);
             }
         })?;
