@@ -15,8 +15,8 @@ mod emu;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
-mod tc;
 pub mod params;
+mod tc;
 mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
