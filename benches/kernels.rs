@@ -366,7 +366,18 @@ fn main() {
         );
     }
     gpu.set_precision(Precision::F32);
-    let mut b = Bench { gpu, cpu: Cpu::new(), peak_tflops, tc_peak_tflops, prec: Precision::F32, bw_gbs, filter, records: vec![], failures: 0, emulated };
+    let mut b = Bench {
+        gpu,
+        cpu: Cpu::new(),
+        peak_tflops,
+        tc_peak_tflops,
+        prec: Precision::F32,
+        bw_gbs,
+        filter,
+        records: vec![],
+        failures: 0,
+        emulated,
+    };
     let nets: Vec<(String, Net)> = vec![
         ("critic64".into(), dcgan_critic(64, 3, 64, CriticNorm::Layer).unwrap()),
         ("gen64".into(), dcgan_generator(64, 3, 64, 100).unwrap()),

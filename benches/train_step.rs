@@ -216,6 +216,14 @@ fn main() {
     let mut device = if cpu_name.starts_with("cpu") { "cpu".to_string() } else { cpu_name };
     match Cuda::new(0) {
         Ok(gpu) => {
+            // Matrix products and convolutions at WGAN_BENCH_PRECISION (f32, tf32, bf16; default
+            // tf32, the CUDA default and what PyTorch's convolutions use).
+            let prec: wgan::backend::Precision = match std::env::var("WGAN_BENCH_PRECISION") {
+                Ok(s) if !s.is_empty() => s.parse().unwrap_or_else(|e| panic!("WGAN_BENCH_PRECISION: {e}")),
+                _ => Default::default(),
+            };
+            gpu.set_precision(prec);
+            println!("\n{}: matrix products and convolutions at {prec} (WGAN_BENCH_PRECISION)", gpu.name());
             device = gpu.name();
             let name = device.clone();
             let ceiling = match gpu.fma_peak_tflops() {

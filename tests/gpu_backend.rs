@@ -104,7 +104,8 @@ fn close_dot(what: &str, gpu: &[f32], cpu: &[f32], abs_sum: &[f32], terms: usize
     // At TF32/BF16 (WGAN_TEST_PRECISION) each product carries up to 2u of its |term|: at most
     // 2u·max Σ|terms| = 2u·√terms·terms_scale in all.
     let p = cuda_devices::precision();
-    let rtol = if p == wgan::backend::Precision::F32 { rtol } else { rtol + 2.0 * p.unit_roundoff() * (terms as f64).sqrt() };
+    let rtol =
+        if p == wgan::backend::Precision::F32 { rtol } else { rtol + 2.0 * p.unit_roundoff() * (terms as f64).sqrt() };
     close(what, gpu, cpu, rtol * scale / result.max(1e-30));
 }
 

@@ -125,7 +125,8 @@ fn mma_fragment_layouts(on: On) {
         let d = g.selftest_mma(p, &a, &b, &c).expect("mma selftest");
         for r in 0..16 {
             for n in 0..8 {
-                let want: f64 = c[r * 8 + n] as f64 + (0..k).map(|kk| a[r * k + kk] as f64 * b[kk * 8 + n] as f64).sum::<f64>();
+                let want: f64 =
+                    c[r * 8 + n] as f64 + (0..k).map(|kk| a[r * k + kk] as f64 * b[kk * 8 + n] as f64).sum::<f64>();
                 assert_eq!(d[r * 8 + n] as f64, want, "{p}: D[{r}][{n}] (fragment layout)");
             }
         }
@@ -194,9 +195,19 @@ fn check(what: &str, p: Precision, gpu: &[f32], exact: &[f64], plain: &[f32], ab
         let (gv, s) = (gpu[i] as f64, abs[i] + 1e-30);
         assert!(gv.is_finite(), "{what}[{i}]: {gv} (unwritten or wrong)");
         let d = (gv - exact[i]).abs();
-        assert!(d <= tight * s, "{what}[{i}]: gpu {gv} vs rounded-operand reference {} (|diff| {d:.3e} > {:.3e})", exact[i], tight * s);
+        assert!(
+            d <= tight * s,
+            "{what}[{i}]: gpu {gv} vs rounded-operand reference {} (|diff| {d:.3e} > {:.3e})",
+            exact[i],
+            tight * s
+        );
         let d = (gv - plain[i] as f64).abs();
-        assert!(d <= loose * s, "{what}[{i}]: gpu {gv} vs f32 reference {} (|diff| {d:.3e} > {:.3e})", plain[i], loose * s);
+        assert!(
+            d <= loose * s,
+            "{what}[{i}]: gpu {gv} vs f32 reference {} (|diff| {d:.3e} > {:.3e})",
+            plain[i],
+            loose * s
+        );
     }
 }
 
@@ -226,7 +237,8 @@ fn matmuls_at_tf32_and_bf16(on: On) {
                 let gc = t.g.matmul(&t.g.from_f32(&a, &ash), &t.g.from_f32(&b, &bsh), ta, tb);
                 let c64 = &t.c64;
                 let f64of = |v: &[f32], s: &[usize]| c64.from_f32(v, s);
-                let exact = c64.to_f64(&c64.matmul(&f64of(&rounded(p, &a), &ash), &f64of(&rounded(p, &b), &bsh), ta, tb));
+                let exact =
+                    c64.to_f64(&c64.matmul(&f64of(&rounded(p, &a), &ash), &f64of(&rounded(p, &b), &bsh), ta, tb));
                 let absr = c64.to_f64(&c64.matmul(&f64of(&abs(&a), &ash), &f64of(&abs(&b), &bsh), ta, tb));
                 let c32 = &t.c32;
                 let plain = c32.to_f32(&c32.matmul(&c32.from_f32(&a, &ash), &c32.from_f32(&b, &bsh), ta, tb));
@@ -248,7 +260,11 @@ fn matmuls_at_tf32_and_bf16(on: On) {
                 &c64.from_f32(&abs(&bias), &[n]),
             ));
             let c32 = &t.c32;
-            let plain = c32.to_f32(&c32.linear(&c32.from_f32(&x, &[m, k]), &c32.from_f32(&w, &[n, k]), &c32.from_f32(&bias, &[n])));
+            let plain = c32.to_f32(&c32.linear(
+                &c32.from_f32(&x, &[m, k]),
+                &c32.from_f32(&w, &[n, k]),
+                &c32.from_f32(&bias, &[n]),
+            ));
             check(&format!("{p} linear m{m} k{k} n{n}"), p, &t.g.to_f32(&gy), &exact, &plain, &absr, k + 1);
         }
         t.g.check().expect("CUDA error");
@@ -280,7 +296,11 @@ fn convolutions_at_tf32_and_bf16(on: On) {
                 let (ho, wo) = (cp.out_size(h, k), cp.out_size(w, k));
                 let what = format!("{p} {tiles:?}: N{n} Ci{ci} {h}x{w} Co{co} K{k} s{s} p{pad}");
                 let (xs, wsh, ys) = ([n, ci, h, w], [co, ci, k, k], [n, co, ho, wo]);
-                let (x, wt, gy) = (t.data(xs.iter().product(), 1.0), t.data(wsh.iter().product(), 0.2), t.data(ys.iter().product(), 1.0));
+                let (x, wt, gy) = (
+                    t.data(xs.iter().product(), 1.0),
+                    t.data(wsh.iter().product(), 0.2),
+                    t.data(ys.iter().product(), 1.0),
+                );
                 let g = &t.g;
                 let (gx_, gw_, ggy) = (g.from_f32(&x, &xs), g.from_f32(&wt, &wsh), g.from_f32(&gy, &ys));
                 let c64 = &t.c64;
@@ -327,7 +347,12 @@ fn long_reductions_at_tf32(on: On) {
     let dw = t.g.conv2d_weight_grad(&t.g.from_f32(&x, &xs), &t.g.from_f32(&gy, &ys), cp, k);
     let p = Precision::Tf32;
     let c64 = &t.c64;
-    let exact = c64.to_f64(&c64.conv2d_weight_grad(&c64.from_f32(&rounded(p, &x), &xs), &c64.from_f32(&rounded(p, &gy), &ys), cp, k));
+    let exact = c64.to_f64(&c64.conv2d_weight_grad(
+        &c64.from_f32(&rounded(p, &x), &xs),
+        &c64.from_f32(&rounded(p, &gy), &ys),
+        cp,
+        k,
+    ));
     let absr = c64.to_f64(&c64.conv2d_weight_grad(&c64.from_f32(&abs(&x), &xs), &c64.from_f32(&abs(&gy), &ys), cp, k));
     let c32 = &t.c32;
     let plain = c32.to_f32(&c32.conv2d_weight_grad(&c32.from_f32(&x, &xs), &c32.from_f32(&gy, &ys), cp, k));
@@ -357,7 +382,8 @@ fn train_end_to_end_at_tf32(on: On) {
         .output()
         .expect("run wgan");
     assert!(o.status.success(), "wgan train failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["precision"], "tf32");
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -699,9 +699,11 @@ pub fn system_report() -> String {
                     .and_then(|d| {
                         use sys::CUdevice_attribute as A;
                         // SAFETY: a device handle from `get`.
-                        let major = unsafe { drv::device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) }?;
+                        let major =
+                            unsafe { drv::device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) }?;
                         // SAFETY: as above.
-                        let minor = unsafe { drv::device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) }?;
+                        let minor =
+                            unsafe { drv::device::get_attribute(d, A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR) }?;
                         Ok(format!(", sm_{major}{minor}"))
                     })
                     .unwrap_or_default();

@@ -17,9 +17,9 @@ mod logistic;
 pub mod kernels;
 pub mod nvrtc;
 mod ops;
-mod tc;
 pub mod params;
 mod step;
+mod tc;
 mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};

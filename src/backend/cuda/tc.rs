@@ -272,7 +272,16 @@ impl Cuda {
     }
 
     /// y = conv2d(x, w): x [n, ci, h, w], w [co, ci, k, k], y [n, co, ho, wo] (checked by the caller).
-    pub(crate) fn tc_conv2d(&self, x: u64, w: u64, y: &CudaTensor, xs: [usize; 4], co: usize, k: usize, p: ConvParams) -> Result<()> {
+    pub(crate) fn tc_conv2d(
+        &self,
+        x: u64,
+        w: u64,
+        y: &CudaTensor,
+        xs: [usize; 4],
+        co: usize,
+        k: usize,
+        p: ConvParams,
+    ) -> Result<()> {
         let [n, ci, h, wd] = xs;
         let (ho, wo) = (p.out_size(h, k), p.out_size(wd, k));
         let (s, pad) = (p.stride as i64, p.pad as i64);
@@ -300,7 +309,15 @@ impl Cuda {
             ext: (n * ho * wo) as u32,
             pad_: 0,
         };
-        let c = TcOut { om: (ho * wo) as i64, o0: (co * ho * wo) as i64, o1: wo as i64, o2: 1, ob: 0, q1: ho as u32, q2: wo as u32 };
+        let c = TcOut {
+            om: (ho * wo) as i64,
+            o0: (co * ho * wo) as i64,
+            o1: wo as i64,
+            o2: 1,
+            ob: 0,
+            q1: ho as u32,
+            q2: wo as u32,
+        };
         let tile = TcTile::pick(self.gemm_tiles(), co);
         let pl = plan("conv2d", co, n * ho * wo, ci * k * k, tile, true)?;
         let name = kernel_name("conv2d_fwd", tile, self.precision())?;
@@ -447,7 +464,14 @@ impl Cuda {
 /// Self-tests of the warp-level instructions (`kernels/mma.cuh`) for `tests/gpu_tensorcore.rs`:
 /// each runs one small kernel of `gemm_tc.cu` and returns what it wrote.
 impl Cuda {
-    fn selftest_run(&self, name: &'static str, out: &[&CudaTensor], inputs: &[&CudaTensor], grid: u32, block: u32) -> Result<()> {
+    fn selftest_run(
+        &self,
+        name: &'static str,
+        out: &[&CudaTensor],
+        inputs: &[&CudaTensor],
+        grid: u32,
+        block: u32,
+    ) -> Result<()> {
         let mut ptrs: Vec<u64> = Vec::new();
         for t in out.iter().chain(inputs) {
             ptrs.push(self.ptr(t)?);
