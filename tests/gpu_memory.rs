@@ -1,8 +1,9 @@
 //! Memory on the GPU: after warm-up, training steps take no new memory from the driver. The
 //! backend allocates from the device's stream-ordered pool and keeps freed memory there, so the
 //! pool's reserve (`Cuda::pool_reserved_bytes`) must stop growing once every buffer size a step
-//! uses has been seen. GPU only (the emulator has no pool); alone in its own test binary, since
-//! other tests on the same device would share the pool.
+//! uses has been seen; and with CUDA graphs a steady-state step makes no allocation at all (the
+//! same count is asserted on the emulator in tests/gpu_graph.rs). GPU only (the emulator has no
+//! pool); alone in its own test binary, since other tests on the same device would share the pool.
 
 use wgan::backend::cuda::Cuda;
 use wgan::backend::Backend;
@@ -45,6 +46,13 @@ fn steady_state_steps_take_no_memory_from_the_driver() {
             return eprintln!("skipped: this device has no stream-ordered allocator (every allocation is cuMemAlloc)");
         };
         step(5);
+        // With CUDA graphs (on by default) a steady-state step allocates nothing at all: every
+        // intermediate is graph-owned memory (the graph's own pool, not the default pool above).
+        let c0 = g.counts();
+        step(1);
+        let d = g.counts().since(&c0);
+        assert_eq!(d.allocs, 0, "{loss:?}: allocations in a steady-state step: {d:?}");
+        assert_eq!(d.graph_launches, cfg.n_critic as u64 + 1, "{loss:?}: one graph launch per iteration: {d:?}");
         g.check().unwrap();
         let after = g.pool_reserved_bytes().unwrap().unwrap();
         eprintln!("{loss:?}: pool reserve {warm} bytes after warm-up, {after} after 5 more steps");
