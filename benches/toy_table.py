@@ -18,12 +18,17 @@ NAMES = {"wgan": "ours (wgan)", "torch": "PyTorch"}
 
 def main(paths):
     rows = defaultdict(list)
+    seen = set()  # a (run, seed, step) recorded twice (a seed rerun in another file) counts once
     for p in paths:
         with open(p) as f:
             for line in f:
                 line = line.strip()
                 if line.startswith("{"):
                     r = json.loads(line)
+                    key = (r["impl"], r["dataset"], r["loss"], r.get("init"), r["seed"], r["step"])
+                    if key in seen:
+                        continue
+                    seen.add(key)
                     rows[(r["dataset"], r["loss"], r["step"], r["impl"], r.get("init", "?"))].append(r)
     print("| data | loss | step | impl (init) | seeds | W1 per seed | median W1 | floor | modes | HQ fraction |")
     print("| --- | --- | ---: | --- | --- | --- | ---: | ---: | --- | ---: |")

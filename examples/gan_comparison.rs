@@ -126,6 +126,11 @@ fn main() {
             eprintln!("no records for {loss} in {}", dir.display());
             continue;
         }
+        // Only seeds that reached the last step, so every point of a curve is a median over the
+        // same seeds (a run cut short by the time budget leaves a partial seed behind).
+        let last = recs.iter().map(|r| r.step).max().unwrap();
+        let done: std::collections::BTreeSet<u64> = recs.iter().filter(|r| r.step == last).map(|r| r.seed).collect();
+        let recs: Vec<Rec> = recs.into_iter().filter(|r| done.contains(&r.seed)).collect();
         let estimate = |r: &Rec| if *loss == "wgan-gp" { r.w_est } else { 4f64.ln() - r.critic_loss };
         let mut by_step: BTreeMap<u64, Vec<&Rec>> = BTreeMap::new();
         for r in &recs {
