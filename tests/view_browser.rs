@@ -19,9 +19,9 @@
 
 mod view_fixture;
 
-use std::path::{Path, PathBuf};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
@@ -100,7 +100,13 @@ impl Browser {
 
     /// Sends a command (to a page when `session` is given) and waits for its answer. Events that
     /// arrive meanwhile are handed to `on_event`.
-    fn call(&mut self, session: Option<&str>, method: &str, params: serde_json::Value, limit: Duration) -> serde_json::Value {
+    fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: serde_json::Value,
+        limit: Duration,
+    ) -> serde_json::Value {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = serde_json::json!({ "id": id, "method": method, "params": params });
@@ -184,7 +190,10 @@ fn generate_twice_in_chromium_and_take_a_screenshot() {
     // Wait for the new document (an evaluation still in about:blank would be cut short).
     let t = Instant::now();
     let here = serde_json::json!({ "expression": "location.href", "returnByValue": true });
-    while !b.call(s, "Runtime.evaluate", here.clone(), limit)["result"]["value"].as_str().is_some_and(|h| h.starts_with("http")) {
+    while !b.call(s, "Runtime.evaluate", here.clone(), limit)["result"]["value"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("http"))
+    {
         assert!(t.elapsed() < limit, "the page did not load");
         std::thread::sleep(Duration::from_millis(50));
     }
