@@ -430,7 +430,10 @@ fn sample_on<B: Backend>(be: B, a: &SampleArgs, ext: &str) -> Result<()> {
 
 fn view(a: ViewArgs) -> Result<()> {
     if !a.host.is_loopback() {
-        eprintln!("warning: --host {}: the page and its API are open to other machines, without authentication", a.host);
+        eprintln!(
+            "warning: --host {}: the page and its API are open to other machines, without authentication",
+            a.host
+        );
     }
     let opts = wgan::view::ViewOptions { from: a.from, host: a.host, port: a.port, device: a.device };
     let server = wgan::view::ViewServer::start(&opts)?;

@@ -484,7 +484,14 @@ pub fn image_grid_png(images: &[f32], n: usize, c: usize, h: usize, w: usize, co
 }
 
 /// (width, height, pixels) of an [`image_grid`].
-fn image_grid_pixels(images: &[f32], n: usize, c: usize, h: usize, w: usize, cols: usize) -> Result<(u32, u32, Vec<u8>)> {
+fn image_grid_pixels(
+    images: &[f32],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    cols: usize,
+) -> Result<(u32, u32, Vec<u8>)> {
     if c != 1 && c != 3 {
         bail!("image grid: {c} channels (expected 1 for grey or 3 for RGB)");
     }

@@ -46,7 +46,11 @@ impl Reply {
         Reply::ok("application/json", v.to_string())
     }
     pub fn error(e: &ApiError) -> Reply {
-        Reply { status: e.status, content_type: "application/json", body: json!({ "error": e.message }).to_string().into() }
+        Reply {
+            status: e.status,
+            content_type: "application/json",
+            body: json!({ "error": e.message }).to_string().into(),
+        }
     }
 }
 
@@ -90,7 +94,9 @@ impl App {
             .iter()
             .filter_map(|n| self.runs.resolve(n).ok().map(|dir| runs::summary(n, &dir)))
             .collect();
-        Reply::json(&json!({ "root": self.runs.root().display().to_string(), "device": self.gen.device_name(), "runs": runs }))
+        Reply::json(
+            &json!({ "root": self.runs.root().display().to_string(), "device": self.gen.device_name(), "runs": runs }),
+        )
     }
 
     fn run_route(&self, run: &str, rest: &[&str], q: &Query) -> Result<Reply, ApiError> {

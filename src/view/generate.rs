@@ -262,7 +262,11 @@ pub fn interpolate(a: &[f32], b: &[f32], t: f64, spherical: bool) -> Vec<f32> {
                 let (wa, wb) = (((1.0 - t) * omega).sin() / so, (t * omega).sin() / so);
                 // Directions on the unit sphere, scaled by the interpolated norm.
                 let r = lerp(na, nb);
-                return a.iter().zip(b).map(|(&x, &y)| (r * (wa * x as f64 / na + wb * y as f64 / nb)) as f32).collect();
+                return a
+                    .iter()
+                    .zip(b)
+                    .map(|(&x, &y)| (r * (wa * x as f64 / na + wb * y as f64 / nb)) as f32)
+                    .collect();
             }
         }
     }

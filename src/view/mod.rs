@@ -129,16 +129,27 @@ impl ViewServer {
 /// One request thread: answers requests until the server is unblocked. A panic in a handler is
 /// caught and answered with a 500; the thread keeps serving.
 fn serve(server: &tiny_http::Server, app: &api::App) {
+    let log = std::env::var_os("WGAN_VIEW_LOG").is_some();
     while let Ok(req) = server.recv() {
         let method = req.method().as_str().to_string();
         let url = req.url().to_string();
+        let t = std::time::Instant::now();
+        if log {
+            eprintln!("wgan view: {method} {url}");
+        }
         let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.handle(&method, &url)))
             .unwrap_or_else(|_| api::Reply::error(&ApiError::new(500, "internal error (see the server's log)")));
-        let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-        for (k, v) in [("Content-Type", reply.content_type), ("Cache-Control", "no-store")] {
+        let status = reply.status;
+        let mut resp = tiny_http::Response::from_data(reply.body).with_status_code(status);
+        // One request per connection: with keep-alive, an answer written behind a slow one on the
+        // same connection was at times never seen by Chromium (about one page load in ten).
+        for (k, v) in [("Content-Type", reply.content_type), ("Cache-Control", "no-store"), ("Connection", "close")] {
             resp.add_header(tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("valid header"));
         }
         // A client that went away is not the server's problem.
-        let _ = req.respond(resp);
+        let sent = req.respond(resp);
+        if log {
+            eprintln!("wgan view: {method} {url} -> {status} in {:.0?} {sent:?}", t.elapsed());
+        }
     }
 }

@@ -47,10 +47,21 @@ async function getPNG(url) {
   return { bytes, src: URL.createObjectURL(blob) };
 }
 
+// Resolves once `img` has loaded (or failed to); its load event, not decode(), which may wait
+// for a frame that a hidden tab never draws.
+function loaded(img, ms = 20000) {
+  if (img.complete) return Promise.resolve();
+  return new Promise((resolve) => {
+    img.addEventListener("load", resolve, { once: true });
+    img.addEventListener("error", resolve, { once: true });
+    setTimeout(resolve, ms);
+  });
+}
+
 async function showImage(img, src) {
   const old = img.src;
   img.src = src;
-  await img.decode().catch(() => {});
+  await loaded(img);
   if (old.startsWith("blob:")) URL.revokeObjectURL(old);
 }
 
@@ -475,14 +486,21 @@ function showTimeline() {
   const img = $("timeline");
   if (!steps.length) {
     img.removeAttribute("src");
+    delete img.dataset.url;
     $("timeline-label").textContent = "no sample pictures yet";
     return;
   }
   const step = steps[Number($("timeline-step").value)];
   const name = "step_" + String(step).padStart(6, "0") + ".png";
-  const src = api("/samples/" + name);
-  if (img.getAttribute("src") !== src) img.src = src;
+  const url = api("/samples/" + name);
   $("timeline-label").textContent = "step " + step + " (" + steps.length + " pictures)";
+  if (img.dataset.url === url) return state.lastTimeline;
+  img.dataset.url = url;
+  // Fetched like the other pictures (an error is shown, and the self-test can wait for it).
+  state.lastTimeline = getPNG(url)
+    .then((png) => (img.dataset.url === url ? showImage(img, png.src) : null))
+    .catch((e) => { $("timeline-label").textContent = "step " + step + ": " + e.message; });
+  return state.lastTimeline;
 }
 
 // ------------------------------------------------------------------------------------------ live
@@ -506,9 +524,12 @@ async function poll() {
 
 async function selftest() {
   const out = { generated: [], errors: [] };
+  const stage = (s) => { window.selftestStage = s; };
   try {
+    stage("first draw");
     await state.lastDraw;
     for (let i = 0; i < 2; i++) {
+      stage("generate " + (i + 1));
       $("generate").click();
       await state.lastDraw;
       out.generated.push({
@@ -525,6 +546,9 @@ async function selftest() {
     out.charts = document.querySelectorAll("svg.chart").length;
     out.chart_paths = paths.filter((p) => (p.getAttribute("d") || "").includes("L")).length;
     out.fields = [...document.querySelectorAll("svg.chart")].map((s) => s.dataset.field);
+    stage("timeline");
+    await state.lastTimeline;
+    stage("report");
     out.walk_width = $("strip").naturalWidth;
     out.timeline_width = $("timeline").naturalWidth;
     for (const id of ["error", "grid-error", "walk-error"]) if (!$(id).hidden) out.errors.push($(id).textContent);
@@ -555,8 +579,12 @@ async function start() {
   $("live").onchange = updateURL;
   $("n").onchange = draw;
   $("seed").onchange = draw;
+  window.selftestStage = "start";
   try {
-    if (await loadRuns()) await selectRun(true);
+    if (await loadRuns()) {
+      window.selftestStage = "runs listed";
+      await selectRun(true);
+    }
   } catch (e) {
     showError($("error"), e);
   }

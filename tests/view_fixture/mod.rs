@@ -34,7 +34,19 @@ pub fn runs() -> &'static Path {
         }
         let d = tmp("runs");
         let out = Command::new(env!("CARGO_BIN_EXE_wgan"))
-            .args(["train", "--dataset", "mnist", "--steps", "3", "--batch-size", "8", "--width", "8", "--n-critic", "2"])
+            .args([
+                "train",
+                "--dataset",
+                "mnist",
+                "--steps",
+                "3",
+                "--batch-size",
+                "8",
+                "--width",
+                "8",
+                "--n-critic",
+                "2",
+            ])
             .args(["--device", "cpu", "--sample-every", "1", "--seed", "3", "--out"])
             .arg(d.join("mnist"))
             .output()
@@ -117,8 +129,9 @@ pub fn request(addr: SocketAddr, method: &str, target: &str) -> Answer {
     let mut body = raw[split + 4..].to_vec();
     let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
     let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+        head.lines().find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+        })
     };
     if header("Transfer-Encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         body = dechunk(&body);
@@ -134,7 +147,8 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let eol = b.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).split(';').next().unwrap().trim(), 16).unwrap();
+        let n =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).split(';').next().unwrap().trim(), 16).unwrap();
         if n == 0 {
             return out;
         }
