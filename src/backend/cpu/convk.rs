@@ -21,8 +21,8 @@
 //!
 //! Which passes use it: [`set_avx2_conv_passes`] / `WGAN_CPU_CONV` (default: forward and data
 //! gradient of small-patch layers, the 1- to 3-channel image layers, where the CPU has AVX2 but not
-//! AVX-512: there they measured 1.02–1.45× the generic path; on the wide layers 0.83–1.04×, so
-//! those stay on the `gemm` crate, as does everything with AVX-512, whose 512-bit kernels are
+//! AVX-512: there they measured 1.02–1.45× the generic path; on the wide layers 0.89–1.04×, and
+//! weight gradients 0.53–0.90×, so those stay on the `gemm` crate, as does everything with AVX-512, whose 512-bit kernels are
 //! wider than these). Without AVX2 + FMA, and
 //! for f64, the generic path runs. Timing beside the generic path in one process:
 //! `AB=1 CPU_TIME=1 cargo run --release --example profile_conv`.
@@ -55,7 +55,7 @@ const SMALL_K: usize = 48;
 /// The default on an AVX2 machine without AVX-512: forward and data gradient of small-patch
 /// layers (the 1-channel image layers: 1.02–1.45× the generic path, single-threaded CPU time,
 /// bench-results/2026-11-30-conv-ab-cputime.log); the generic path everywhere else, where these
-/// kernels measured 0.83–1.04× of it. With AVX-512 the `gemm` crate's 512-bit kernels are twice
+/// kernels measured 0.89–1.04× of it (forward, data gradient) and 0.53–0.90× (weight gradient). With AVX-512 the `gemm` crate's 512-bit kernels are twice
 /// as wide as these, so every pass stays there.
 fn default_passes() -> u8 {
     #[cfg(target_arch = "x86_64")]
