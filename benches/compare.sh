@@ -8,6 +8,7 @@
 #   bash benches/compare.sh dcgan28w32 # the default job (MNIST DCGAN-28, width 32)
 #   TORCH_STEPS=3 TORCH_WARMUP=1 WGAN_BENCH_STEPS=3 bash benches/compare.sh dcgan64   # fewer steps
 #   ROUNDS=3 bash benches/compare.sh toy   # PyTorch and ours alternately, 3 rounds, then medians
+#   TORCH_THREADS=1 RAYON_NUM_THREADS=1 ROUNDS=3 bash benches/compare.sh dcgan28w32   # one thread each
 #
 # On a shared machine the load changes from minute to minute: ROUNDS alternates the two so both
 # see the same conditions, logs /proc/loadavg before each run, and ends with the per-case medians
@@ -19,28 +20,30 @@ stamp="$(date -u +%Y-%m-%d)"
 device="cpu"
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then device="cuda"; fi
 torch_json="bench-results/${stamp}-torch-${device}.json"
-log="bench-results/${stamp}-compare-${device}${1:+-$1}.log"
+log="bench-results/${stamp}-compare-${device}${1:+-$1}${TORCH_THREADS:+-t$TORCH_THREADS}${ROUNDS:+-x$ROUNDS}.log"
 workloads="${1:-all}"
 case "$workloads" in toy|dcgan28w32|dcgan28|dcgan64|all) ;; *) workloads=all ;; esac
 rounds="${ROUNDS:-1}"
+tag="${workloads}${TORCH_THREADS:+-t$TORCH_THREADS}"   # names the per-round files
 {
   echo "# benches/compare.sh on $(hostname) at $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   nproc | sed 's/^/cpu threads: /'
   lscpu 2>/dev/null | grep -E '^(Model name|Flags):' || true
-  python3 -c 'import torch; print("torch", torch.__version__, "threads", torch.get_num_threads())' 2>/dev/null || true
+  python3 -c 'import torch; print("torch", torch.__version__, "default threads", torch.get_num_threads())' 2>/dev/null || true
+  echo "TORCH_THREADS=${TORCH_THREADS:-default} RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-default}"
   if [ "$device" = cuda ]; then nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; fi
   modes=eager; [ "$device" = cuda ] && modes=all   # on a GPU: eager, tuned (channels_last, cudnn.benchmark), graph
   for r in $(seq 1 "$rounds"); do
-    tj="$torch_json"; [ "$rounds" -gt 1 ] && tj="bench-results/${stamp}-torch-${device}-${workloads}-r${r}.json"
+    tj="$torch_json"; [ "$rounds" -gt 1 ] && tj="bench-results/${stamp}-torch-${device}-${tag}-r${r}.json"
     echo "## round $r/$rounds PyTorch: loadavg $(cat /proc/loadavg 2>/dev/null || echo n/a)"
     python3 benches/reference/wgan_torch.py --workload "$workloads" --loss all --mode "$modes" --device "$device" --json "$tj" \
-      --steps "${TORCH_STEPS:-50}" --warmup "${TORCH_WARMUP:-5}"
+      --steps "${TORCH_STEPS:-50}" --warmup "${TORCH_WARMUP:-5}" ${TORCH_THREADS:+--threads "$TORCH_THREADS"}
     echo "## round $r/$rounds ours: loadavg $(cat /proc/loadavg 2>/dev/null || echo n/a)"
     WGAN_TORCH_JSON="$tj" cargo bench --bench train_step -- "$@"
-    if [ "$rounds" -gt 1 ]; then cp "bench-results/${stamp}-${device}.json" "bench-results/${stamp}-${device}-${workloads}-r${r}.json"; fi
+    if [ "$rounds" -gt 1 ]; then cp "bench-results/${stamp}-${device}.json" "bench-results/${stamp}-${device}-${tag}-r${r}.json"; fi
   done
   if [ "$rounds" -gt 1 ]; then
-    python3 - "$stamp" "$device" "$workloads" "$rounds" <<'PY'
+    python3 - "$stamp" "$device" "$tag" "$rounds" <<'PY'
 import json, statistics, sys
 stamp, device, work, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 ours, torch = {}, {}

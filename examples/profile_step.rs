@@ -9,8 +9,9 @@
 //! ms per step, GFLOP/s (products and convolutions) and share of the step; then totals per op and
 //! the time outside backend ops (tape bookkeeping, freeing tensors). The step time with recording
 //! off is printed first: recording adds a clock read and a lock per op.
-//! `AB=3` instead alternates whole steps on the generic convolution path and with the AVX2 kernel
-//! passes of mask 3 (forward + data gradient; 7 = all) and prints both.
+//! `AB=11` instead alternates whole steps on the generic convolution path and with the AVX2 kernel
+//! passes of that mask (11, the default: forward + data gradient of small-patch layers; 7: every
+//! pass and shape; see `cpu::set_avx2_conv_passes`) and prints both.
 
 use wgan::backend::cpu::{self, profile, Cpu};
 use wgan::bench_util::time_ms;

@@ -304,7 +304,7 @@ pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams
         gemm(n, kk, co, xs, false, ws, kk, true, T::ZERO, &mut out);
         return CpuTensor::from_vec(out, &[n, co, 1, 1]);
     }
-    if convk::enabled(convk::FWD) {
+    if convk::enabled(convk::FWD, g.kk()) {
         // SAFETY: read-only inputs.
         if let (Some(xs), Some(ws), Some(o)) = unsafe { (f32s(x.data()), f32s(w.data()), f32s_mut(&mut out)) } {
             convk::conv2d(&g, co, xs, ws, o);
@@ -356,7 +356,7 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
         gemm(n, co, kk, gs, false, ws, kk, false, T::ZERO, &mut out);
         return CpuTensor::from_vec(out, &[n, ci, h, wd]);
     }
-    if convk::enabled(convk::DGRAD) {
+    if convk::enabled(convk::DGRAD, g.kk()) {
         // SAFETY: read-only inputs.
         if let (Some(gs), Some(ws), Some(o)) = unsafe { (f32s(gy.data()), f32s(w.data()), f32s_mut(&mut out)) } {
             convk::data_grad(&g, co, gs, ws, o);
@@ -417,7 +417,7 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
         gemm(co, n, kk, gs, true, xs, kk, false, T::ZERO, &mut gw);
         return CpuTensor::from_vec(gw, &[co, ci, k, k]);
     }
-    if convk::enabled(convk::WGRAD) {
+    if convk::enabled(convk::WGRAD, g.kk()) {
         // SAFETY: read-only inputs.
         if let (Some(xs), Some(gs), Some(o)) = unsafe { (f32s(x.data()), f32s(gy.data()), f32s_mut(&mut gw)) } {
             convk::weight_grad(&g, co, xs, gs, o);

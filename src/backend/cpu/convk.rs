@@ -20,8 +20,10 @@
 //! AVX-512 machines run it too (no 512-bit variant: no AVX-512 machine was available to test one).
 //!
 //! Which passes use it: [`set_avx2_conv_passes`] / `WGAN_CPU_CONV` (default: forward and data
-//! gradient where the CPU has AVX2 but not AVX-512; the weight gradient measured slower than the
-//! generic path, and with AVX-512 the `gemm` crate's 512-bit kernels are wider than these). Without AVX2 + FMA, and
+//! gradient of small-patch layers, the 1- to 3-channel image layers, where the CPU has AVX2 but not
+//! AVX-512: there they measured 1.02–1.45× the generic path; on the wide layers 0.89–1.04×, and
+//! weight gradients 0.53–0.90×, so those stay on the `gemm` crate, as does everything with AVX-512, whose 512-bit kernels are
+//! wider than these). Without AVX2 + FMA, and
 //! for f64, the generic path runs. Timing beside the generic path in one process:
 //! `AB=1 CPU_TIME=1 cargo run --release --example profile_conv`.
 
@@ -39,22 +41,28 @@ const WG_TASK: usize = 8;
 /// Largest im2col block of one weight-gradient sub-chunk (floats): 256 KB, inside L2.
 const ROW_MAX: usize = 64 * 1024;
 
-/// Passes that run on the AVX2 kernels: bit 0 forward, bit 1 data gradient, bit 2 weight gradient;
-/// bit 7 set once decided (from `WGAN_CPU_CONV` on first use, or by [`set_avx2_conv_passes`]).
+/// Passes that run on the AVX2 kernels: bit 0 forward, bit 1 data gradient, bit 2 weight gradient,
+/// bit 3 "small patches only" (ci·k² ≤ SMALL_K); bit 7 set once decided (from `WGAN_CPU_CONV` on
+/// first use, or by [`set_avx2_conv_passes`]).
 static PASSES: AtomicU8 = AtomicU8::new(0);
 pub(crate) const FWD: u8 = 1;
 pub(crate) const DGRAD: u8 = 2;
 pub(crate) const WGRAD: u8 = 4;
-/// The default on an AVX2 machine without AVX-512: forward and data gradient (measured at
-/// 1.0–1.2× of the generic path per layer, BENCHMARKS.md); the weight gradient stays on the
-/// `gemm` crate path, which measured faster for it. With AVX-512 the `gemm` crate's 512-bit
-/// kernels are twice as wide as these, so every pass stays there.
+pub(crate) const SMALL_ONLY: u8 = 8;
+/// Largest patch (ci·k²) counted as small: a 1- to 3-channel layer with a 4×4 kernel.
+const SMALL_K: usize = 48;
+
+/// The default on an AVX2 machine without AVX-512: forward and data gradient of small-patch
+/// layers (the 1-channel image layers: 1.02–1.45× the generic path, single-threaded CPU time,
+/// bench-results/2026-11-30-conv-ab-cputime.log); the generic path everywhere else, where these
+/// kernels measured 0.89–1.04× of it (forward, data gradient) and 0.53–0.90× (weight gradient). With AVX-512 the `gemm` crate's 512-bit kernels are twice
+/// as wide as these, so every pass stays there.
 fn default_passes() -> u8 {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
         return 0;
     }
-    FWD | DGRAD
+    FWD | DGRAD | SMALL_ONLY
 }
 
 /// Whether this CPU can run the kernels (AVX2 and FMA).
@@ -69,38 +77,43 @@ pub fn avx2_conv_available() -> bool {
 }
 
 /// Which f32 convolution passes use the AVX2 kernels (where available): a mask of bit 0 forward,
-/// bit 1 data gradient, bit 2 weight gradient. `WGAN_CPU_CONV=gemm` (0), `avx2` (7) or a number
-/// sets it at start-up; the default is forward and data gradient on AVX2 machines without AVX-512
-/// and none with AVX-512.
+/// bit 1 data gradient, bit 2 weight gradient, bit 3 only for patches of at most 48 (1–3 input
+/// channels). `WGAN_CPU_CONV=gemm` (0), `avx2` (7) or a number sets it at start-up; the default
+/// is 11 (forward and data gradient of small-patch layers) on AVX2 machines without AVX-512, 0
+/// with AVX-512.
 pub fn set_avx2_conv_passes(mask: u8) {
-    PASSES.store(0x80 | (mask & 7), Ordering::Relaxed);
+    PASSES.store(0x80 | (mask & 15), Ordering::Relaxed);
 }
 
-/// All passes on the AVX2 kernels (`true`) or none (`false`).
+/// All passes on the AVX2 kernels, every shape (`true`), or none (`false`).
 pub fn use_avx2_conv(on: bool) {
     set_avx2_conv_passes(if on { 7 } else { 0 });
 }
 
-/// Whether `pass` (FWD, DGRAD or WGRAD) runs on the AVX2 kernels.
-pub(crate) fn enabled(pass: u8) -> bool {
+/// Whether `pass` (FWD, DGRAD or WGRAD) of a convolution with patches of `kk` = ci·k² runs on the
+/// AVX2 kernels.
+pub(crate) fn enabled(pass: u8, kk: usize) -> bool {
     let mut v = PASSES.load(Ordering::Relaxed);
     if v == 0 {
         v = 0x80
             | match std::env::var("WGAN_CPU_CONV").as_deref() {
                 Ok("gemm") => 0,
                 Ok("avx2") => 7,
-                Ok(s) => s.parse::<u8>().map(|m| m & 7).unwrap_or_else(|_| default_passes()),
+                Ok(s) => s.parse::<u8>().map(|m| m & 15).unwrap_or_else(|_| default_passes()),
                 Err(_) => default_passes(),
             };
         PASSES.store(v, Ordering::Relaxed);
     }
-    v & pass != 0 && avx2_conv_available()
+    v & pass != 0 && (v & SMALL_ONLY == 0 || kk <= SMALL_K) && avx2_conv_available()
 }
 
 /// The f32 convolution paths on this machine, e.g. "fwd avx2, dgrad avx2, wgrad gemm".
 pub fn conv_path() -> String {
-    let p = |b: u8| if enabled(b) { "avx2" } else { "gemm" };
-    format!("fwd {}, dgrad {}, wgrad {}", p(FWD), p(DGRAD), p(WGRAD))
+    enabled(FWD, 0); // decides PASSES on first use
+    let small = PASSES.load(Ordering::Relaxed) & SMALL_ONLY != 0;
+    let p = |b: u8| if enabled(b, 0) { "avx2" } else { "gemm" };
+    let only = if small { format!(" (avx2 only for patches ci·k² ≤ {SMALL_K})") } else { String::new() };
+    format!("fwd {}, dgrad {}, wgrad {}{only}", p(FWD), p(DGRAD), p(WGRAD))
 }
 
 /// A packed in MR-row panels: panel q holds rows q·MR.. as [k][MR] (rows past `m` are zero).
