@@ -13,8 +13,8 @@
 mod device;
 mod emu;
 mod graph;
-mod logistic;
 pub mod kernels;
+mod logistic;
 pub mod nvrtc;
 mod ops;
 pub mod params;

@@ -237,7 +237,8 @@ impl Cuda {
             let total = g.total as usize;
             let sp = SplitKParams { total: g.total, splits: splits as i64, cols: i64::from(g.nc.max(1)) };
             let wp = self.ptr(w)?;
-            let mut args: [*mut c_void; 5] = [arg_ptr(&out_ptr), arg_ptr(&wp), arg_ptr(&bias), arg_ptr(&sp), arg_ptr(&c)];
+            let mut args: [*mut c_void; 5] =
+                [arg_ptr(&out_ptr), arg_ptr(&wp), arg_ptr(&bias), arg_ptr(&sp), arg_ptr(&c)];
             let sizes = [8, 8, 8, std::mem::size_of_val(&sp), std::mem::size_of_val(&c)];
             self.launch_raw(module, "splitk_scatter_f32", (grid_1d(total), 1, 1), BLOCK, &mut args, &sizes)?;
         }
