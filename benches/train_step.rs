@@ -224,7 +224,9 @@ fn main() {
             };
             gpu.set_precision(prec);
             println!("\n{}: matrix products and convolutions at {prec} (WGAN_BENCH_PRECISION)", gpu.name());
-            device = gpu.name();
+            // The precision is part of the device's name: records (and the day's JSON file) of each
+            // precision stay apart.
+            device = format!("{} {prec}", gpu.name());
             let name = device.clone();
             let ceiling = match gpu.fma_peak_tflops() {
                 Ok(t) => Some(t * 1e12),
