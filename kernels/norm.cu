@@ -19,10 +19,11 @@ struct NormParams {
 };
 
 // stats[2g] = mean, stats[2g+1] = rstd
-extern "C" __global__ void __launch_bounds__(WG_BLOCK)
-normalize_stats_f32(float* __restrict__ stats, const float* __restrict__ x, NormParams p) {
-    __shared__ double scratch[32];
-    const i64 g = blockIdx.x;
+// Group g's mean and 1/sqrt(var + eps), two passes in f64, rounded to f32 (every thread of the
+// block gets them). The one definition of the statistics, so the two-launch and the fused forms
+// agree bit for bit.
+__device__ __forceinline__ void group_stats(const float* __restrict__ x, const NormParams& p, i64 g,
+                                            double* scratch, float& mean_f, float& rstd_f) {
     const double inv_len = 1.0 / (double)p.seg.len;
     double acc = 0.0;
     for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
@@ -33,9 +34,19 @@ normalize_stats_f32(float* __restrict__ stats, const float* __restrict__ x, Norm
         acc += d * d;
     }
     const double var = block_sum(acc, scratch) * inv_len;
+    mean_f = (float)mean;
+    rstd_f = (float)(1.0 / sqrt(var + (double)p.eps));
+}
+
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+normalize_stats_f32(float* __restrict__ stats, const float* __restrict__ x, NormParams p) {
+    __shared__ double scratch[32];
+    const i64 g = blockIdx.x;
+    float mean, rstd;
+    group_stats(x, p, g, scratch, mean, rstd);
     if (threadIdx.x == 0) {
-        stats[2 * g] = (float)mean;
-        stats[2 * g + 1] = (float)(1.0 / sqrt(var + (double)p.eps));
+        stats[2 * g] = mean;
+        stats[2 * g + 1] = rstd;
     }
 }
 
@@ -96,8 +107,7 @@ static_assert(sizeof(NormParams) == 72, "NormParams layout");
 
 // normalize in one launch, for groups small enough that one block can also do the elementwise
 // pass (the host uses it for per-sample groups of at most FUSED_NORM_MAX_LEN elements: layer
-// norm): the block computes its group's statistics exactly as normalize_stats_f32, rounds them to
-// f32 as they are stored there, and applies them to its own group. Bit-identical to the two
+// norm): the block computes its group's statistics with normalize_stats_f32's group_stats and applies them to its own group. Bit-identical to the two
 // launches, with one launch and the statistics buffer fewer. (The backward in one launch keeps
 // mean, rstd and the pointers live across f64 sqrt's slow path and spills on sm_100, which the
 // NVRTC test rejects, so the backward stays two launches.)
@@ -105,17 +115,8 @@ extern "C" __global__ void __launch_bounds__(WG_BLOCK)
 normalize_fused_f32(float* __restrict__ out, const float* __restrict__ x, NormParams p) {
     __shared__ double scratch[32];
     const i64 g = blockIdx.x;
-    const double inv_len = 1.0 / (double)p.seg.len;
-    double acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
-    const double mean = block_sum(acc, scratch) * inv_len;
-    acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
-        const double d = (double)x[seg_index(p.seg, g, j)] - mean;
-        acc += d * d;
-    }
-    const double var = block_sum(acc, scratch) * inv_len;
-    const float mean_f = (float)mean, rstd_f = (float)(1.0 / sqrt(var + (double)p.eps));
+    float mean_f, rstd_f;
+    group_stats(x, p, g, scratch, mean_f, rstd_f);
     for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
         const i64 k = seg_index(p.seg, g, j);
         out[k] = (x[k] - mean_f) * rstd_f;

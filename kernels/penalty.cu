@@ -30,11 +30,11 @@ struct PenaltyParams {
     int one_sided;
 };
 
-extern "C" __global__ void __launch_bounds__(WG_BLOCK)
-penalty_sample_f32(float* __restrict__ dg, float* __restrict__ per_sample_penalty,
-                   const float* __restrict__ g, PenaltyParams p) {
-    __shared__ double scratch[32];
-    const i64 s = blockIdx.x;
+// Sample s of the penalty, by the whole block: writes dP/dg_s into dg and returns t_s = n_s − 1
+// (0 where one-sided and negative). The one definition, so the two-launch and fused forms agree
+// bit for bit.
+__device__ __forceinline__ double penalty_one_sample(float* __restrict__ dg, const float* __restrict__ g,
+                                                     const PenaltyParams& p, i64 s, double* scratch) {
     const float* gs = g + s * p.per_sample;
     float* ds = dg + s * p.per_sample;
     double acc = 0.0;
@@ -49,6 +49,15 @@ penalty_sample_f32(float* __restrict__ dg, float* __restrict__ per_sample_penalt
     // and g = 0 the two-sided gradient is the formula's NaN, which eps > 0 prevents.
     const float coef = t == 0.0 ? 0.0f : (float)(2.0 * t / (norm * (double)p.samples));
     for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) ds[j] = coef * gs[j];
+    return t;
+}
+
+extern "C" __global__ void __launch_bounds__(WG_BLOCK)
+penalty_sample_f32(float* __restrict__ dg, float* __restrict__ per_sample_penalty,
+                   const float* __restrict__ g, PenaltyParams p) {
+    __shared__ double scratch[32];
+    const i64 s = blockIdx.x;
+    const double t = penalty_one_sample(dg, g, p, s, scratch);
     if (threadIdx.x == 0) per_sample_penalty[s] = (float)(t * t);
 }
 
@@ -71,18 +80,7 @@ penalty_fused_f32(float* __restrict__ out, float* __restrict__ dg, const float* 
     __shared__ double scratch[32];
     double mine = 0.0;  // Σ t_s² over the samples s ≡ threadIdx.x (mod blockDim.x), in order
     for (i64 s = 0; s < p.samples; ++s) {
-        const float* gs = g + s * p.per_sample;
-        float* ds = dg + s * p.per_sample;
-        double acc = 0.0;
-        for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) {
-            const double v = (double)gs[j];
-            acc += v * v;
-        }
-        const double norm = sqrt(block_sum(acc, scratch) + (double)p.eps);
-        double t = norm - 1.0;
-        if (p.one_sided && t < 0.0) t = 0.0;
-        const float coef = t == 0.0 ? 0.0f : (float)(2.0 * t / (norm * (double)p.samples));
-        for (i64 j = threadIdx.x; j < p.per_sample; j += blockDim.x) ds[j] = coef * gs[j];
+        const double t = penalty_one_sample(dg, g, p, s, scratch);
         if ((i64)threadIdx.x == s % (i64)blockDim.x) mine += (double)(float)(t * t);
     }
     const double total = block_sum(mine, scratch);

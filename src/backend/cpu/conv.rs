@@ -141,19 +141,7 @@ fn im2col_par<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T], pa
             for oh in rlo..rhi {
                 let d = &mut d[oh * g.wo + lo..][..n];
                 let src = &plane[(oh * g.s + kh - g.pad) * g.w + lo * g.s + kw - g.pad..];
-                let src = &src[..(n - 1) * g.s + 1];
-                if g.s == 1 {
-                    d.copy_from_slice(src);
-                } else if g.s == 2 {
-                    // A constant stride lets LLVM drop the bounds checks and vectorise.
-                    for (i, v) in d.iter_mut().enumerate() {
-                        *v = src[2 * i];
-                    }
-                } else {
-                    for (i, v) in d.iter_mut().enumerate() {
-                        *v = src[i * g.s];
-                    }
-                }
+                gather_strided(d, &src[..(n - 1) * g.s + 1], g.s);
             }
         }
     };
@@ -445,4 +433,20 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
     give_scratch(col);
     give_scratch(gyp);
     CpuTensor::from_vec(gw, &[co, ci, k, k])
+}
+
+/// d[i] = src[i·s]: one row of an im2col tap.
+pub(super) fn gather_strided<T: Copy>(d: &mut [T], src: &[T], s: usize) {
+    if s == 1 {
+        d.copy_from_slice(src);
+    } else if s == 2 {
+        // A constant stride lets LLVM drop the bounds checks and vectorise.
+        for (i, v) in d.iter_mut().enumerate() {
+            *v = src[2 * i];
+        }
+    } else {
+        for (i, v) in d.iter_mut().enumerate() {
+            *v = src[i * s];
+        }
+    }
 }

@@ -238,18 +238,7 @@ fn im2col_row(g: &Geom, xj: &[f32], r: usize, d: &mut [f32]) {
     for oh in rlo..rhi {
         let d = &mut d[oh * g.wo + lo..][..n];
         let src = &plane[(oh * g.s + kh - g.pad) * g.w + lo * g.s + kw - g.pad..];
-        let src = &src[..(n - 1) * g.s + 1];
-        if g.s == 1 {
-            d.copy_from_slice(src);
-        } else if g.s == 2 {
-            for (i, v) in d.iter_mut().enumerate() {
-                *v = src[2 * i];
-            }
-        } else {
-            for (i, v) in d.iter_mut().enumerate() {
-                *v = src[i * g.s];
-            }
-        }
+        super::conv::gather_strided(d, &src[..(n - 1) * g.s + 1], g.s);
     }
 }
 

@@ -73,7 +73,7 @@ impl GemmTiles {
     }
 }
 
-fn same_shape(what: &str, a: &CudaTensor, b: &CudaTensor) -> Result<()> {
+pub(super) fn same_shape(what: &str, a: &CudaTensor, b: &CudaTensor) -> Result<()> {
     if a.shape != b.shape {
         bail!("CUDA {what}: shapes {:?} and {:?} differ", a.shape, b.shape);
     }
@@ -224,7 +224,7 @@ impl Cuda {
     }
 
     /// `x` itself, or a copy of it when it overlaps one of the buffers an in-place op writes.
-    fn read_copy(&self, x: &CudaTensor, written: &[&CudaTensor]) -> Result<Option<CudaTensor>> {
+    pub(super) fn read_copy(&self, x: &CudaTensor, written: &[&CudaTensor]) -> Result<Option<CudaTensor>> {
         Ok(if written.iter().any(|w| w.overlaps(x)) { Some(self.try_deep_copy(x)?) } else { None })
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
 use super::kernels::Module;
+use super::ops::same_shape;
 use super::params as P;
 use crate::backend::AdamStep;
 use crate::{bail, Error, Result};
@@ -87,11 +88,9 @@ impl Cuda {
         t: &CudaTensor,
     ) -> Result<()> {
         let state = self.counter_ptr(t)?;
-        for (what, x) in [("gradient", g), ("first moment", m), ("second moment", v)] {
-            if x.shape != p.shape {
-                bail!("CUDA adam: the {what} has shape {:?}, the parameters {:?}", x.shape, p.shape);
-            }
-        }
+        same_shape("adam", p, g)?;
+        same_shape("adam", p, m)?;
+        same_shape("adam", p, v)?;
         if p.overlaps(m) || p.overlaps(v) || m.overlaps(v) {
             bail!("CUDA adam: the parameter and moment buffers overlap");
         }
@@ -102,7 +101,7 @@ impl Cuda {
             return Ok(());
         }
         // adam_f32's contract: an overlapping read-only gradient is copied first.
-        let g_copy = if [p, m, v].iter().any(|w| w.overlaps(g)) { Some(self.deep_copy_raw(g)?) } else { None };
+        let g_copy = self.read_copy(g, &[p, m, v])?;
         let g = g_copy.as_ref().unwrap_or(g);
         let a = P::AdamParams {
             n: n as i64,
@@ -129,12 +128,6 @@ impl Cuda {
             state
         );
         Ok(())
-    }
-
-    fn deep_copy_raw(&self, t: &CudaTensor) -> Result<CudaTensor> {
-        let out = self.empty(&t.shape)?;
-        self.copy_dtod(self.ptr(&out)?, self.ptr(t)?, t.numel())?;
-        Ok(out)
     }
 
     pub(crate) fn try_gather_rows(
