@@ -227,3 +227,75 @@ fn toy_nsgan_step_matches_pytorch() {
 fn dcgan28_layer_norm_wgan_gp_step_matches_pytorch() {
     run_case("dcgan28_gp", dcgan_generator(28, 1, 4, 8).unwrap(), dcgan_critic(28, 1, 4, CriticNorm::Layer).unwrap());
 }
+
+/// Several whole generator steps of the trainer itself (`Gan::train_step`: 5 critic iterations and
+/// one generator iteration each, Adam's moments and step count carried across 24 updates of each
+/// network), against PyTorch fed the same draws. A single step cannot see Adam's betas (its first
+/// update is ±lr whatever they are), the order of the draws, or which batch each iteration takes.
+#[test]
+fn toy_wgan_gp_training_steps_match_pytorch() {
+    use wgan::train::gan::{Gan, StepConfig};
+    let be = Be::new();
+    let f = Fixture::load("toy_gp_steps");
+    let (batch, gen_steps, n_critic) =
+        (f.hyper("batch") as usize, f.hyper("gen_steps") as usize, f.hyper("n_critic") as usize);
+    let (lr, (b1, b2)) = (f.hyper("lr"), f.betas());
+    let cfg = StepConfig {
+        loss: LossKind::WganGp { lambda: f.hyper("lambda"), penalty: PenaltyKind::TwoSided },
+        n_critic,
+        wgan_schedule: false,
+        batch,
+        nz: 2,
+        seed: f.hyper("seed") as u64,
+    };
+    let adam = OptimKind::Adam { lr, beta1: b1, beta2: b2, eps: OPTIM_EPS };
+    let mut gan = Gan::new(be, cfg, toy_generator_with(2, 16), toy_critic_with(16), adam, adam);
+    gan.gen = f.model(&be, "G", toy_generator_with(2, 16));
+    gan.critic = f.model(&be, "D", toy_critic_with(16));
+
+    // The fixture's draws are the crate's own: check the port before trusting the rest.
+    let z = be.to_f32(&be.randn(&[batch, 2], cfg.seed, wgan::train::gan::STREAM_DRAWS));
+    close("first noise draw (Philox port)", &z, f.get("z_first"), 1e-6);
+    let eps = be.to_f32(&be.rand_uniform(&[batch], cfg.seed, wgan::train::gan::STREAM_DRAWS + 1));
+    close("first ε draw (Philox port)", &eps, f.get("eps_first"), 0.0);
+
+    let reals = f.get("reals").to_vec();
+    let mut next = 0;
+    for step in 0..gen_steps {
+        let stats = gan.train_step(|| {
+            let r = be.from_f32(&reals[next * batch * 2..(next + 1) * batch * 2], &[batch, 2]);
+            next += 1;
+            r
+        });
+        let v = stats.read(&be);
+        close(
+            &format!("step {step}: critic loss"),
+            &[v.critic_loss as f32],
+            f.get(&format!("critic_loss.{step}")),
+            1e-3,
+        );
+        close(&format!("step {step}: generator loss"), &[v.gen_loss as f32], f.get(&format!("gen_loss.{step}")), 1e-3);
+    }
+    assert_eq!(next, gen_steps * n_critic, "one real batch per critic iteration");
+
+    // Every weight after 4 steps, in units of lr. f32 rounding moves a weight by ~1e-4·lr per
+    // update; a gradient within rounding of zero may flip an update's sign (up to 2·lr once), so
+    // a handful of weights may differ by a few lr, and almost all must agree to 1 % of lr. Wrong
+    // betas, a swapped draw or a reused batch move most weights by tenths of lr or more.
+    for (role, model) in [("G", &gan.gen), ("D", &gan.critic)] {
+        let ours = be.to_f32(&model.params);
+        let (mut worst, mut loose, mut n) = (0f64, 0usize, 0usize);
+        for s in &model.net.params {
+            let want = f.get(&format!("final.{role}.{}", s.name));
+            for (i, w) in want.iter().enumerate() {
+                let d = (ours[s.offset + i] as f64 - *w as f64).abs() / lr;
+                worst = worst.max(d);
+                loose += (d > 1e-2) as usize;
+                n += 1;
+            }
+        }
+        eprintln!("{role}: {n} weights, worst |diff| {worst:.2e}·lr, {loose} beyond 1e-2·lr");
+        assert!(worst <= 8.0, "{role}: a weight differs by {worst:.2}·lr after {gen_steps} steps");
+        assert!(loose * 100 <= n, "{role}: {loose} of {n} weights differ by more than 1e-2·lr");
+    }
+}

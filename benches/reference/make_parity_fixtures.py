@@ -17,6 +17,11 @@ test's tolerance measures only its own rounding. The step follows wgan_torch.py'
 
 Cases: toy MLP WGAN-GP (Adam), toy MLP WGAN with weight clipping (RMSprop + clamp), DCGAN-28 with
 a layer-norm critic and a batch-norm generator (WGAN-GP, Adam), and the toy standard GAN (nsgan).
+
+One more fixture, `parity_toy_gp_steps`, covers what a single step cannot: several whole generator
+steps (5 critic iterations each, Adam's state carried across its updates) of the trainer itself.
+Its latent noise and ε are the crate's own Philox draws (`src/rng.rs`, ported below), so the Rust
+test can run `Gan::train_step` unchanged and compare the weights it ends with.
 """
 
 import os
@@ -113,6 +118,97 @@ def case(name, G, D, loss, batch, real, hyper, seed):
           f"gen loss {loss_g.item():.6f}")
 
 
+# The crate's counter-based generator (src/rng.rs), so PyTorch can be fed the trainer's own draws.
+_MASK = 0xFFFFFFFF
+
+
+def _philox(seed, stream, i):
+    """Philox4x32-10 of key (seed lo, seed hi), counters (i lo, i hi, stream lo, stream hi); i: uint64 array."""
+    import numpy as np
+    i = i.astype(np.uint64)
+    c = [i & _MASK, i >> np.uint64(32), np.full_like(i, stream & _MASK), np.full_like(i, stream >> 32)]
+    k = [seed & _MASK, seed >> 32]
+    for r in range(10):
+        if r > 0:
+            k = [(k[0] + 0x9E3779B9) & _MASK, (k[1] + 0xBB67AE85) & _MASK]
+        p0, p1 = np.uint64(0xD2511F53) * c[0], np.uint64(0xCD9E8D57) * c[2]
+        m = np.uint64(_MASK)
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ np.uint64(k[0]), p1 & m, (p0 >> np.uint64(32)) ^ c[3] ^ np.uint64(k[1]), p0 & m]
+    return c
+
+
+def crate_uniform(shape, seed, stream):
+    import numpy as np
+    n = int(np.prod(shape))
+    w = _philox(seed, stream, np.arange(n, dtype=np.uint64))
+    u = ((w[0] >> np.uint64(8)).astype(np.float64) + 0.5) / 16777216.0
+    return torch.from_numpy(u.astype(np.float32).reshape(shape))
+
+
+def crate_randn(shape, seed, stream):
+    import numpy as np
+    n = int(np.prod(shape))
+    w = _philox(seed, stream, np.arange(n, dtype=np.uint64))
+    u1 = ((w[0] >> np.uint64(8)).astype(np.float64) + 0.5) / 16777216.0
+    u2 = ((w[1] >> np.uint64(8)).astype(np.float64) + 0.5) / 16777216.0
+    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return torch.from_numpy(z.astype(np.float32).reshape(shape))
+
+
+STREAM_DRAWS = 1 << 32  # src/train/gan.rs: draw k of noise or ε uses stream STREAM_DRAWS + k
+
+
+def steps_case(name, G, D, batch, reals, hyper, seed, gen_steps, n_critic):
+    """`gen_steps` whole generator steps of toy WGAN-GP as `Gan::train_step` runs them: per critic
+    iteration the noise is draw c (stream STREAM_DRAWS + c) and ε draw c + 1 (stream
+    STREAM_DRAWS + 1 + c), then c += 2; the generator iteration's noise is draw c, then c += 1."""
+    tensors = {**state("G", G), **state("D", D), "reals": reals.float()}
+    G, D = G.double(), D.double()
+    optD = torch.optim.Adam(D.parameters(), lr=hyper["lr"], betas=hyper["betas"])
+    optG = torch.optim.Adam(G.parameters(), lr=hyper["lr"], betas=hyper["betas"])
+    nz, c, it = G.nz, 0, 0
+    for step in range(gen_steps):
+        for p in D.parameters():
+            p.requires_grad_(True)
+        for _ in range(n_critic):
+            z = crate_randn((batch, nz), seed, STREAM_DRAWS + c)
+            eps = crate_uniform((batch,), seed, STREAM_DRAWS + 1 + c)
+            if c == 0:
+                tensors["z_first"], tensors["eps_first"] = z, eps
+            c += 2
+            real = reals[it].double()
+            it += 1
+            with torch.no_grad():
+                fake = G(z.double())
+            optD.zero_grad()
+            loss_d = D(fake).mean() - D(real).mean()
+            e = eps.double().view(-1, 1)
+            xhat = (e * real + (1 - e) * fake).requires_grad_(True)
+            g, = autograd.grad(D(xhat).sum(), xhat, create_graph=True)
+            loss_d = loss_d + hyper["lambda"] * ((g.norm(2, dim=1) - 1) ** 2).mean()
+            loss_d.backward()
+            optD.step()
+        for p in D.parameters():
+            p.requires_grad_(False)
+        z = crate_randn((batch, nz), seed, STREAM_DRAWS + c)
+        c += 1
+        optG.zero_grad()
+        loss_g = -D(G(z.double())).mean()
+        loss_g.backward()
+        optG.step()
+        tensors[f"critic_loss.{step}"] = loss_d.detach().float().view(1)
+        tensors[f"gen_loss.{step}"] = loss_g.detach().float().view(1)
+    tensors.update({f"final.{k}": v for k, v in {**state("G", G), **state("D", D)}.items()})
+    meta = {k: str(v) for k, v in hyper.items()}
+    meta.update(loss="wgan-gp", seed=str(seed), gen_steps=str(gen_steps), n_critic=str(n_critic), batch=str(batch),
+                torch=torch.__version__, made_by="benches/reference/make_parity_fixtures.py")
+    from safetensors.torch import save_file
+    path = os.path.join(OUT, f"parity_{name}.safetensors")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path, metadata=meta)
+    print(f"wrote {path}: {sum(v.numel() for v in tensors.values())} values, last critic loss {loss_d.item():.6f}, "
+          f"gen loss {loss_g.item():.6f}")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     width, batch = 16, 8
@@ -126,6 +222,13 @@ def main():
         G, D = W.ToyGenerator(dim=width), W.ToyCritic(dim=width)
         W.init_weights(G, "pytorch"), W.init_weights(D, "pytorch")
         case(name, G, D, loss, batch, toy_set.sample(batch), hyper, seed + 100)
+    torch.manual_seed(5)
+    G, D = W.ToyGenerator(dim=width), W.ToyCritic(dim=width)
+    W.init_weights(G, "pytorch"), W.init_weights(D, "pytorch")
+    gen_steps, n_critic = 4, 5
+    reals = toy_set.sample(gen_steps * n_critic, batch)
+    steps_case("toy_gp_steps", G, D, batch, reals, dict(lr=1e-3, betas=(0.5, 0.9), **{"lambda": 0.1}), 7, gen_steps,
+               n_critic)
     torch.manual_seed(4)
     G, D = W.DCGANGenerator(28, 1, 4, nz=8), W.DCGANCritic(28, 1, 4, "layer")
     W.init_weights(G, "dcgan"), W.init_weights(D, "dcgan")
