@@ -229,8 +229,8 @@ fn dcgan28_layer_norm_wgan_gp_step_matches_pytorch() {
 }
 
 /// Several whole generator steps of the trainer itself (`Gan::train_step`: 5 critic iterations and
-/// one generator iteration each, Adam's moments and step count carried across 24 updates of each
-/// network), against PyTorch fed the same draws. A single step cannot see Adam's betas (its first
+/// one generator iteration each, Adam's moments and step count carried across 20 critic and 4
+/// generator updates), against PyTorch fed the same draws. A single step cannot see Adam's betas (its first
 /// update is ±lr whatever they are), the order of the draws, or which batch each iteration takes.
 #[test]
 fn toy_wgan_gp_training_steps_match_pytorch() {
