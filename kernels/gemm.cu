@@ -8,18 +8,38 @@
 
 #include "gemm_tile.cuh"
 
+// A (TA: stored [K, M]) as an operand of gemm_tile: element (i, kk). j_at keeps the row's offset.
+template <bool TA>
+struct MatA {
+    static constexpr bool DIGITS = false;
+    const float* __restrict__ p;
+    u32 m, k;
+    typedef i64 J;
+    __device__ __forceinline__ J j_at(u32 i) const { return TA ? (i64)i : (i64)i * k; }
+    __device__ __forceinline__ float at(J j, const KCur& kk) const {
+        return TA ? p[(i64)kk.k * m + j] : p[j + kk.k];
+    }
+};
+
+// B (TB: stored [N, K]) as an operand: element (kk, j).
+template <bool TB>
+struct MatB {
+    static constexpr bool DIGITS = false;
+    const float* __restrict__ p;
+    u32 n, k;
+    typedef i64 J;
+    __device__ __forceinline__ J j_at(u32 j) const { return TB ? (i64)j * k : (i64)j; }
+    __device__ __forceinline__ float at(J j, const KCur& kk) const {
+        return TB ? p[j + kk.k] : p[(i64)kk.k * n + j];
+    }
+};
+
 template <bool TA, bool TB>
 struct MatOperand {
-    const float* __restrict__ pa;
-    const float* __restrict__ pb;
+    MatA<TA> A;
+    MatB<TB> B;
     const float* __restrict__ bias;  // [n] or null
-    u32 m, n, k;
-    __device__ __forceinline__ float a(u32 i, u32 kk) const {
-        return TA ? pa[(i64)kk * m + i] : pa[(i64)i * k + kk];
-    }
-    __device__ __forceinline__ float b(u32 kk, u32 j) const {
-        return TB ? pb[(i64)j * k + kk] : pb[(i64)kk * n + j];
-    }
+    u32 n;
     __device__ __forceinline__ i64 c(u32 i, u32 j) const { return (i64)i * n + j; }
     __device__ __forceinline__ float epilogue(u32 j, float v) const { return bias ? v + bias[j] : v; }
 };
@@ -28,7 +48,7 @@ struct MatOperand {
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)                                   \
         name(float* __restrict__ out, const float* __restrict__ a, const float* __restrict__ b,     \
              const float* __restrict__ bias, GemmShape s) {                                         \
-        MatOperand<TA, TB> op{a, b, bias, s.m, s.nc, s.kd};                                         \
+        MatOperand<TA, TB> op{{a, s.m, s.kd}, {b, s.nc, s.kd}, bias, s.nc};                                         \
         gemm_tile<!(TA), !(TB)>(op, out, s);                                                        \
     }
 

@@ -1,8 +1,8 @@
 // gemm_tile.cuh: the tiled shared-memory matrix product that gemm.cu and conv.cu instantiate.
 //
-// C[M, Nc] = A[M, Kd] · B[Kd, Nc] where A and B are not stored as matrices but read through an
-// "operand" object: op.a(m, k), op.b(k, col) return one element (the convolutions gather them
-// from images: implicit GEMM, no im2col buffer), and op.c(m, col) gives the flat output offset.
+// C[M, Nc] = A[M, Kd] · B[Kd, Nc] where A and B are not stored as matrices but read through
+// "operand" objects, op.A and op.B (the convolutions gather them from images: implicit GEMM, no
+// im2col buffer), and op.c(m, col) gives the flat output offset.
 // A block of 256 threads (16 × 16) computes a TM×TN tile of C, stepping through Kd 16 at a time: it
 // stages a TM×16 tile of A and a 16×TN tile of B in shared memory (zero outside the matrix, so odd
 // sizes need no special cases), then each thread accumulates a (TM/16)×(TN/16) sub-tile held in
@@ -13,13 +13,18 @@
 // with at most 16 rows, such as a convolution's data gradient onto 1 or 3 image channels, where a
 // 64-row tile would compute 4 to 64 times the useful products.
 //
-// Split-K: blockIdx.z takes the k range [z·k_chunk, min((z+1)·k_chunk, Kd)) and writes its partial
-// tile to out + z·total; splitk_reduce_f32 (gemm.cu, conv.cu) then adds the slices in order, so the
-// result is deterministic. With one split, out is the output itself.
-// Epilogue: each value goes through op.epilogue(col, v) before it is stored (the matmuls add a
-// per-column bias there); with split-K the partial slices are stored raw and splitk_reduce adds the
-// bias once, after the slices.
-
+// No division in the K loop. An operand element is (j, k): j its row (A) or column (B), k the
+// reduction index. Each thread stages the same j's at every K step (decomposed once, before the
+// loop, into the operand's `J`), and its k's move by 16 per step: k is held as mixed-radix digits
+// k = (d0·r1 + d1)·r2 + d2 (`KCur`; an operand's radices say what the digits mean, e.g. (ci, kh,
+// kw) with r1 = r2 = K) and advanced by adding the digits of the step with one carry per digit.
+// Operands whose k needs no digits (plain matrices) set DIGITS = false and skip the carries. The
+// values staged are exactly op.A.at(j, k), so the result does not depend on how indices are found.
+//
+// An operand type provides: `static constexpr bool DIGITS`, radices `r1, r2` (when DIGITS), a type
+// `J`, `J j_at(u32 j)` (may divide: runs before the loop) and `float at(const J&, const KCur&)`
+// (the element; called only for j < rows/columns and k < the block's k end).
+//
 #pragma once
 #include "common.cuh"
 
@@ -36,19 +41,103 @@ struct GemmShape {
     i64 total;      // elements of the output (distance between split-K slices)
 };
 
+// A reduction index as mixed-radix digits: k = (d0·r1 + d1)·r2 + d2.
+struct KCur {
+    u32 k, d0, d1, d2;
+};
+
+template <class O>
+__device__ __forceinline__ KCur kcur_at(const O& o, u32 k) {
+    if constexpr (!O::DIGITS) {
+        return KCur{k, k, 0, 0};
+    } else {
+        const u32 d2 = k % o.r2, q = k / o.r2;
+        return KCur{k, q / o.r1, q % o.r1, d2};
+    }
+}
+
+// p += s, s's digits each below their radix (a step made by kcur_at): one carry per digit.
+template <class O>
+__device__ __forceinline__ void kcur_add(const O& o, KCur& p, const KCur& s) {
+    p.k += s.k;
+    p.d0 += s.d0;
+    if constexpr (O::DIGITS) {
+        p.d1 += s.d1;
+        p.d2 += s.d2;
+        if (p.d2 >= o.r2) {
+            p.d2 -= o.r2;
+            p.d1 += 1;
+        }
+        if (p.d1 >= o.r1) {
+            p.d1 -= o.r1;
+            p.d0 += 1;
+        }
+    }
+}
+
+// The staging of one operand into a [TILE_K][T + 1] shared tile by 256 threads, element
+// e = tid + 256·l (l < L = T·16/256) at (k, j) = (e % 16, e / 16) when K_FAST, else (e / T, e % T).
+// K_FAST: one k per thread (tid % 16) and L j's (tid / 16 + 16·l). Otherwise one j (tid % T) and L
+// k's (tid / T + (256 / T)·l), walked from the first by a step of 256 / T.
+template <int T, bool K_FAST, class O>
+struct TileStager {
+    static constexpr int L = T * TILE_K / GEMM_THREADS;
+    static constexpr int NJ = K_FAST ? L : 1;
+    static constexpr int KS = GEMM_THREADS / T;  // k step between a thread's elements (not K_FAST)
+    static_assert(GEMM_THREADS % T == 0 || K_FAST, "tile must suit 256 threads");
+    typename O::J j[NJ];
+    bool jok[NJ];
+    int jl, kl;  // local j and k of the thread's first element
+    KCur k, step_in, step_tile;
+
+    __device__ __forceinline__ void init(const O& o, u32 j0, u32 jext, u32 kb) {
+        const int tid = threadIdx.x;
+        jl = K_FAST ? tid / TILE_K : tid % T;
+        kl = K_FAST ? tid % TILE_K : tid / T;
+#pragma unroll
+        for (int i = 0; i < NJ; ++i) {
+            const u32 jj = j0 + jl + (K_FAST ? TILE_K * i : 0);
+            jok[i] = jj < jext;
+            j[i] = o.j_at(jok[i] ? jj : 0);
+        }
+        k = kcur_at(o, kb + kl);
+        step_in = kcur_at(o, K_FAST ? 0 : KS);
+        step_tile = kcur_at(o, TILE_K);
+    }
+    // Stages the current K tile into tile[k][j] and moves on to the next one.
+    __device__ __forceinline__ void load(const O& o, float (*tile)[T + 1], u32 ke) {
+        if (K_FAST) {
+#pragma unroll
+            for (int i = 0; i < L; ++i)
+                tile[kl][jl + TILE_K * i] = (jok[i] && k.k < ke) ? o.at(j[i], k) : 0.0f;
+        } else {
+            KCur kk = k;
+#pragma unroll
+            for (int i = 0; i < L; ++i) {
+                tile[kl + KS * i][jl] = (jok[0] && kk.k < ke) ? o.at(j[0], kk) : 0.0f;
+                if (i + 1 < L) kcur_add(o, kk, step_in);
+            }
+        }
+        kcur_add(o, k, step_tile);
+    }
+};
+
 template <int TM, int TN, bool A_K_FAST, bool B_N_FAST, class Op>
 __device__ __forceinline__ void gemm_tile_mn(const Op& op, float* __restrict__ out, const GemmShape& s) {
     static_assert(TM % 16 == 0 && TN % 16 == 0 && (TM * TILE_K) % GEMM_THREADS == 0 &&
                       (TN * TILE_K) % GEMM_THREADS == 0,
                   "tile shape must suit 16x16 threads");
-    constexpr int RM = TM / 16, RN = TN / 16;                      // per-thread sub-tile
-    constexpr int LA = TM * TILE_K / GEMM_THREADS, LB = TN * TILE_K / GEMM_THREADS;  // loads per thread
+    constexpr int RM = TM / 16, RN = TN / 16;  // per-thread sub-tile
     __shared__ float As[TILE_K][TM + 1];
     __shared__ float Bs[TILE_K][TN + 1];
     const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
     const u32 m0 = blockIdx.y * TM, n0 = blockIdx.x * TN;
     const u32 kb = blockIdx.z * s.k_chunk;
     const u32 ke = min(kb + s.k_chunk, s.kd);
+    TileStager<TM, A_K_FAST, decltype(op.A)> sa;
+    TileStager<TN, !B_N_FAST, decltype(op.B)> sb;
+    sa.init(op.A, m0, s.m, kb);
+    sb.init(op.B, n0, s.nc, kb);
     float acc[RM][RN];
 #pragma unroll
     for (int i = 0; i < RM; ++i)
@@ -56,34 +145,8 @@ __device__ __forceinline__ void gemm_tile_mn(const Op& op, float* __restrict__ o
         for (int j = 0; j < RN; ++j) acc[i][j] = 0.0f;
 
     for (u32 k0 = kb; k0 < ke; k0 += TILE_K) {
-#pragma unroll
-        for (int l = 0; l < LA; ++l) {
-            const int e = tid + l * GEMM_THREADS;
-            int mm, kk;
-            if (A_K_FAST) {
-                mm = e / TILE_K;
-                kk = e % TILE_K;
-            } else {
-                kk = e / TM;
-                mm = e % TM;
-            }
-            const u32 gm = m0 + mm, gk = k0 + kk;
-            As[kk][mm] = (gm < s.m && gk < ke) ? op.a(gm, gk) : 0.0f;
-        }
-#pragma unroll
-        for (int l = 0; l < LB; ++l) {
-            const int e = tid + l * GEMM_THREADS;
-            int nn, kk;
-            if (B_N_FAST) {
-                kk = e / TN;
-                nn = e % TN;
-            } else {
-                nn = e / TILE_K;
-                kk = e % TILE_K;
-            }
-            const u32 gn = n0 + nn, gk = k0 + kk;
-            Bs[kk][nn] = (gn < s.nc && gk < ke) ? op.b(gk, gn) : 0.0f;
-        }
+        sa.load(op.A, As, ke);
+        sb.load(op.B, Bs, ke);
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < TILE_K; ++kk) {

@@ -7,6 +7,8 @@
 //!
 //! The binary is `$WGAN_BIN`, else the one cargo built, else `.gpu/bin/wgan` under the working
 //! directory (a GPU machine without Rust runs binaries gathered by `../shared/gpu/pack`).
+//! `wgan train` runs get `--precision $WGAN_TEST_PRECISION` when that is set (else the CLI's
+//! default: tf32 on CUDA).
 
 mod cuda_devices;
 
@@ -30,6 +32,11 @@ fn binary() -> PathBuf {
 fn wgan(args: &[&str], abort_after: Option<u64>) -> Output {
     let mut c = Command::new(binary());
     c.args(args).env_remove("WGAN_ABORT_AFTER_STEP");
+    // Training runs at WGAN_TEST_PRECISION when set (else the CLI's default, tf32 on CUDA).
+    let p = std::env::var("WGAN_TEST_PRECISION").unwrap_or_default();
+    if args.first() == Some(&"train") && !p.is_empty() {
+        c.args(["--precision", p.as_str()]);
+    }
     if let Some(s) = abort_after {
         c.env("WGAN_ABORT_AFTER_STEP", s.to_string());
     }

@@ -27,39 +27,8 @@ use wgan::backend::cuda::{Cuda, GemmTiles};
 use wgan::backend::{Backend, ConvParams, Precision};
 use wgan::rng::HostRng;
 
-// ---- independent implementations of the rounding rules ----
-
-/// cvt.rna.tf32.f32: nearest with 10 mantissa bits, ties away from zero (on the value, in f64).
-fn tf32_ref(x: f32) -> f32 {
-    if !x.is_finite() || x == 0.0 {
-        return x;
-    }
-    let e = ((x.to_bits() >> 23) & 0xFF) as i32;
-    let ulp = 2f64.powi(if e == 0 { -126 } else { e - 127 } - 10);
-    let q = (x.abs() as f64) / ulp;
-    let r = (q + 0.5).floor() * ulp;
-    (r.copysign(x as f64)) as f32
-}
-
-/// cvt.rn.bf16.f32: nearest with 7 mantissa bits, ties to even.
-fn bf16_ref(x: f32) -> f32 {
-    if !x.is_finite() || x == 0.0 {
-        return x;
-    }
-    let e = ((x.to_bits() >> 23) & 0xFF) as i32;
-    let ulp = 2f64.powi(if e == 0 { -126 } else { e - 127 } - 7);
-    let r = ((x.abs() as f64) / ulp).round_ties_even() * ulp;
-    let r = if r > f32::MAX as f64 { f64::INFINITY } else { r };
-    (r.copysign(x as f64)) as f32
-}
-
-fn round_ref(p: Precision, x: f32) -> f32 {
-    match p {
-        Precision::F32 => x,
-        Precision::Tf32 => tf32_ref(x),
-        Precision::Bf16 => bf16_ref(x),
-    }
-}
+// Independent implementations of the rounding rules: tests/cuda_devices/rounded.rs.
+use cuda_devices::rounded::{bf16_ref, round_ref, tf32_ref};
 
 const TC: [Precision; 2] = [Precision::Tf32, Precision::Bf16];
 

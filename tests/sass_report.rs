@@ -2,7 +2,8 @@
 //! path and options (plus `ptxas -v` for registers, spills and shared memory), written as CUBINs,
 //! then `scripts/sass-report` disassembles them (nvdisasm from the `nvidia-cuda-nvdisasm` wheel)
 //! and fails on any spill, on a tensor-core kernel without HMMA in its main loop, or on integer
-//! division in such a loop. Prints the report.
+//! division in the main loop of any convolution or matmul kernel (f32 SIMT ones included).
+//! Prints the report.
 //!
 //! Without NVRTC or nvdisasm the test says why and passes, unless WGAN_REQUIRE_NVRTC=1 /
 //! WGAN_REQUIRE_NVDISASM=1 (scripts/test sets both). `WGAN_SASS_DIR` keeps the CUBINs there.

@@ -10,6 +10,8 @@
 //! `on_gpu_and_emulator!(f, g, ...)` turns each `fn f(on: On)` into the tests `f::gpu` and
 //! `f::emulated`.
 
+pub mod rounded;
+
 use wgan::backend::cuda::Cuda;
 use wgan::backend::Precision;
 

@@ -458,6 +458,8 @@ impl Cuda {
             wo: u32_of(what, o.1)?,
             stride: u32_of(what, p.stride)?,
             pad: u32_of(what, p.pad)?,
+            s_mul: P::ConvShape::stride_divisor(u32_of(what, p.stride)?).0,
+            s_shr: P::ConvShape::stride_divisor(u32_of(what, p.stride)?).1,
         })
     }
 

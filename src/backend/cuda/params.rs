@@ -165,6 +165,23 @@ pub struct ConvShape {
     pub wo: u32,
     pub stride: u32,
     pub pad: u32,
+    /// x / stride = (x · s_mul) >> s_shr for 0 ≤ x < 2^31 ([`ConvShape::stride_divisor`]).
+    pub s_mul: u32,
+    pub s_shr: u32,
+}
+
+impl ConvShape {
+    /// The multiply-high constants that divide any 0 ≤ x < 2^31 by `d` (1 ≤ d < 2^31) exactly:
+    /// shr = 31 + ⌈log2 d⌉, mul = ⌈2^shr / d⌉ < 2^32, and x / d = (x · mul) >> shr. Why: with
+    /// e = mul·d − 2^shr < d, x·mul / 2^shr = x/d + x·e / (d·2^shr), whose excess is below
+    /// x / 2^shr < 2^−⌈log2 d⌉ ≤ 1/d, while the fraction of x/d is at most (d−1)/d: the floor holds.
+    pub fn stride_divisor(d: u32) -> (u32, u32) {
+        assert!(d >= 1 && d < 1 << 31, "divisor {d} out of range");
+        let l = 32 - (d - 1).leading_zeros(); // ⌈log2 d⌉ (0 for d = 1)
+        let shr = 31 + l;
+        let mul = (1u64 << shr).div_ceil(u64::from(d));
+        (mul as u32, shr)
+    }
 }
 
 /// conv.cu `ConvParams`
@@ -223,6 +240,22 @@ const _: () = {
     assert!(size_of::<RngParams>() == 24);
     assert!(size_of::<GemmShape>() == 24);
     assert!(size_of::<SplitKParams>() == 24);
-    assert!(size_of::<ConvShape>() == 40);
-    assert!(size_of::<ConvParams>() == 64);
+    assert!(size_of::<ConvShape>() == 48);
+    assert!(size_of::<ConvParams>() == 72);
 };
+
+#[cfg(test)]
+mod tests {
+    use super::ConvShape;
+
+    #[test]
+    fn stride_divisor_divides_exactly() {
+        let xs: Vec<u32> = (0..5000u32).chain((1u32 << 31) - 5000..1u32 << 31).chain([12345678, 1 << 30]).collect();
+        for d in (1..=64u32).chain([100, 1000, 65535, 65536, 1 << 20, (1 << 30) + 1, (1 << 31) - 1]) {
+            let (mul, shr) = ConvShape::stride_divisor(d);
+            for &x in &xs {
+                assert_eq!(((u64::from(x) * u64::from(mul)) >> shr) as u32, x / d, "{x} / {d}");
+            }
+        }
+    }
+}
