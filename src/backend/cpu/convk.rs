@@ -256,7 +256,7 @@ pub(crate) fn data_grad(g: &Geom, co: usize, gs: &[f32], ws: &[f32], out: &mut [
         pack_b(co, p, pb, |c, d| d.copy_from_slice(&gy[c * p..][..p]), &mut buf);
         // SAFETY: as above; col is kk × p.
         unsafe { gemm_packed(kk, p, co, &ap, pb, col.as_mut_ptr(), p, false) };
-        super::conv::col2im_seq(g, &col[..kk * p], dx);
+        super::conv::col2im(g, &col[..kk * p], 1, dx);
         super::par::give_scratch(pbv);
         super::par::give_scratch(col);
     });
