@@ -7,9 +7,8 @@
 //! resolved once per call into a table: for tap t = (kh, kw) and output pixel q, the offset of the
 //! input element it reads inside a channel plane, or −1 where it reads padding. Each (channel,
 //! sample) row of im2col is then one pass over P pixels: an AVX2 masked gather (8 pixels per
-//! instruction, padding read as 0) for f32 where the CPU has it, an indexed copy otherwise. col2im
-//! is the adjoint: per plane, for each tap, plane[idx[q]] += col[q] over the valid pixels (one tap
-//! never maps two pixels to one input element, so the adds of a tap are independent).
+//! instruction, padding read as 0) for f32 where the CPU has it, an indexed copy otherwise. col2im,
+//! the adjoint, runs on the inverted table as a gather-sum per input element (see [`col2im`]).
 
 use super::conv::Geom;
 use super::Elem;
@@ -71,31 +70,99 @@ pub(crate) fn im2col<T: Elem>(g: &Geom, idx: &[i32], x: &[T], n0: usize, b: usiz
 }
 
 /// out[j, ci] ([b, ci, h, w]) = Σ_taps scatter of col rows (ci, kh, kw), sample j's columns: the
-/// adjoint of [`im2col`], on the calling thread. The table's valid entries are first listed per
-/// tap as (pixel, input offset) pairs, so the adds run without a padding test.
+/// adjoint of [`im2col`], on the calling thread.
+///
+/// Computed as a gather-sum rather than a scatter: the table is inverted into, for each input
+/// offset i, the col offsets t·(b·P) + q of the (at most ⌈k/s⌉²) pixels that read it, in tap order;
+/// each plane is then out[i] = Σ_c col[base + inv[c][i]], 8 offsets at a time with AVX2 masked
+/// gathers for f32. The sum runs in tap order, as the scatter's adds did, so both give the same bits.
 pub(crate) fn col2im<T: Elem>(g: &Geom, idx: &[i32], col: &[T], b: usize, out: &mut [T]) {
     let (p, hw, kk2) = (g.p(), g.h * g.w, g.k * g.k);
-    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(idx.len());
-    let mut starts = Vec::with_capacity(kk2 + 1);
+    let ld = b * p;
+    assert!(kk2 * ld <= i32::MAX as usize, "col2im: a task's im2col block is too large for i32 offsets");
+    // inv[c·hw + i]: the c-th contribution to input offset i, −1 past the last.
+    let mut count = vec![0usize; hw];
+    for &i in idx.iter().filter(|&&i| i >= 0) {
+        count[i as usize] += 1;
+    }
+    let m = count.iter().copied().max().unwrap_or(0);
+    let mut inv = vec![-1i32; m * hw];
+    count.fill(0);
     for t in 0..kk2 {
-        starts.push(pairs.len());
         for (q, &i) in idx[t * p..][..p].iter().enumerate() {
             if i >= 0 {
-                pairs.push((q as u32, i as u32));
+                let i = i as usize;
+                inv[count[i] * hw + i] = (t * ld + q) as i32;
+                count[i] += 1;
             }
         }
     }
-    starts.push(pairs.len());
+    let simd = TypeId::of::<T>() == TypeId::of::<f32>() && super::convk::avx2_conv_available();
     for (q, o) in out.chunks_mut(hw).enumerate() {
         let (j, ci) = (q / g.ci, q % g.ci);
-        o.fill(T::ZERO);
-        for t in 0..kk2 {
-            let src = &col[(ci * kk2 + t) * b * p + j * p..][..p];
-            for &(q, i) in &pairs[starts[t]..starts[t + 1]] {
-                o[i as usize] += src[q as usize];
+        let base = &col[ci * kk2 * ld + j * p..];
+        if simd {
+            // SAFETY: T is f32 (type id above); AVX2 checked; every inv entry is −1 or an offset
+            // t·ld + q < kk2·ld − j·p inside `base`.
+            unsafe {
+                gather_sum_avx2(
+                    std::slice::from_raw_parts_mut(o.as_mut_ptr().cast(), hw),
+                    std::slice::from_raw_parts(base.as_ptr().cast(), base.len()),
+                    &inv,
+                    m,
+                )
+            }
+        } else {
+            for (i, o) in o.iter_mut().enumerate() {
+                let mut acc = T::ZERO;
+                for c in 0..m {
+                    let v = inv[c * hw + i];
+                    if v >= 0 {
+                        acc += base[v as usize];
+                    }
+                }
+                *o = acc;
             }
         }
     }
+}
+
+/// o[i] = Σ_(c < m) src[inv[c·n + i]] (entries −1 skipped), n = o.len(), summed in c order.
+///
+/// # Safety
+/// AVX2 must be present; every inv entry must be −1 or a valid index of src.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gather_sum_avx2(o: &mut [f32], src: &[f32], inv: &[i32], m: usize) {
+    use std::arch::x86_64::*;
+    let n = o.len();
+    let zero = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        let mut acc = _mm256_setzero_ps();
+        for c in 0..m {
+            let iv = _mm256_loadu_si256(inv.as_ptr().add(c * n + i).cast());
+            let mask = _mm256_castsi256_ps(_mm256_cmpgt_epi32(iv, _mm256_set1_epi32(-1)));
+            acc = _mm256_add_ps(acc, _mm256_mask_i32gather_ps::<4>(zero, src.as_ptr(), iv, mask));
+        }
+        _mm256_storeu_ps(o.as_mut_ptr().add(i), acc);
+        i += 8;
+    }
+    for i in i..n {
+        let mut acc = 0.0f32;
+        for c in 0..m {
+            let v = inv[c * n + i];
+            if v >= 0 {
+                acc += *src.get_unchecked(v as usize);
+            }
+        }
+        o[i] = acc;
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn gather_sum_avx2(_: &mut [f32], _: &[f32], _: &[i32], _: usize) {
+    unreachable!("AVX2 gather called off x86-64")
 }
 
 /// d[q] = src[ix[q]] (0 where ix[q] < 0), 8 pixels per masked gather.
