@@ -36,7 +36,7 @@ pub fn use_thread_cpu_time(on: bool) {
 }
 
 /// This thread's CPU time in seconds (CLOCK_THREAD_CPUTIME_ID).
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 pub fn thread_cpu_secs() -> Option<f64> {
     #[repr(C)]
     struct Timespec {
@@ -48,10 +48,10 @@ pub fn thread_cpu_secs() -> Option<f64> {
     }
     let mut t = Timespec { sec: 0, nsec: 0 };
     // SAFETY: CLOCK_THREAD_CPUTIME_ID (3) with a valid out pointer (64-bit Linux timespec).
-    (unsafe { clock_gettime(3, &mut t) } == 0).then(|| t.sec as f64 + t.nsec as f64 * 1e-9)
+    (unsafe { clock_gettime(3, &mut t) } == 0).then_some(t.sec as f64 + t.nsec as f64 * 1e-9)
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 pub fn thread_cpu_secs() -> Option<f64> {
     None
 }
