@@ -9,6 +9,9 @@
 //! ms per step, GFLOP/s (products and convolutions) and share of the step; then totals per op and
 //! the time outside backend ops (tape bookkeeping, freeing tensors). The step time with recording
 //! off is printed first: recording adds a clock read and a lock per op.
+//! `CPU_TIME=1` runs everything on one thread (a one-thread rayon pool) and records each op's and
+//! each step's thread CPU time (CLOCK_THREAD_CPUTIME_ID) instead of the wall time: on a busy
+//! shared machine the least disturbed measure of where a step's work goes.
 //! `AB=11` instead alternates whole steps on the generic convolution path and with the AVX2 kernel
 //! passes of that mask (11, the default: forward + data gradient of small-patch layers; 7: every
 //! pass and shape; see `cpu::set_avx2_conv_passes`) and prints both.
@@ -19,6 +22,34 @@ use wgan::train::run::Source;
 use wgan::train::{DatasetKind, Loss, TrainOptions};
 
 fn main() {
+    if std::env::var("CPU_TIME").is_ok() {
+        profile::use_thread_cpu_time(true);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        return pool.install(run);
+    }
+    run()
+}
+
+/// (median, min) ms of `runs` calls after `warm`: wall clock, or thread CPU time with CPU_TIME=1.
+fn timed(warm: usize, runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+    if std::env::var("CPU_TIME").is_err() {
+        return time_ms(warm, runs, f);
+    }
+    for _ in 0..warm {
+        f();
+    }
+    let mut t: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let s = profile::thread_cpu_secs().unwrap_or(0.0);
+            f();
+            (profile::thread_cpu_secs().unwrap_or(0.0) - s) * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    (t[t.len() / 2], t[0])
+}
+
+fn run() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let work = args.first().map(String::as_str).unwrap_or("dcgan28");
     let width: Option<usize> = args.get(1).and_then(|s| s.parse().ok());
@@ -61,9 +92,9 @@ fn main() {
         step();
         for _ in 0..steps {
             cpu::set_avx2_conv_passes(0);
-            a.push(time_ms(0, 1, &mut step).0);
+            a.push(timed(0, 1, &mut step).0);
             cpu::set_avx2_conv_passes(mask);
-            b.push(time_ms(0, 1, &mut step).0);
+            b.push(timed(0, 1, &mut step).0);
         }
         a.sort_by(f64::total_cmp);
         b.sort_by(f64::total_cmp);
@@ -80,25 +111,24 @@ fn main() {
         );
         return;
     }
-    let (med, min) = time_ms(1, steps, &mut step);
+    let (med, min) = timed(1, steps, &mut step);
     println!(
-        "{work} width {} batch {batch} WGAN-GP, {} rayon threads, conv {}: {med:.1} ms/step median, {min:.1} min of {steps} (recording off)",
+        "{work} width {} batch {batch} WGAN-GP, {} rayon threads, conv {}: {med:.1} ms/step median, {min:.1} min of {steps} (recording off){}; loadavg {}",
         cfg.width,
         rayon::current_num_threads(),
-        cpu::conv_path()
+        cpu::conv_path(),
+        if std::env::var("CPU_TIME").is_ok() { ", thread CPU time" } else { "" },
+        load_avg()
     );
     profile::take();
     profile::enable(true);
-    let t = std::time::Instant::now();
-    for _ in 0..steps {
-        step();
-    }
-    let wall = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    let clock = if std::env::var("CPU_TIME").is_ok() { " (thread CPU time)" } else { "" };
+    let wall = timed(0, steps, &mut step).0;
     profile::enable(false);
     let mut recs = profile::take();
     recs.sort_by(|a, b| b.secs.total_cmp(&a.secs));
     let per = |s: f64| s * 1e3 / steps as f64;
-    println!("recording on: {wall:.1} ms/step\n");
+    println!("recording on: {wall:.1} ms/step median{clock}; loadavg {}\n", load_avg());
     println!("{:<20} {:<46} {:>6} {:>9} {:>8} {:>7}", "op", "shapes", "calls", "ms/step", "GFLOP/s", "share");
     for r in &recs {
         let gf = if r.flops > 0.0 { format!("{:.1}", r.flops / r.secs / 1e9) } else { "-".into() };
@@ -143,4 +173,8 @@ fn main() {
         wall - per(all),
         100.0 * (wall - per(all)) / wall
     );
+}
+
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string()
 }

@@ -449,12 +449,56 @@ fn conv_f32_against_direct_loops() {
 
 #[test]
 fn conv_large_batch_chunks_and_parallel_paths() {
-    // im2col of the whole batch exceeds the chunk limit (4M elements): several batch chunks.
+    // One sample's im2col block exceeds a task's limit (128K elements): one sample per task, on
+    // the row-copying im2col (stride 1, 31-pixel rows).
     let be = C32::new();
     check_conv(&be, Cfg { n: 18, ci: 16, co: 5, h: 32, w: 32, k: 4, s: 1, p: 1 }, 1e-5);
     check_conv(&be, Cfg { n: 9, ci: 3, co: 8, h: 28, w: 28, k: 4, s: 2, p: 1 }, 1e-5);
-    // Few input channels and a parallel col2im: one task per plane rather than per channel.
+    // Few input channels: several samples per task and an uneven last task (5, 5, 5, 1).
     check_conv(&be, Cfg { n: 16, ci: 3, co: 4, h: 40, w: 40, k: 4, s: 2, p: 1 }, 1e-5);
+}
+
+/// Configurations whose batch splits into several multi-sample tasks of the generic path (the
+/// tap-table im2col / col2im and the fixed-order weight-gradient sum), the last one short.
+fn task_cfgs() -> Vec<Cfg> {
+    vec![
+        // k·k·ci = 1024, 25 pixels: 5 samples per task, 8 tasks (the last of 2).
+        Cfg { n: 37, ci: 64, co: 5, h: 10, w: 10, k: 4, s: 2, p: 1 },
+        // stride 3 with padding, an odd batch.
+        Cfg { n: 29, ci: 40, co: 3, h: 11, w: 13, k: 4, s: 3, p: 2 },
+        // stride 1, 8-pixel rows (the tap tables), padding beyond the kernel.
+        Cfg { n: 13, ci: 150, co: 2, h: 6, w: 6, k: 3, s: 1, p: 2 },
+    ]
+}
+
+#[test]
+fn conv_multi_sample_tasks_against_direct_loops() {
+    for cfg in task_cfgs() {
+        check_conv(&C32::new(), cfg, 1e-5);
+        check_conv(&C64::new(), cfg, 1e-12);
+    }
+}
+
+#[test]
+fn conv_does_not_depend_on_thread_count() {
+    let be = C32::new();
+    let run = || {
+        let mut out = Vec::new();
+        for cfg in task_cfgs() {
+            let p = ConvParams::new(cfg.s, cfg.p);
+            let x = be.from_f64(&rand_vec(numel(&cfg.xs()), 21), &cfg.xs());
+            let w = be.from_f64(&rand_vec(numel(&cfg.ws()), 22), &cfg.ws());
+            let gy = be.from_f64(&rand_vec(numel(&cfg.ys()), 23), &cfg.ys());
+            out.push(be.to_f32(&be.conv2d(&x, &w, p)));
+            out.push(be.to_f32(&be.conv2d_data_grad(&gy, &w, p, (cfg.h, cfg.w))));
+            out.push(be.to_f32(&be.conv2d_weight_grad(&x, &gy, p, cfg.k)));
+        }
+        out
+    };
+    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    let one = pool(1).install(run);
+    assert_eq!(one, pool(2).install(run));
+    assert_eq!(one, pool(3).install(run));
 }
 
 #[test]

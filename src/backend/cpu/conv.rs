@@ -1,13 +1,23 @@
-//! Matrix product and 2-D convolution (im2col / col2im around one GEMM per batch chunk).
+//! Matrix product and 2-D convolution: im2col / col2im around one GEMM per task of a few samples.
+//!
+//! The generic path (every f32 pass but the small-patch layers' forward and data gradient on AVX2,
+//! and all of f64) splits the batch into tasks of `nb` samples (see [`task_split`]) that rayon's
+//! threads take from one queue; a task runs its im2col (the tap tables of `taps.rs` for strided or
+//! narrow outputs), one `gemm`-crate product and its re-layout or col2im on its own thread, from
+//! per-thread scratch buffers that stay in L2. There is no hand-off inside a product and no
+//! batch-wide im2col matrix (before: one 6 MB matrix per call for the DCGAN-28 critic's second
+//! layer, written, packed and read through memory, with the GEMM's threads and the copies'
+//! threads joining three times per call).
 
-use super::par::{give_scratch, take_scratch, zeros, PAR_MIN};
-use super::{convk, CpuTensor, Elem};
+use super::par::{give_scratch, take_scratch, zeros};
+use super::{convk, taps, CpuTensor, Elem};
 use crate::backend::ConvParams;
 use rayon::prelude::*;
 use std::any::TypeId;
 
-/// Largest im2col buffer (elements); bigger batches are processed in chunks of samples.
-const COL_MAX: usize = 1 << 22;
+/// Largest im2col block of one task of the generic path (elements): 512 KB of f32, about one
+/// core's L2, so the GEMM packs what the task's im2col just wrote from cache.
+const TASK_COL: usize = 1 << 17;
 
 /// C = op(A)·op(B) with the transposes expressed as strides.
 pub(crate) fn matmul<T: Elem>(a: &CpuTensor<T>, b: &CpuTensor<T>, ta: bool, tb: bool) -> CpuTensor<T> {
@@ -41,6 +51,7 @@ pub(crate) fn matmul<T: Elem>(a: &CpuTensor<T>, b: &CpuTensor<T>, ta: bool, tb: 
                 c.as_mut_ptr(),
                 n as isize,
                 1,
+                true,
             )
         }
     }
@@ -87,10 +98,6 @@ impl Geom {
     fn is_dense(&self) -> bool {
         self.pad == 0 && self.h == self.k && self.w == self.k && self.ho == 1 && self.wo == 1
     }
-    /// Samples per chunk so that the im2col buffer stays under COL_MAX.
-    fn batch_chunk(&self) -> usize {
-        (COL_MAX / (self.kk() * self.p()).max(1)).clamp(1, self.n.max(1))
-    }
     /// Output columns [lo, hi) of a row whose input column ow·s + kw − pad lies in [0, w).
     #[inline]
     pub fn valid_cols(&self, kw: usize) -> (usize, usize) {
@@ -112,14 +119,11 @@ fn valid_range(tap: usize, size: usize, out: usize, s: usize, pad: usize) -> (us
     (lo, hi.max(lo))
 }
 
-/// col[r, j·P + p] = x[n0+j, ci, oh·s+kh−pad, ow·s+kw−pad] (0 outside) for r = (ci, kh, kw).
+/// col[r, j·P + p] = x[n0+j, ci, oh·s+kh−pad, ow·s+kw−pad] (0 outside) for r = (ci, kh, kw), on
+/// the calling thread.
 fn im2col<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T]) {
-    im2col_par(g, x, n0, b, col, col.len() >= PAR_MIN)
-}
-
-fn im2col_par<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T], par: bool) {
     let (p, hw, k) = (g.p(), g.h * g.w, g.k);
-    let row = |r: usize, dst: &mut [T]| {
+    for (r, dst) in col.chunks_mut(b * p).enumerate() {
         let (ci, kh, kw) = (r / (k * k), (r / k) % k, r % k);
         // The valid window of this kernel offset, hoisted out of the per-row loop: rows above
         // `rlo` and below `rhi`, and columns outside [lo, hi), read padding.
@@ -144,35 +148,15 @@ fn im2col_par<T: Elem>(g: &Geom, x: &[T], n0: usize, b: usize, col: &mut [T], pa
                 gather_strided(d, &src[..(n - 1) * g.s + 1], g.s);
             }
         }
-    };
-    let len = b * p;
-    if !par {
-        col.chunks_mut(len).enumerate().for_each(|(r, d)| row(r, d));
-    } else {
-        col.par_chunks_mut(len).enumerate().for_each(|(r, d)| row(r, d));
     }
 }
 
-/// out[ci, j] = Σ_{kh,kw} scatter of col rows (ci, kh, kw): the adjoint of im2col, written
-/// channel-major ([ci, b, h, w]) so that each task reads its channel's k² rows of `col`
-/// front to back (the GEMM just wrote them; streaming them beats gathering pieces of 16 rows
-/// per output plane, which made col2im wait on memory).
-fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
-    col2im_par(g, col, b, out, out.len() >= PAR_MIN)
-}
-
-/// col2im of one sample on the calling thread: col [ci·k·k, P] → out [ci, h, w].
-pub(crate) fn col2im_seq<T: Elem>(g: &Geom, col: &[T], out: &mut [T]) {
-    col2im_par(g, col, 1, out, false)
-}
-
-fn col2im_par<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T], par: bool) {
+/// The adjoint of im2col on the calling thread: out[j, ci] (sample-major, [b, ci, h, w]) = Σ_{kh,kw}
+/// scatter of the col rows (ci, kh, kw) [ci·k·k, b·P], sample j's columns.
+pub(crate) fn col2im<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T]) {
     let (p, hw, k) = (g.p(), g.h * g.w, g.k);
-    // A task is one channel's planes, or one plane when there are too few channels to keep the
-    // threads busy (an image's 1 or 3 channels).
-    let jb = if g.ci >= 4 { b } else { 1 };
-    let planes = |q: usize, o: &mut [T]| {
-        let (ci, j0) = (q * jb / b, q * jb % b);
+    for (q, o) in out.chunks_mut(hw).enumerate() {
+        let (j, ci) = (q / g.ci, q % g.ci);
         o.fill(T::ZERO);
         for kh in 0..k {
             let (rlo, rhi) = g.valid_rows(kh);
@@ -183,58 +167,44 @@ fn col2im_par<T: Elem>(g: &Geom, col: &[T], b: usize, out: &mut [T], par: bool) 
                     continue;
                 }
                 let r = (ci * k + kh) * k + kw;
-                for j in 0..jb {
-                    let src = &col[r * b * p + (j0 + j) * p..][..p];
-                    let o = &mut o[j * hw..][..hw];
-                    for oh in rlo..rhi {
-                        let s = &src[oh * g.wo + lo..][..n];
-                        let d = &mut o[(oh * g.s + kh - g.pad) * g.w + lo * g.s + kw - g.pad..];
-                        if g.s == 1 {
-                            for (d, &v) in d[..n].iter_mut().zip(s) {
-                                *d += v;
-                            }
-                        } else {
-                            for (d, &v) in d.iter_mut().step_by(g.s).zip(s) {
-                                *d += v;
-                            }
+                let src = &col[r * b * p + j * p..][..p];
+                for oh in rlo..rhi {
+                    let s = &src[oh * g.wo + lo..][..n];
+                    let d = &mut o[(oh * g.s + kh - g.pad) * g.w + lo * g.s + kw - g.pad..];
+                    if g.s == 1 {
+                        for (d, &v) in d[..n].iter_mut().zip(s) {
+                            *d += v;
+                        }
+                    } else if g.s == 2 {
+                        for (i, &v) in s.iter().enumerate() {
+                            d[2 * i] += v;
+                        }
+                    } else {
+                        for (d, &v) in d.iter_mut().step_by(g.s).zip(s) {
+                            *d += v;
                         }
                     }
                 }
             }
         }
-    };
-    if !par {
-        out.chunks_mut(jb * hw).enumerate().for_each(|(q, o)| planes(q, o));
-    } else {
-        out.par_chunks_mut(jb * hw).enumerate().for_each(|(q, o)| planes(q, o));
     }
 }
 
 /// dst[c, j·P + p] = src[j, c, p]: [b, C, P] → [C, b·P].
 fn to_channel_major<T: Elem>(src: &[T], b: usize, c: usize, p: usize, dst: &mut [T]) {
-    let f = |ch: usize, d: &mut [T]| {
+    for (ch, d) in dst.chunks_mut(b * p).enumerate() {
         for j in 0..b {
             d[j * p..][..p].copy_from_slice(&src[(j * c + ch) * p..][..p]);
         }
-    };
-    if dst.len() < PAR_MIN {
-        dst.chunks_mut(b * p).enumerate().for_each(|(ch, d)| f(ch, d));
-    } else {
-        dst.par_chunks_mut(b * p).enumerate().for_each(|(ch, d)| f(ch, d));
     }
 }
 
 /// dst[j, c, p] = src[c, j·P + p]: [C, b·P] → [b, C, P].
 fn to_sample_major<T: Elem>(src: &[T], b: usize, c: usize, p: usize, dst: &mut [T]) {
-    let f = |j: usize, d: &mut [T]| {
+    for (j, d) in dst.chunks_mut(c * p).enumerate() {
         for ch in 0..c {
             d[ch * p..][..p].copy_from_slice(&src[ch * b * p + j * p..][..p]);
         }
-    };
-    if dst.len() < PAR_MIN {
-        dst.chunks_mut(c * p).enumerate().for_each(|(j, d)| f(j, d));
-    } else {
-        dst.par_chunks_mut(c * p).enumerate().for_each(|(j, d)| f(j, d));
     }
 }
 
@@ -249,9 +219,22 @@ fn check_weight(op: &str, w: &[usize]) -> [usize; 4] {
     d
 }
 
-/// C[m×n] (row stride ldc) = α·A·B + β·C with row-major A [m×k] (ta: stored k×m) and B.
+/// C[m×n] (row stride n) = A·B + β·C with row-major A [m×k] (ta: stored k×m) and B, on the calling
+/// thread (`par` false) or on rayon's pool.
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: Elem>(m: usize, k: usize, n: usize, a: &[T], ta: bool, b: &[T], ldb: usize, tb: bool, beta: T, c: &mut [T]) {
+fn gemm<T: Elem>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    ldb: usize,
+    tb: bool,
+    beta: T,
+    c: &mut [T],
+    par: bool,
+) {
     if m * n * k == 0 {
         return;
     }
@@ -274,8 +257,25 @@ fn gemm<T: Elem>(m: usize, k: usize, n: usize, a: &[T], ta: bool, b: &[T], ldb: 
             c.as_mut_ptr(),
             n as isize,
             1,
+            par,
         )
     }
+}
+
+/// The batch split of the generic path: tasks of `nb` samples, one GEMM each on the calling
+/// thread, the two cores taking tasks from rayon's queue (no hand-off inside a product).
+///
+/// `nb` is the most samples whose im2col block (kk·nb·P elements) fits TASK_COL, so the block the
+/// task writes is still in L2 when the GEMM packs it, lowered until the task count is even (or
+/// nb = 1), so two threads get equal shares. It depends
+/// only on the geometry, never on the thread count, so every result (the weight gradient's
+/// fixed-order sum over tasks included) is the same on any number of threads.
+fn task_split(g: &Geom) -> (usize, usize) {
+    let mut nb = (TASK_COL / (g.kk() * g.p()).max(1)).clamp(1, g.n.max(1));
+    while nb > 1 && g.n.div_ceil(nb) % 2 == 1 && g.n.div_ceil(nb) > 1 {
+        nb -= 1;
+    }
+    (nb, g.n.div_ceil(nb).max(1))
 }
 
 pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams) -> CpuTensor<T> {
@@ -289,7 +289,7 @@ pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams
     if g.is_dense() {
         // SAFETY: read-only inputs.
         let (xs, ws) = unsafe { (x.data(), w.data()) };
-        gemm(n, kk, co, xs, false, ws, kk, true, T::ZERO, &mut out);
+        gemm(n, kk, co, xs, false, ws, kk, true, T::ZERO, &mut out, true);
         return CpuTensor::from_vec(out, &[n, co, 1, 1]);
     }
     if convk::enabled(convk::FWD, g.kk()) {
@@ -299,26 +299,30 @@ pub(crate) fn conv2d<T: Elem>(x: &CpuTensor<T>, w: &CpuTensor<T>, cp: ConvParams
             return CpuTensor::from_vec(out, &[n, co, g.ho, g.wo]);
         }
     }
-    let nb = g.batch_chunk();
-    let mut col = take_scratch::<T>(kk * nb * p);
-    let mut tmp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
+    let (nb, _) = task_split(&g);
+    let idx = taps::use_taps(&g).then(|| taps::table(&g));
     // SAFETY: read-only inputs.
     let (xs, ws) = unsafe { (x.data(), w.data()) };
-    for n0 in (0..n).step_by(nb) {
-        let b = nb.min(n - n0);
-        let col = &mut col[..kk * b * p];
-        im2col(&g, xs, n0, b, col);
-        let dst = &mut out[n0 * co * p..(n0 + b) * co * p];
-        if b == 1 {
-            gemm(co, kk, p, ws, false, col, p, false, T::ZERO, dst);
-        } else {
-            let tmp = &mut tmp[..co * b * p];
-            gemm(co, kk, b * p, ws, false, col, b * p, false, T::ZERO, tmp);
-            to_sample_major(tmp, b, co, p, dst);
+    let task = |t: usize, dst: &mut [T]| {
+        let b = dst.len() / (co * p);
+        let mut colv = take_scratch::<T>(kk * b * p);
+        let col = &mut colv[..kk * b * p];
+        match &idx {
+            Some(idx) => taps::im2col(&g, idx, xs, t * nb, b, col),
+            None => im2col(&g, xs, t * nb, b, col),
         }
-    }
-    give_scratch(col);
-    give_scratch(tmp);
+        if b == 1 {
+            gemm(co, kk, p, ws, false, col, p, false, T::ZERO, dst, false);
+        } else {
+            let mut tmpv = take_scratch::<T>(co * b * p);
+            let tmp = &mut tmpv[..co * b * p];
+            gemm(co, kk, b * p, ws, false, col, b * p, false, T::ZERO, tmp, false);
+            to_sample_major(tmp, b, co, p, dst);
+            give_scratch(tmpv);
+        }
+        give_scratch(colv);
+    };
+    out.par_chunks_mut(nb * co * p).enumerate().for_each(|(t, d)| task(t, d));
     CpuTensor::from_vec(out, &[n, co, g.ho, g.wo])
 }
 
@@ -341,7 +345,7 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
     if g.is_dense() {
         // SAFETY: read-only inputs.
         let (gs, ws) = unsafe { (gy.data(), w.data()) };
-        gemm(n, co, kk, gs, false, ws, kk, false, T::ZERO, &mut out);
+        gemm(n, co, kk, gs, false, ws, kk, false, T::ZERO, &mut out, true);
         return CpuTensor::from_vec(out, &[n, ci, h, wd]);
     }
     if convk::enabled(convk::DGRAD, g.kk()) {
@@ -351,35 +355,32 @@ pub(crate) fn conv2d_data_grad<T: Elem>(
             return CpuTensor::from_vec(out, &[n, ci, h, wd]);
         }
     }
-    let nb = g.batch_chunk();
+    let (nb, _) = task_split(&g);
+    let idx = taps::use_taps(&g).then(|| taps::table(&g));
     let hw = h * wd;
-    let mut col = take_scratch::<T>(kk * nb * p);
-    let mut gyp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
-    let mut dxc = if nb > 1 { take_scratch::<T>(ci * nb * hw) } else { Vec::new() };
     // SAFETY: read-only inputs.
     let (gs, ws) = unsafe { (gy.data(), w.data()) };
-    for n0 in (0..n).step_by(nb) {
-        let b = nb.min(n - n0);
+    let task = |t: usize, dst: &mut [T]| {
+        let (n0, b) = (t * nb, dst.len() / (ci * hw));
         let src = &gs[n0 * co * p..(n0 + b) * co * p];
-        let bm: &[T] = if b == 1 {
-            src
-        } else {
-            to_channel_major(src, b, co, p, &mut gyp[..co * b * p]);
-            &gyp[..co * b * p]
-        };
-        let col = &mut col[..kk * b * p];
-        gemm(kk, co, b * p, ws, true, bm, b * p, false, T::ZERO, col);
-        let dst = &mut out[n0 * ci * hw..(n0 + b) * ci * hw];
+        let mut colv = take_scratch::<T>(kk * b * p);
+        let col = &mut colv[..kk * b * p];
         if b == 1 {
-            col2im(&g, col, 1, dst);
+            gemm(kk, co, p, ws, true, src, p, false, T::ZERO, col, false);
         } else {
-            col2im(&g, col, b, &mut dxc[..ci * b * hw]);
-            to_sample_major(&dxc[..ci * b * hw], b, ci, hw, dst);
+            let mut gypv = take_scratch::<T>(co * b * p);
+            let gyp = &mut gypv[..co * b * p];
+            to_channel_major(src, b, co, p, gyp);
+            gemm(kk, co, b * p, ws, true, gyp, b * p, false, T::ZERO, col, false);
+            give_scratch(gypv);
         }
-    }
-    give_scratch(col);
-    give_scratch(gyp);
-    give_scratch(dxc);
+        match &idx {
+            Some(idx) => taps::col2im(&g, idx, col, b, dst),
+            None => col2im(&g, col, b, dst),
+        }
+        give_scratch(colv);
+    };
+    out.par_chunks_mut(nb * ci * hw).enumerate().for_each(|(t, d)| task(t, d));
     CpuTensor::from_vec(out, &[n, ci, h, wd])
 }
 
@@ -402,7 +403,7 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
     if g.is_dense() {
         // SAFETY: read-only inputs.
         let (xs, gs) = unsafe { (x.data(), gy.data()) };
-        gemm(co, n, kk, gs, true, xs, kk, false, T::ZERO, &mut gw);
+        gemm(co, n, kk, gs, true, xs, kk, false, T::ZERO, &mut gw, true);
         return CpuTensor::from_vec(gw, &[co, ci, k, k]);
     }
     if convk::enabled(convk::WGRAD, g.kk()) {
@@ -412,26 +413,47 @@ pub(crate) fn conv2d_weight_grad<T: Elem>(
             return CpuTensor::from_vec(gw, &[co, ci, k, k]);
         }
     }
-    let nb = g.batch_chunk();
-    let mut col = take_scratch::<T>(kk * nb * p);
-    let mut gyp = if nb > 1 { take_scratch::<T>(co * nb * p) } else { Vec::new() };
+    let (nb, tasks) = task_split(&g);
+    let idx = taps::use_taps(&g).then(|| taps::table(&g));
     // SAFETY: read-only inputs.
     let (xs, gs) = unsafe { (x.data(), gy.data()) };
-    for n0 in (0..n).step_by(nb) {
+    // Each task's partial gW over its samples; the partials are summed in task order.
+    let mut partsv = if tasks > 1 { take_scratch::<T>(tasks * co * kk) } else { Vec::new() };
+    let task = |t: usize, part: &mut [T]| {
+        let n0 = t * nb;
         let b = nb.min(n - n0);
-        let col = &mut col[..kk * b * p];
-        im2col(&g, xs, n0, b, col);
+        let mut colv = take_scratch::<T>(kk * b * p);
+        let col = &mut colv[..kk * b * p];
+        match &idx {
+            Some(idx) => taps::im2col(&g, idx, xs, n0, b, col),
+            None => im2col(&g, xs, n0, b, col),
+        }
         let src = &gs[n0 * co * p..(n0 + b) * co * p];
-        let am: &[T] = if b == 1 {
-            src
+        if b == 1 {
+            gemm(co, p, kk, src, false, col, p, true, T::ZERO, part, false);
         } else {
-            to_channel_major(src, b, co, p, &mut gyp[..co * b * p]);
-            &gyp[..co * b * p]
-        };
-        gemm(co, b * p, kk, am, false, col, b * p, true, T::ONE, &mut gw);
+            let mut gypv = take_scratch::<T>(co * b * p);
+            let gyp = &mut gypv[..co * b * p];
+            to_channel_major(src, b, co, p, gyp);
+            gemm(co, b * p, kk, gyp, false, col, b * p, true, T::ZERO, part, false);
+            give_scratch(gypv);
+        }
+        give_scratch(colv);
+    };
+    if tasks == 1 {
+        task(0, &mut gw);
+    } else {
+        let parts = &mut partsv[..tasks * co * kk];
+        parts.par_chunks_mut(co * kk).enumerate().for_each(|(t, d)| task(t, d));
+        let (first, rest) = parts.split_at(co * kk);
+        gw.copy_from_slice(first);
+        for part in rest.chunks(co * kk) {
+            for (d, &v) in gw.iter_mut().zip(part) {
+                *d += v;
+            }
+        }
+        give_scratch(partsv);
     }
-    give_scratch(col);
-    give_scratch(gyp);
     CpuTensor::from_vec(gw, &[co, ci, k, k])
 }
 

@@ -1,13 +1,12 @@
 //! The f32 convolution passes on x86-64 with AVX2 + FMA: im2col whose output *is* the GEMM's packed
 //! B operand, around one register-tiled micro-kernel, one sample (or a few) per task.
 //!
-//! Why this route (and not the `gemm` crate on a batch-wide im2col, the generic path in `conv.rs`):
-//! the DCGAN layers are small (K = 16…1024, 16…196 output pixels per sample), so a batch-wide im2col
-//! matrix (6 MB for the 28-pixel critic's second layer) streams through memory three times (written,
-//! packed by the GEMM, read) and the output needs a [C, N·P] → [N, C, P] copy. Here a task takes one
-//! sample: its im2col block (≤ 100 KB) stays in L2, the micro-kernel reads it in place (rows of the
-//! block are the B panel, 16 columns at a time, the tail by masked loads), writes the sample's NCHW
-//! output directly, and the two cores split the batch with no hand-off inside a product.
+//! Why this route: the DCGAN layers are small (K = 16…1024, 16…196 output pixels per sample). A
+//! task takes one sample: its im2col block (≤ 100 KB) stays in L2, the micro-kernel reads it in
+//! place (rows of the block are the B panel, 16 columns at a time, the tail by masked loads), writes
+//! the sample's NCHW output directly, and the two cores split the batch with no hand-off inside a
+//! product. (The generic path in `conv.rs` now works the same way, on tasks of a few samples around
+//! the `gemm` crate; see there.)
 //!
 //! - forward:        y_j[co, p] = W[co, r] · col_j[r, p]                    (A = W packed once per call)
 //! - data gradient:  col_j[r, p] = Wᵀ[r, co] · gy_j[co, p], then col2im      (B = gy_j read in place)
@@ -256,7 +255,7 @@ pub(crate) fn data_grad(g: &Geom, co: usize, gs: &[f32], ws: &[f32], out: &mut [
         pack_b(co, p, pb, |c, d| d.copy_from_slice(&gy[c * p..][..p]), &mut buf);
         // SAFETY: as above; col is kk × p.
         unsafe { gemm_packed(kk, p, co, &ap, pb, col.as_mut_ptr(), p, false) };
-        super::conv::col2im_seq(g, &col[..kk * p], dx);
+        super::conv::col2im(g, &col[..kk * p], 1, dx);
         super::par::give_scratch(pbv);
         super::par::give_scratch(col);
     });

@@ -45,7 +45,8 @@ pub trait Elem:
     fn powf(self, p: Self) -> Self;
     fn max(self, o: Self) -> Self;
     fn min(self, o: Self) -> Self;
-    /// C ← α·A·B + β·C on strided matrices (the `gemm` crate, multi-threaded on rayon's pool for large products).
+    /// C ← α·A·B + β·C on strided matrices (the `gemm` crate; with `par`, multi-threaded on rayon's
+    /// pool for large products, else on the calling thread).
     ///
     /// # Safety
     /// The pointers and strides must describe valid m×k, k×n and m×n matrices.
@@ -65,6 +66,7 @@ pub trait Elem:
         c: *mut Self,
         rsc: isize,
         csc: isize,
+        par: bool,
     );
 }
 
@@ -137,9 +139,11 @@ macro_rules! impl_elem {
                 c: *mut Self,
                 rsc: isize,
                 csc: isize,
+                par: bool,
             ) {
                 // gemm computes dst = α·dst + β·lhs·rhs and takes column strides first.
-                let threads = if m * n * k >= 1 << 16 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+                let threads =
+                    if par && m * n * k >= 1 << 16 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
                 gemm::gemm(
                     m,
                     n,

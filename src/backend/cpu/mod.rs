@@ -8,13 +8,16 @@
 //! over a fixed chunking, so results are deterministic and independent of the thread count.
 //! Optimizers update per element in T too (as PyTorch does for f32 parameters), with the
 //! step-dependent scalars (bias corrections, step size) computed in f64 and rounded once.
-//! Convolutions are im2col (col2im for the data gradient) around one matrixmultiply GEMM per chunk
-//! of samples (im2col buffer at most 4M elements, kept per thread between calls).
-//! Parallelism: rayon above 32k elements; matrix products use matrixmultiply's own threads.
+//! Convolutions are im2col (col2im for the data gradient) around one `gemm`-crate product per task
+//! of a few samples (im2col block at most 128K elements, scratch kept per thread between calls);
+//! the task split depends only on the shapes, so results do not depend on the thread count.
+//! Parallelism: rayon above 32k elements for elementwise ops and reductions, rayon tasks of samples
+//! for convolutions; plain matrix products use the `gemm` crate's own threads.
 //!
 //! Storage is not locked (like device memory): `_inplace` ops write through any clone or view, so a
 //! buffer must not be written on one thread while another reads it.
 
+mod alloc;
 mod conv;
 mod convk;
 mod elem;
@@ -24,6 +27,7 @@ mod optim;
 mod par;
 pub mod profile;
 mod storage;
+mod taps;
 
 pub use convk::{avx2_conv_available, conv_path, set_avx2_conv_passes, use_avx2_conv};
 pub use elem::Elem;
@@ -59,6 +63,7 @@ pub struct Cpu<T = f32> {
 
 impl<T: Elem> Cpu<T> {
     pub fn new() -> Self {
+        alloc::keep_freed_memory();
         Cpu { _t: PhantomData }
     }
     /// A tensor that owns `data` (length `numel(shape)`).
