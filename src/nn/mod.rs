@@ -308,20 +308,14 @@ pub enum BatchNormMode<'a, B: Backend> {
     Eval(&'a B::Tensor),
 }
 
-/// running ← (1 − m)·running + m·batch, with the unbiased batch variance, as PyTorch does.
-/// Done outside the tape: statistics carry no gradient.
+/// running ← (1 − m)·running + m·batch, with the unbiased batch variance, as PyTorch does: one
+/// fused op (`Backend::batch_norm_running_update`). Done outside the tape: statistics carry no
+/// gradient.
 fn update_running_stats<B: Backend>(t: &Tape<B>, h: Var, buffers: &B::Tensor, slots: &[Slot]) {
     let be = t.backend();
-    let x = t.value(h);
-    let shape = be.shape(x).to_vec();
-    let m = (crate::backend::numel(&shape) / shape[1]) as f64;
-    let mean = be.scale(&be.group_sum(x, Group::Channel), 1.0 / m);
-    let xc = be.sub(x, &be.group_broadcast(&mean, Group::Channel, &shape));
-    let var = be.scale(&be.group_sum(&be.mul(&xc, &xc), Group::Channel), 1.0 / (m - 1.0).max(1.0));
     let rm = be.view(buffers, slots[0].offset, &slots[0].shape);
     let rv = be.view(buffers, slots[1].offset, &slots[1].shape);
-    be.axpby_inplace(&rm, 1.0 - BN_MOMENTUM, &mean, BN_MOMENTUM);
-    be.axpby_inplace(&rv, 1.0 - BN_MOMENTUM, &var, BN_MOMENTUM);
+    be.batch_norm_running_update(t.value(h), &rm, &rv, BN_MOMENTUM);
 }
 
 fn normalize_with_running_stats<B: Backend>(t: &mut Tape<B>, h: Var, buffers: &B::Tensor, slots: &[Slot]) -> Var {

@@ -60,6 +60,10 @@ pub(crate) enum Op {
     Penalty(Var, PenaltyKind, f64),
     /// (g, u): u · dP/dg with u a [1] tensor.
     PenaltyBackward(Var, Var, PenaltyKind, f64),
+    /// (gg, h, x): ∂/∂x ⟨h, normalize_backward(gg, x)⟩, one fused op (`Backend::normalize_hvp`).
+    NormalizeHvp(Var, Var, Var, Group, f64),
+    /// (g, u, h): ∂/∂g ⟨h, u·dP/dg⟩, one fused op (`Backend::penalty_hvp`).
+    PenaltyHvp(Var, Var, Var, PenaltyKind, f64),
 }
 
 impl Op {
@@ -76,6 +80,7 @@ impl Op {
             ConvDataGrad(a, b, _) | ConvWeightGrad(a, b, _) | NormalizeBackward(a, b, _, _) => vec![a, b],
             PenaltyBackward(a, b, _, _) => vec![a, b],
             Interpolate(a, b, c) | Linear(a, b, c) => vec![a, b, c],
+            NormalizeHvp(a, b, c, _, _) | PenaltyHvp(a, b, c, _, _) => vec![a, b, c],
         }
     }
 }

@@ -162,6 +162,21 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::NormalizeBackward(g, x, group, eps))
     }
 
+    /// ∂/∂x ⟨h, normalize_backward(gg, x)⟩ in one fused op (`Backend::normalize_hvp`): layer
+    /// norm's double backward. `normalize_hvp_composite` is the same built from elementwise and
+    /// group ops, and this op's backward rule.
+    pub fn normalize_hvp(&mut self, gg: Var, h: Var, x: Var, group: Group, eps: f64) -> Var {
+        let v = self.backend.normalize_hvp(self.value(gg), self.value(h), self.value(x), group, eps);
+        self.push(v, Op::NormalizeHvp(gg, h, x, group, eps))
+    }
+
+    /// ∂/∂g ⟨h, u·dP/dg⟩ in one fused op (`Backend::penalty_hvp`), u of shape [1]: the penalty's
+    /// double backward. `penalty_hvp_composite` is the reference and this op's backward rule.
+    pub fn penalty_hvp(&mut self, g: Var, u: Var, h: Var, kind: PenaltyKind, eps: f64) -> Var {
+        let v = self.backend.penalty_hvp(self.value(g), self.value(u), self.value(h), kind, eps);
+        self.push(v, Op::PenaltyHvp(g, u, h, kind, eps))
+    }
+
     /// x̂ = ε·x + (1−ε)·x̃ per sample; ε (shape [N]) must be a constant.
     pub fn interpolate(&mut self, x: Var, x_tilde: Var, eps: Var) -> Var {
         assert!(!self.requires_grad(eps), "interpolate: ε must be a constant");
