@@ -115,6 +115,39 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::Reshape(x))
     }
 
+    /// a's rows followed by b's (dim 0); the other dims must agree. One fill and two copies.
+    pub fn concat_rows(&mut self, a: Var, b: Var) -> Var {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        assert!(!sa.is_empty() && sa[1..] == sb[1..], "concat_rows: shapes {sa:?} and {sb:?} do not fit");
+        let mut shape = sa.clone();
+        shape[0] += sb[0];
+        let v = self.backend.fill(&shape, 0.0);
+        self.backend.copy_into_inplace(&v, 0, self.value(a));
+        self.backend.copy_into_inplace(&v, numel(&sa), self.value(b));
+        self.push(v, Op::ConcatRows(a, b))
+    }
+
+    /// Rows start..start+count of x (dim 0): a view, no device work.
+    pub fn rows(&mut self, x: Var, start: usize, count: usize) -> Var {
+        let mut shape = self.shape(x);
+        assert!(start + count <= shape[0], "rows {start}..{} of {shape:?}", start + count);
+        let per = numel(&shape[1..]);
+        shape[0] = count;
+        let v = self.backend.view(self.value(x), start * per, &shape);
+        self.push(v, Op::Rows(x, start))
+    }
+
+    /// x placed at row `start` of a zero tensor of `total` rows (the transpose of `rows`).
+    pub fn pad_rows(&mut self, x: Var, start: usize, total: usize) -> Var {
+        let mut shape = self.shape(x);
+        assert!(start + shape[0] <= total, "pad_rows: {shape:?} at row {start} of {total}");
+        let per = numel(&shape[1..]);
+        shape[0] = total;
+        let v = self.backend.fill(&shape, 0.0);
+        self.backend.copy_into_inplace(&v, start * per, self.value(x));
+        self.push(v, Op::PadRows(x, start))
+    }
+
     /// op(a)·op(b).
     pub fn matmul(&mut self, a: Var, b: Var, ta: bool, tb: bool) -> Var {
         let v = self.backend.matmul(self.value(a), self.value(b), ta, tb);

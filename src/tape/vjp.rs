@@ -104,6 +104,24 @@ impl<B: Backend> Tape<B> {
                 let shape = self.shape(x);
                 r.push((x, self.reshape(g, &shape)));
             }
+            Op::ConcatRows(a, b) => {
+                let na = self.shape(a)[0];
+                if want(a) {
+                    r.push((a, self.rows(g, 0, na)));
+                }
+                if want(b) {
+                    let nb = self.shape(b)[0];
+                    r.push((b, self.rows(g, na, nb)));
+                }
+            }
+            Op::Rows(x, start) => {
+                let total = self.shape(x)[0];
+                r.push((x, self.pad_rows(g, start, total)));
+            }
+            Op::PadRows(x, start) => {
+                let n = self.shape(x)[0];
+                r.push((x, self.rows(g, start, n)));
+            }
             Op::MatMul(a, b, ta, tb) => {
                 // C = op(A)·op(B): d op(A) = G·op(B)ᵀ, d op(B) = op(A)ᵀ·G, transposed back when needed.
                 if want(a) {
