@@ -11,6 +11,7 @@
 // batch_norm_running_f32: batch norm's running mean and unbiased variance, one block per channel,
 //   updated in place (replaces a group sum, scale, broadcast, sub, mul, group sum, scale and two
 //   axpby launches).
+// group_affine_f32: a per-group scale and offset in one pass (group_mul then group_add).
 // penalty_hvp_{sample,apply}_f32: the penalty's Hessian–vector product, per sample
 //   c(n) and (c'(n)/n)·⟨g, h⟩ from Σg² and Σg·h, then ((c·h + d·g)·u)·(1/N).
 
@@ -75,6 +76,15 @@ extern "C" __global__ void normalize_hvp_apply_f32(float* __restrict__ out, cons
         const float* s = stats + 8 * group_of(p.map, i);
         const float xh = (x[i] - s[0]) * s[1];
         out[i] = -(s[2] * (xh * s[3] + s[4] * (h[i] - s[6]) + s[5] * (gg[i] - s[7])));
+    }
+}
+
+// group_affine_f32: out = x·s[g] + b[g] with g = group_of(i), one thread per element.
+extern "C" __global__ void group_affine_f32(float* __restrict__ out, const float* __restrict__ x,
+                                            const float* __restrict__ s, const float* __restrict__ b, GroupMap map) {
+    WG_FOR(i, map.n) {
+        const i64 g = group_of(map, i);
+        out[i] = x[i] * s[g] + b[g];
     }
 }
 

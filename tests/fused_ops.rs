@@ -1,4 +1,4 @@
-//! The fused ops (`Backend::normalize_hvp`, `penalty_hvp`, `batch_norm_running_update`; CPU in
+//! The fused ops (`Backend::normalize_hvp`, `penalty_hvp`, `group_affine`, `batch_norm_running_update`; CPU in
 //! src/backend/cpu/fused.rs, CUDA in kernels/fused.cu):
 //! - on the CPU in f64, each equals the composite of elementwise and group ops it replaces;
 //! - the tape ops are checked against f64 finite differences, first and second order (their
@@ -83,6 +83,20 @@ fn fused_ops_pass_first_and_second_order_gradchecks() {
     }
     for kind in [PenaltyKind::TwoSided, PenaltyKind::OneSided] {
         check(&format!("penalty_hvp {kind:?}"), &|t, v| t.penalty_hvp(v[0], v[1], v[2], kind, 1e-12), &penalty_inputs());
+    }
+}
+
+#[test]
+fn group_affine_equals_group_mul_then_group_add() {
+    for (shape, g) in [(vec![3usize, 4, 2, 3], Group::Channel), (vec![5, 3], Group::Channel), (vec![3, 2, 5], Group::Sample)] {
+        let k = g.count(&shape);
+        let ins = [u(&shape, 9), u(&[k], 10), u(&[k], 11)];
+        let (a, b) = fused_vs_composite(&ins, &|t, v| t.group_affine(v[0], v[1], v[2], g), &|t, v| {
+            let y = t.group_mul(v[0], v[1], g);
+            t.group_add(y, v[2], g)
+        });
+        assert_eq!(a, b, "group_affine {shape:?} {g:?}: the same roundings as the two ops");
+        check(&format!("group_affine {shape:?} {g:?}"), &|t, v| t.group_affine(v[0], v[1], v[2], g), &ins);
     }
 }
 
@@ -179,6 +193,26 @@ fn penalty_hvp_kernels(on: On) {
     }
 }
 
+fn group_affine_kernel(on: On) {
+    let Some(mut t) = pair(on) else { return };
+    for (shape, group) in [
+        (vec![3usize, 5], Group::Channel),
+        (vec![3, 67, 5, 5], Group::Channel),
+        (vec![2, 3, 33, 31], Group::Sample),
+        (vec![7, 1, 1, 1], Group::All),
+    ] {
+        let k = group.count(&shape);
+        let (gx, cx) = t.data(&shape, 2.0, 0.3);
+        let (gs, cs) = t.data(&[k], 1.0, 1.0);
+        let (gb, cb) = t.data(&[k], 1.0, 0.0);
+        let a = t.g.to_f32(&t.g.group_affine(&gx, &gs, &gb, group));
+        let b = t.c.to_f32(&t.c.group_affine(&cx, &cs, &cb, group));
+        // One rounding apart at most (a fused multiply-add on the device).
+        close(&format!("group_affine {group:?} {shape:?}"), &a, &b, 2e-6);
+        t.ok();
+    }
+}
+
 fn batch_norm_running_kernel(on: On) {
     let Some(mut t) = pair(on) else { return };
     for shape in [vec![3usize, 5], vec![7, 3, 5, 5], vec![2, 67, 3, 3], vec![1, 2, 64, 64]] {
@@ -203,4 +237,4 @@ fn batch_norm_running_kernel(on: On) {
     }
 }
 
-on_gpu_and_emulator!(normalize_hvp_kernels, penalty_hvp_kernels, batch_norm_running_kernel);
+on_gpu_and_emulator!(normalize_hvp_kernels, penalty_hvp_kernels, group_affine_kernel, batch_norm_running_kernel);

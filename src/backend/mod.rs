@@ -192,6 +192,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// out[i] = x[i] + b[group.index(i)] (bias add with Group::Channel)
     fn group_add(&self, x: &Self::Tensor, b: &Self::Tensor, group: Group) -> Self::Tensor;
 
+    /// out[i] = x[i]·s[group.index(i)] + b[group.index(i)]: `group_mul` then `group_add` in one
+    /// pass (layer norm's and batch norm's per-channel scale and offset), each step rounded as
+    /// those two ops round (a GPU may contract it into one fused multiply-add).
+    fn group_affine(&self, x: &Self::Tensor, s: &Self::Tensor, b: &Self::Tensor, group: Group) -> Self::Tensor;
+
     // ---- dense layers ----
     /// C = op(A)·op(B) for 2-D A, B where op transposes when the flag is set.
     fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor, ta: bool, tb: bool) -> Self::Tensor;

@@ -282,13 +282,11 @@ impl Net {
                             normalize_with_running_stats(t, h, buffers, &self.buffers[bi..bi + 2])
                         }
                     };
-                    let y = t.group_mul(xh, params[pi], Group::Channel);
-                    t.group_add(y, params[pi + 1], Group::Channel)
+                    t.group_affine(xh, params[pi], params[pi + 1], Group::Channel)
                 }
                 Layer::LayerNorm { .. } => {
                     let xh = t.normalize(h, Group::Sample, NORM_EPS);
-                    let y = t.group_mul(xh, params[pi], Group::Channel);
-                    t.group_add(y, params[pi + 1], Group::Channel)
+                    t.group_affine(xh, params[pi], params[pi + 1], Group::Channel)
                 }
                 Layer::Relu => t.relu(h),
                 Layer::LeakyRelu(s) => t.leaky_relu(h, s),

@@ -60,6 +60,8 @@ pub(crate) enum Op {
     Penalty(Var, PenaltyKind, f64),
     /// (g, u): u · dP/dg with u a [1] tensor.
     PenaltyBackward(Var, Var, PenaltyKind, f64),
+    /// (x, s, b): x·s[g] + b[g] per group, one fused op (`Backend::group_affine`).
+    GroupAffine(Var, Var, Var, Group),
     /// (a, b): a's rows then b's (dim 0), the other dims equal.
     ConcatRows(Var, Var),
     /// (x, start): rows start.. of x, as many as the node has (a view: no kernel).
@@ -87,7 +89,7 @@ impl Op {
             ConvDataGrad(a, b, _) | ConvWeightGrad(a, b, _) | NormalizeBackward(a, b, _, _) => vec![a, b],
             PenaltyBackward(a, b, _, _) => vec![a, b],
             Interpolate(a, b, c) | Linear(a, b, c) => vec![a, b, c],
-            NormalizeHvp(a, b, c, _, _) | PenaltyHvp(a, b, c, _, _) => vec![a, b, c],
+            NormalizeHvp(a, b, c, _, _) | PenaltyHvp(a, b, c, _, _) | GroupAffine(a, b, c, _) => vec![a, b, c],
         }
     }
 }

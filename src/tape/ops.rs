@@ -96,6 +96,12 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::GroupAdd(x, b, group))
     }
 
+    /// x·s[g] + b[g] per group: `group_add(group_mul(x, s), b)` in one op (one launch on a GPU).
+    pub fn group_affine(&mut self, x: Var, s: Var, b: Var, group: Group) -> Var {
+        let v = self.backend.group_affine(self.value(x), self.value(s), self.value(b), group);
+        self.push(v, Op::GroupAffine(x, s, b, group))
+    }
+
     /// Sum of all elements, shape [1].
     pub fn sum(&mut self, x: Var) -> Var {
         self.group_sum(x, Group::All)

@@ -100,6 +100,18 @@ impl<B: Backend> Tape<B> {
                     r.push((b, self.group_sum(g, grp)));
                 }
             }
+            Op::GroupAffine(x, sc, b, grp) => {
+                if want(x) {
+                    r.push((x, self.group_mul(g, sc, grp)));
+                }
+                if want(sc) {
+                    let t = self.mul(g, x);
+                    r.push((sc, self.group_sum(t, grp)));
+                }
+                if want(b) {
+                    r.push((b, self.group_sum(g, grp)));
+                }
+            }
             Op::Reshape(x) => {
                 let shape = self.shape(x);
                 r.push((x, self.reshape(g, &shape)));

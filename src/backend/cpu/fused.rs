@@ -123,3 +123,20 @@ pub(crate) fn penalty_hvp<T: Elem>(
     let out = l.build([gs, hs], &coef, |[g, h], (c, d)| (c * h + d * g) * uu * inv_n);
     CpuTensor::from_vec(out, g.shape())
 }
+
+/// See `Backend::group_affine`.
+pub(crate) fn group_affine<T: Elem>(x: &CpuTensor<T>, s: &CpuTensor<T>, b: &CpuTensor<T>, group: Group) -> CpuTensor<T> {
+    let l = Layout::new(x.shape(), group);
+    assert!(
+        s.numel() == l.groups && b.numel() == l.groups,
+        "group_affine: {} groups of {:?}, scale of {} and offset of {} values",
+        l.groups,
+        x.shape(),
+        s.numel(),
+        b.numel()
+    );
+    // SAFETY: read-only inputs, fresh output.
+    let (xs, ss, bs) = unsafe { (x.data(), s.data(), b.data()) };
+    let sb: Vec<(T, T)> = ss.iter().zip(bs).map(|(&s, &b)| (s, b)).collect();
+    CpuTensor::from_vec(l.build([xs], &sb, |[x], (s, b)| x * s + b), x.shape())
+}

@@ -51,6 +51,22 @@ impl Cuda {
         Ok(out)
     }
 
+    pub(crate) fn try_group_affine(&self, x: &CudaTensor, s: &CudaTensor, b: &CudaTensor, group: Group) -> Result<CudaTensor> {
+        let (seg, map) = segments("group_affine", &x.shape, group)?;
+        let c = seg.count as usize;
+        if s.numel() != c || b.numel() != c {
+            bail!("CUDA group_affine: {c} groups of {:?}, scale of {} and offset of {} values", x.shape, s.numel(), b.numel());
+        }
+        let out = self.empty(&x.shape)?;
+        let n = x.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let (o, xp, sp, bp) = (self.ptr(&out)?, self.ptr(x)?, self.ptr(s)?, self.ptr(b)?);
+        launch!(self, Module::Fused, "group_affine_f32", (grid_1d(n), 1, 1), BLOCK, o, xp, sp, bp, map);
+        Ok(out)
+    }
+
     pub(crate) fn try_batch_norm_running_update(
         &self,
         x: &CudaTensor,

@@ -285,8 +285,12 @@ impl Cuda {
             return Ok(out);
         }
         let len = seg.len as usize;
+        // Long groups are split over more blocks (a second launch adds the partial sums in order)
+        // only when there are fewer than 128 groups: from 128 groups on, one block per group
+        // already about fills a GPU (132 SMs on an H100), and the second launch would cost more
+        // than it saves.
         let mut splits = 1usize;
-        if len > 4096 {
+        if len > 4096 && count < 128 {
             splits = 256usize.div_ceil(count).min(len.div_ceil(2048)).clamp(1, 65535);
         }
         let chunk = len.div_ceil(splits).max(1);
@@ -869,6 +873,9 @@ impl Backend for Cuda {
 
     fn normalize_hvp(&self, gg: &CudaTensor, h: &CudaTensor, x: &CudaTensor, group: Group, eps: f64) -> CudaTensor {
         self.finish(&x.shape, self.try_normalize_hvp(gg, h, x, group, eps))
+    }
+    fn group_affine(&self, x: &CudaTensor, s: &CudaTensor, b: &CudaTensor, group: Group) -> CudaTensor {
+        self.finish(&x.shape, self.try_group_affine(x, s, b, group))
     }
     fn batch_norm_running_update(&self, x: &CudaTensor, rm: &CudaTensor, rv: &CudaTensor, momentum: f64) {
         if let Err(e) = self.try_batch_norm_running_update(x, rm, rv, momentum) {
