@@ -11,7 +11,8 @@
 // batch_norm_running_f32: batch norm's running mean and unbiased variance, one block per channel,
 //   updated in place (replaces a group sum, scale, broadcast, sub, mul, group sum, scale and two
 //   axpby launches).
-// group_affine_f32: a per-group scale and offset in one pass (group_mul then group_add).
+// group_affine_f32: a per-group scale and offset in one pass (group_mul then group_add), and the
+//   leaky ReLU / ReLU after it when asked (layer norm and batch norm before their activation).
 // penalty_hvp_{sample,apply}_f32: the penalty's Hessian–vector product, per sample
 //   c(n) and (c'(n)/n)·⟨g, h⟩ from Σg² and Σg·h, then ((c·h + d·g)·u)·(1/N).
 
@@ -79,12 +80,21 @@ extern "C" __global__ void normalize_hvp_apply_f32(float* __restrict__ out, cons
     }
 }
 
-// group_affine_f32: out = x·s[g] + b[g] with g = group_of(i), one thread per element.
+struct AffineParams {
+    GroupMap map;
+    float slope;  // of the leaky ReLU that follows, when `leaky`
+    int leaky;
+};
+
+// group_affine_f32: out = x·s[g] + b[g] with g = group_of(i), then leaky_relu when p.leaky; one
+// thread per element.
 extern "C" __global__ void group_affine_f32(float* __restrict__ out, const float* __restrict__ x,
-                                            const float* __restrict__ s, const float* __restrict__ b, GroupMap map) {
-    WG_FOR(i, map.n) {
-        const i64 g = group_of(map, i);
-        out[i] = x[i] * s[g] + b[g];
+                                            const float* __restrict__ s, const float* __restrict__ b,
+                                            AffineParams p) {
+    WG_FOR(i, p.map.n) {
+        const i64 g = group_of(p.map, i);
+        const float z = x[i] * s[g] + b[g];
+        out[i] = (!p.leaky || z > 0.0f) ? z : p.slope * z;
     }
 }
 
@@ -160,5 +170,6 @@ extern "C" __global__ void penalty_hvp_apply_f32(float* __restrict__ out, const 
 }
 
 static_assert(sizeof(FusedNormParams) == 72, "FusedNormParams layout");
+static_assert(sizeof(AffineParams) == 32, "AffineParams layout");
 static_assert(sizeof(RunningParams) == 48, "RunningParams layout");
 static_assert(sizeof(PenaltyHvpParams) == 24, "PenaltyHvpParams layout");

@@ -97,6 +97,21 @@ fn group_affine_equals_group_mul_then_group_add() {
         });
         assert_eq!(a, b, "group_affine {shape:?} {g:?}: the same roundings as the two ops");
         check(&format!("group_affine {shape:?} {g:?}"), &|t, v| t.group_affine(v[0], v[1], v[2], g), &ins);
+        for slope in [0.0, 0.2] {
+            let (a, b) = fused_vs_composite(&ins, &|t, v| t.group_affine_leaky_relu(v[0], v[1], v[2], g, slope), &|t, v| {
+                let y = t.group_affine(v[0], v[1], v[2], g);
+                t.leaky_relu(y, slope)
+            });
+            assert_eq!(a, b, "group_affine_leaky_relu({slope}) {shape:?} {g:?}: the same roundings as the two ops");
+            // Offsets away from 0 keep the finite differences off the kink.
+            let x = input(&shape, away_from_zero(shape.iter().product(), 0.2, 1.0, 12));
+            let ins = [x, input(&[k], uniform(k, 0.5, 1.5, 13)), input(&[k], vec![0.0; k])];
+            check(
+                &format!("group_affine_leaky_relu({slope}) {shape:?} {g:?}"),
+                &|t, v| t.group_affine_leaky_relu(v[0], v[1], v[2], g, slope),
+                &ins,
+            );
+        }
     }
 }
 
@@ -205,10 +220,12 @@ fn group_affine_kernel(on: On) {
         let (gx, cx) = t.data(&shape, 2.0, 0.3);
         let (gs, cs) = t.data(&[k], 1.0, 1.0);
         let (gb, cb) = t.data(&[k], 1.0, 0.0);
-        let a = t.g.to_f32(&t.g.group_affine(&gx, &gs, &gb, group));
-        let b = t.c.to_f32(&t.c.group_affine(&cx, &cs, &cb, group));
-        // One rounding apart at most (a fused multiply-add on the device).
-        close(&format!("group_affine {group:?} {shape:?}"), &a, &b, 2e-6);
+        for leaky in [None, Some(0.0), Some(0.2)] {
+            let a = t.g.to_f32(&t.g.group_affine(&gx, &gs, &gb, group, leaky));
+            let b = t.c.to_f32(&t.c.group_affine(&cx, &cs, &cb, group, leaky));
+            // One rounding apart at most (a fused multiply-add on the device).
+            close(&format!("group_affine {leaky:?} {group:?} {shape:?}"), &a, &b, 2e-6);
+        }
         t.ok();
     }
 }

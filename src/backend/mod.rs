@@ -194,8 +194,16 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// out[i] = x[i]·s[group.index(i)] + b[group.index(i)]: `group_mul` then `group_add` in one
     /// pass (layer norm's and batch norm's per-channel scale and offset), each step rounded as
-    /// those two ops round (a GPU may contract it into one fused multiply-add).
-    fn group_affine(&self, x: &Self::Tensor, s: &Self::Tensor, b: &Self::Tensor, group: Group) -> Self::Tensor;
+    /// those two ops round (a GPU may contract it into one fused multiply-add); with
+    /// `leaky = Some(slope)` (slope ≥ 0) followed by `leaky_relu(·, slope)` in the same pass.
+    fn group_affine(
+        &self,
+        x: &Self::Tensor,
+        s: &Self::Tensor,
+        b: &Self::Tensor,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> Self::Tensor;
 
     // ---- dense layers ----
     /// C = op(A)·op(B) for 2-D A, B where op transposes when the flag is set.

@@ -264,8 +264,22 @@ impl Net {
         let mut shape = vec![n];
         shape.extend(&self.input);
         let mut h = t.reshape(x, &shape);
+        // A norm layer's scale and offset and the (leaky) ReLU after it run as one op.
+        let act_after = |i: usize| match self.layers.get(i + 1) {
+            Some(Layer::Relu) => Some(0.0),
+            Some(&Layer::LeakyRelu(s)) if s >= 0.0 => Some(s),
+            _ => None,
+        };
+        let affine = |t: &mut Tape<B>, xh: Var, s: Var, b: Var, act: Option<f64>| match act {
+            Some(slope) => t.group_affine_leaky_relu(xh, s, b, Group::Channel, slope),
+            None => t.group_affine(xh, s, b, Group::Channel),
+        };
+        let mut fused_act = false;
         for (i, layer) in self.layers.iter().enumerate() {
             let (pi, bi) = self.first[i];
+            if std::mem::take(&mut fused_act) {
+                continue; // the activation ran with the norm layer before it
+            }
             h = match *layer {
                 Layer::Linear { .. } => t.linear(h, params[pi], params[pi + 1]),
                 Layer::Conv { p, .. } => t.conv2d(h, params[pi], p),
@@ -282,11 +296,13 @@ impl Net {
                             normalize_with_running_stats(t, h, buffers, &self.buffers[bi..bi + 2])
                         }
                     };
-                    t.group_affine(xh, params[pi], params[pi + 1], Group::Channel)
+                    fused_act = act_after(i).is_some();
+                    affine(t, xh, params[pi], params[pi + 1], act_after(i))
                 }
                 Layer::LayerNorm { .. } => {
                     let xh = t.normalize(h, Group::Sample, NORM_EPS);
-                    t.group_affine(xh, params[pi], params[pi + 1], Group::Channel)
+                    fused_act = act_after(i).is_some();
+                    affine(t, xh, params[pi], params[pi + 1], act_after(i))
                 }
                 Layer::Relu => t.relu(h),
                 Layer::LeakyRelu(s) => t.leaky_relu(h, s),

@@ -62,6 +62,8 @@ pub(crate) enum Op {
     PenaltyBackward(Var, Var, PenaltyKind, f64),
     /// (x, s, b): x·s[g] + b[g] per group, one fused op (`Backend::group_affine`).
     GroupAffine(Var, Var, Var, Group),
+    /// (x, s, b, slope): leaky_relu(x·s[g] + b[g], slope), one fused op.
+    GroupAffineLeakyRelu(Var, Var, Var, Group, f64),
     /// (a, b): a's rows then b's (dim 0), the other dims equal.
     ConcatRows(Var, Var),
     /// (x, start): rows start.. of x, as many as the node has (a view: no kernel).
@@ -90,6 +92,7 @@ impl Op {
             PenaltyBackward(a, b, _, _) => vec![a, b],
             Interpolate(a, b, c) | Linear(a, b, c) => vec![a, b, c],
             NormalizeHvp(a, b, c, _, _) | PenaltyHvp(a, b, c, _, _) | GroupAffine(a, b, c, _) => vec![a, b, c],
+            GroupAffineLeakyRelu(a, b, c, _, _) => vec![a, b, c],
         }
     }
 }

@@ -98,8 +98,16 @@ impl<B: Backend> Tape<B> {
 
     /// x·s[g] + b[g] per group: `group_add(group_mul(x, s), b)` in one op (one launch on a GPU).
     pub fn group_affine(&mut self, x: Var, s: Var, b: Var, group: Group) -> Var {
-        let v = self.backend.group_affine(self.value(x), self.value(s), self.value(b), group);
+        let v = self.backend.group_affine(self.value(x), self.value(s), self.value(b), group, None);
         self.push(v, Op::GroupAffine(x, s, b, group))
+    }
+
+    /// leaky_relu(x·s[g] + b[g], slope) in one op (slope ≥ 0; 0 is ReLU): a norm layer's scale
+    /// and offset with the activation after it, one launch on a GPU.
+    pub fn group_affine_leaky_relu(&mut self, x: Var, s: Var, b: Var, group: Group, slope: f64) -> Var {
+        assert!(slope >= 0.0, "group_affine_leaky_relu: slope {slope} < 0");
+        let v = self.backend.group_affine(self.value(x), self.value(s), self.value(b), group, Some(slope));
+        self.push(v, Op::GroupAffineLeakyRelu(x, s, b, group, slope))
     }
 
     /// Sum of all elements, shape [1].

@@ -100,6 +100,21 @@ impl<B: Backend> Tape<B> {
                     r.push((b, self.group_sum(g, grp)));
                 }
             }
+            Op::GroupAffineLeakyRelu(x, sc, b, grp, slope) => {
+                // y = lrelu(z), z = x·s + b. With slope ≥ 0, y > 0 exactly where z > 0, so the
+                // activation's backward reads the output (z is not kept).
+                let gz = self.leaky_relu_backward(g, out, slope);
+                if want(x) {
+                    r.push((x, self.group_mul(gz, sc, grp)));
+                }
+                if want(sc) {
+                    let t = self.mul(gz, x);
+                    r.push((sc, self.group_sum(t, grp)));
+                }
+                if want(b) {
+                    r.push((b, self.group_sum(gz, grp)));
+                }
+            }
             Op::GroupAffine(x, sc, b, grp) => {
                 if want(x) {
                     r.push((x, self.group_mul(g, sc, grp)));

@@ -125,7 +125,13 @@ pub(crate) fn penalty_hvp<T: Elem>(
 }
 
 /// See `Backend::group_affine`.
-pub(crate) fn group_affine<T: Elem>(x: &CpuTensor<T>, s: &CpuTensor<T>, b: &CpuTensor<T>, group: Group) -> CpuTensor<T> {
+pub(crate) fn group_affine<T: Elem>(
+    x: &CpuTensor<T>,
+    s: &CpuTensor<T>,
+    b: &CpuTensor<T>,
+    group: Group,
+    leaky: Option<f64>,
+) -> CpuTensor<T> {
     let l = Layout::new(x.shape(), group);
     assert!(
         s.numel() == l.groups && b.numel() == l.groups,
@@ -138,5 +144,19 @@ pub(crate) fn group_affine<T: Elem>(x: &CpuTensor<T>, s: &CpuTensor<T>, b: &CpuT
     // SAFETY: read-only inputs, fresh output.
     let (xs, ss, bs) = unsafe { (x.data(), s.data(), b.data()) };
     let sb: Vec<(T, T)> = ss.iter().zip(bs).map(|(&s, &b)| (s, b)).collect();
-    CpuTensor::from_vec(l.build([xs], &sb, |[x], (s, b)| x * s + b), x.shape())
+    let out = match leaky {
+        None => l.build([xs], &sb, |[x], (s, b)| x * s + b),
+        Some(slope) => {
+            let k = T::from_f64(slope);
+            l.build([xs], &sb, move |[x], (s, b)| {
+                let z = x * s + b;
+                if z > T::ZERO {
+                    z
+                } else {
+                    k * z
+                }
+            })
+        }
+    };
+    CpuTensor::from_vec(out, x.shape())
 }

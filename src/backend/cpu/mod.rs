@@ -243,8 +243,15 @@ impl<T: Elem> Backend for Cpu<T> {
     ) -> CpuTensor<T> {
         op!("normalize_hvp", [gg, h, x], fused::normalize_hvp(gg, h, x, group, eps))
     }
-    fn group_affine(&self, x: &CpuTensor<T>, s: &CpuTensor<T>, b: &CpuTensor<T>, group: Group) -> CpuTensor<T> {
-        op!("group_affine", [x], fused::group_affine(x, s, b, group))
+    fn group_affine(
+        &self,
+        x: &CpuTensor<T>,
+        s: &CpuTensor<T>,
+        b: &CpuTensor<T>,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> CpuTensor<T> {
+        op!("group_affine", [x], fused::group_affine(x, s, b, group, leaky))
     }
     fn batch_norm_running_update(&self, x: &CpuTensor<T>, rm: &CpuTensor<T>, rv: &CpuTensor<T>, momentum: f64) {
         op!("batch_norm_running_update", [x], fused::batch_norm_running_update(x, rm, rv, momentum))

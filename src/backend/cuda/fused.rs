@@ -24,6 +24,19 @@ struct RunningParams {
 unsafe impl DeviceRepr for RunningParams {}
 const _: () = assert!(std::mem::size_of::<RunningParams>() == 48);
 
+/// fused.cu `AffineParams`
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct AffineParams {
+    map: P::GroupMap,
+    slope: f32,
+    leaky: i32,
+}
+
+// SAFETY: plain-old-data with C layout, matching fused.cu.
+unsafe impl DeviceRepr for AffineParams {}
+const _: () = assert!(std::mem::size_of::<AffineParams>() == 32);
+
 impl Cuda {
     pub(crate) fn try_normalize_hvp(
         &self,
@@ -51,7 +64,14 @@ impl Cuda {
         Ok(out)
     }
 
-    pub(crate) fn try_group_affine(&self, x: &CudaTensor, s: &CudaTensor, b: &CudaTensor, group: Group) -> Result<CudaTensor> {
+    pub(crate) fn try_group_affine(
+        &self,
+        x: &CudaTensor,
+        s: &CudaTensor,
+        b: &CudaTensor,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> Result<CudaTensor> {
         let (seg, map) = segments("group_affine", &x.shape, group)?;
         let c = seg.count as usize;
         if s.numel() != c || b.numel() != c {
@@ -63,7 +83,8 @@ impl Cuda {
             return Ok(out);
         }
         let (o, xp, sp, bp) = (self.ptr(&out)?, self.ptr(x)?, self.ptr(s)?, self.ptr(b)?);
-        launch!(self, Module::Fused, "group_affine_f32", (grid_1d(n), 1, 1), BLOCK, o, xp, sp, bp, map);
+        let p = AffineParams { map, slope: leaky.unwrap_or(0.0) as f32, leaky: leaky.is_some() as i32 };
+        launch!(self, Module::Fused, "group_affine_f32", (grid_1d(n), 1, 1), BLOCK, o, xp, sp, bp, p);
         Ok(out)
     }
 
