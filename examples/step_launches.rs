@@ -18,7 +18,11 @@ use wgan::backend::Precision;
 use wgan::train::{DatasetKind, Loss, TrainOptions};
 
 /// (kernels, allocations, bytes, kernel names, critic iterations) of one eager step captured on the emulator.
-fn count_step(cfg: &wgan::train::TrainConfig, shape: &[usize], precision: Precision) -> (u64, u64, u64, Vec<&'static str>, usize) {
+fn count_step(
+    cfg: &wgan::train::TrainConfig,
+    shape: &[usize],
+    precision: Precision,
+) -> (u64, u64, u64, Vec<&'static str>, usize) {
     let be = Cuda::emulated().expect("the emulator needs a C++ compiler");
     be.set_poison(false);
     be.set_fused_norm(std::env::var("WGAN_UNFUSED").map_or(true, |v| v != "1"));

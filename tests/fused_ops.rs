@@ -43,11 +43,9 @@ fn normalize_hvp_equals_its_composite() {
         for g in [Group::Sample, Group::Channel, Group::All] {
             for eps in [1e-5, 0.3] {
                 let ins = [u(&shape, 1), u(&shape, 2), input(&shape, uniform(shape.iter().product(), -2.0, 3.0, 3))];
-                let (a, b) = fused_vs_composite(
-                    &ins,
-                    &|t, v| t.normalize_hvp(v[0], v[1], v[2], g, eps),
-                    &|t, v| t.normalize_hvp_composite(v[0], v[1], v[2], g, eps),
-                );
+                let (a, b) = fused_vs_composite(&ins, &|t, v| t.normalize_hvp(v[0], v[1], v[2], g, eps), &|t, v| {
+                    t.normalize_hvp_composite(v[0], v[1], v[2], g, eps)
+                });
                 let (d, s) = max_diff(&a, &b);
                 assert!(d <= 1e-12 * s, "normalize_hvp {shape:?} {g:?} eps {eps}: |diff| {d:e}, scale {s:e}");
             }
@@ -64,11 +62,10 @@ fn penalty_inputs() -> [Input; 3] {
 #[test]
 fn penalty_hvp_equals_its_composite() {
     for kind in [PenaltyKind::TwoSided, PenaltyKind::OneSided] {
-        let (a, b) = fused_vs_composite(
-            &penalty_inputs(),
-            &|t, v| t.penalty_hvp(v[0], v[1], v[2], kind, 1e-12),
-            &|t, v| t.penalty_hvp_composite(v[0], v[1], v[2], kind, 1e-12),
-        );
+        let (a, b) =
+            fused_vs_composite(&penalty_inputs(), &|t, v| t.penalty_hvp(v[0], v[1], v[2], kind, 1e-12), &|t, v| {
+                t.penalty_hvp_composite(v[0], v[1], v[2], kind, 1e-12)
+            });
         let (d, s) = max_diff(&a, &b);
         assert!(d <= 1e-12 * s, "penalty_hvp {kind:?}: |diff| {d:e}, scale {s:e}");
     }
@@ -82,13 +79,19 @@ fn fused_ops_pass_first_and_second_order_gradchecks() {
         check(&format!("normalize_hvp {g:?}"), &|t, v| t.normalize_hvp(v[0], v[1], v[2], g, 1e-5), &ins);
     }
     for kind in [PenaltyKind::TwoSided, PenaltyKind::OneSided] {
-        check(&format!("penalty_hvp {kind:?}"), &|t, v| t.penalty_hvp(v[0], v[1], v[2], kind, 1e-12), &penalty_inputs());
+        check(
+            &format!("penalty_hvp {kind:?}"),
+            &|t, v| t.penalty_hvp(v[0], v[1], v[2], kind, 1e-12),
+            &penalty_inputs(),
+        );
     }
 }
 
 #[test]
 fn group_affine_equals_group_mul_then_group_add() {
-    for (shape, g) in [(vec![3usize, 4, 2, 3], Group::Channel), (vec![5, 3], Group::Channel), (vec![3, 2, 5], Group::Sample)] {
+    for (shape, g) in
+        [(vec![3usize, 4, 2, 3], Group::Channel), (vec![5, 3], Group::Channel), (vec![3, 2, 5], Group::Sample)]
+    {
         let k = g.count(&shape);
         let ins = [u(&shape, 9), u(&[k], 10), u(&[k], 11)];
         let (a, b) = fused_vs_composite(&ins, &|t, v| t.group_affine(v[0], v[1], v[2], g), &|t, v| {
@@ -98,10 +101,11 @@ fn group_affine_equals_group_mul_then_group_add() {
         assert_eq!(a, b, "group_affine {shape:?} {g:?}: the same roundings as the two ops");
         check(&format!("group_affine {shape:?} {g:?}"), &|t, v| t.group_affine(v[0], v[1], v[2], g), &ins);
         for slope in [0.0, 0.2] {
-            let (a, b) = fused_vs_composite(&ins, &|t, v| t.group_affine_leaky_relu(v[0], v[1], v[2], g, slope), &|t, v| {
-                let y = t.group_affine(v[0], v[1], v[2], g);
-                t.leaky_relu(y, slope)
-            });
+            let (a, b) =
+                fused_vs_composite(&ins, &|t, v| t.group_affine_leaky_relu(v[0], v[1], v[2], g, slope), &|t, v| {
+                    let y = t.group_affine(v[0], v[1], v[2], g);
+                    t.leaky_relu(y, slope)
+                });
             assert_eq!(a, b, "group_affine_leaky_relu({slope}) {shape:?} {g:?}: the same roundings as the two ops");
             // Offsets away from 0 keep the finite differences off the kink.
             let x = input(&shape, away_from_zero(shape.iter().product(), 0.2, 1.0, 12));
@@ -155,7 +159,12 @@ struct Pair {
 }
 
 impl Pair {
-    fn data(&mut self, shape: &[usize], s: f32, offset: f32) -> (<Cuda as Backend>::Tensor, <Cpu<f32> as Backend>::Tensor) {
+    fn data(
+        &mut self,
+        shape: &[usize],
+        s: f32,
+        offset: f32,
+    ) -> (<Cuda as Backend>::Tensor, <Cpu<f32> as Backend>::Tensor) {
         let v: Vec<f32> = (0..shape.iter().product()).map(|_| self.rng.normal() as f32 * s + offset).collect();
         (self.g.from_f32(&v, shape), self.c.from_f32(&v, shape))
     }

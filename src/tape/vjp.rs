@@ -215,15 +215,17 @@ impl<B: Backend> Tape<B> {
             }
             Op::NormalizeHvp(gg, h, x, grp, eps) => {
                 let ins = [gg, h, x];
-                r.extend(self.vjp_of_composite(&ins, g, needed, |t, v| {
-                    t.normalize_hvp_composite(v[0], v[1], v[2], grp, eps)
-                }));
+                r.extend(
+                    self.vjp_of_composite(&ins, g, needed, |t, v| {
+                        t.normalize_hvp_composite(v[0], v[1], v[2], grp, eps)
+                    }),
+                );
             }
             Op::PenaltyHvp(gv, u, h, kind, eps) => {
                 let ins = [gv, u, h];
-                r.extend(self.vjp_of_composite(&ins, g, needed, |t, v| {
-                    t.penalty_hvp_composite(v[0], v[1], v[2], kind, eps)
-                }));
+                r.extend(
+                    self.vjp_of_composite(&ins, g, needed, |t, v| t.penalty_hvp_composite(v[0], v[1], v[2], kind, eps)),
+                );
             }
             Op::Interpolate(x, xt, e) => {
                 if want(x) {

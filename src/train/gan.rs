@@ -95,8 +95,15 @@ pub fn critic_on_both<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var],
 /// D's outputs on the real and the fake batch: one stacked pass, or two.
 enum CriticPass {
     /// D of the 2N stacked samples: rows 0..n real, n..n + nf fake.
-    Stacked { d: Var, n: usize, nf: usize },
-    Separate { d_real: Var, d_fake: Var },
+    Stacked {
+        d: Var,
+        n: usize,
+        nf: usize,
+    },
+    Separate {
+        d_real: Var,
+        d_fake: Var,
+    },
 }
 
 fn critic_pass<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: Var, fake: Var) -> CriticPass {

@@ -75,7 +75,12 @@ impl Cuda {
         let (seg, map) = segments("group_affine", &x.shape, group)?;
         let c = seg.count as usize;
         if s.numel() != c || b.numel() != c {
-            bail!("CUDA group_affine: {c} groups of {:?}, scale of {} and offset of {} values", x.shape, s.numel(), b.numel());
+            bail!(
+                "CUDA group_affine: {c} groups of {:?}, scale of {} and offset of {} values",
+                x.shape,
+                s.numel(),
+                b.numel()
+            );
         }
         let out = self.empty(&x.shape)?;
         let n = x.numel();

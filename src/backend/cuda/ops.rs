@@ -874,7 +874,14 @@ impl Backend for Cuda {
     fn normalize_hvp(&self, gg: &CudaTensor, h: &CudaTensor, x: &CudaTensor, group: Group, eps: f64) -> CudaTensor {
         self.finish(&x.shape, self.try_normalize_hvp(gg, h, x, group, eps))
     }
-    fn group_affine(&self, x: &CudaTensor, s: &CudaTensor, b: &CudaTensor, group: Group, leaky: Option<f64>) -> CudaTensor {
+    fn group_affine(
+        &self,
+        x: &CudaTensor,
+        s: &CudaTensor,
+        b: &CudaTensor,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> CudaTensor {
         self.finish(&x.shape, self.try_group_affine(x, s, b, group, leaky))
     }
     fn batch_norm_running_update(&self, x: &CudaTensor, rm: &CudaTensor, rv: &CudaTensor, momentum: f64) {

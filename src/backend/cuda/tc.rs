@@ -469,14 +469,8 @@ impl Cuda {
         let zero = TcParams { g: phases[0].0 .0, a: phases[0].1, b: phases[0].2, c: phases[0].3 };
         let mut q = TcPhases { p: [zero; 4], ws_off: [0; 4], zbase: [0; 5], count: phases.len() as u32, pad_: [0; 2] };
         let zs = SplitKParams { total: 0, splits: 1, cols: 1 };
-        let mut sc = ScatterPhases {
-            s: [zs; 4],
-            c: [phases[0].3; 4],
-            ws_off: [0; 4],
-            start: [0; 5],
-            count: 0,
-            pad_: 0,
-        };
+        let mut sc =
+            ScatterPhases { s: [zs; 4], c: [phases[0].3; 4], ws_off: [0; 4], start: [0; 5], count: 0, pad_: 0 };
         let (mut gx, mut gy_, mut z, mut ws_len) = (1u32, 1u32, 0u32, 0usize);
         for (i, &((g, grid), opa, opb, c)) in phases.iter().enumerate() {
             let splits = grid.2 as usize;
@@ -517,7 +511,14 @@ impl Cuda {
             }
             let mut args: [*mut c_void; 3] = [arg_ptr(&gx_ptr), arg_ptr(&wp), arg_ptr(&sc)];
             let sizes = [8, 8, std::mem::size_of_val(&sc)];
-            self.launch_raw(Module::ConvTc, "splitk_scatter_phased_f32", (grid_1d(total), 1, 1), BLOCK, &mut args, &sizes)?;
+            self.launch_raw(
+                Module::ConvTc,
+                "splitk_scatter_phased_f32",
+                (grid_1d(total), 1, 1),
+                BLOCK,
+                &mut args,
+                &sizes,
+            )?;
         }
         Ok(())
     }
