@@ -231,11 +231,12 @@ struct TcPad<Bf16> {
     static constexpr int value = 4;
 };
 
-// The whole tile: C[m0 .. m0+BM, n0 .. n0+BN] (+ bias[col] when not split).
+// The whole tile (bx, by) of K slice bz: C[m0 .. m0+BM, n0 .. n0+BN] (+ bias[col] when not
+// split), m0 = by·BM, n0 = bx·BN; `split` says the grid splits K (the slice goes to out + bz·total).
 template <class P, int BM, int BN, int WARPS_M, bool A_K_FAST, bool B_K_FAST>
-__device__ __forceinline__ void tc_gemm(const float* __restrict__ pa, const float* __restrict__ pb,
-                                        float* __restrict__ out, const float* __restrict__ bias,
-                                        const TcParams& p) {
+__device__ __forceinline__ void tc_gemm_at(const float* __restrict__ pa, const float* __restrict__ pb,
+                                           float* __restrict__ out, const float* __restrict__ bias,
+                                           const TcParams& p, u32 bx, u32 by, u32 bz, bool split) {
     constexpr int WARPS_N = 4 / WARPS_M;
     constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;  // a warp's tile
     constexpr int MI = WTM / 16, NJ = WTN / 8;
@@ -245,8 +246,8 @@ __device__ __forceinline__ void tc_gemm(const float* __restrict__ pa, const floa
     __shared__ float As[TC_STAGES][TC_BK][SA];
     __shared__ float Bs[TC_STAGES][TC_BK][SB];
 
-    const u32 m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    const u32 kb = blockIdx.z * p.g.k_chunk;
+    const u32 m0 = by * BM, n0 = bx * BN;
+    const u32 kb = bz * p.g.k_chunk;
     const u32 ke = min(kb + p.g.k_chunk, p.g.kd);
     const int ntiles = ke > kb ? (int)((ke - kb + TC_BK - 1) / TC_BK) : 0;
 
@@ -291,8 +292,7 @@ __device__ __forceinline__ void tc_gemm(const float* __restrict__ pa, const floa
     cp_async_wait<0>();
 
     // Epilogue: c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1) of each fragment.
-    float* dst = out + (i64)blockIdx.z * p.g.total;
-    const bool split = gridDim.z > 1;
+    float* dst = out + (i64)bz * p.g.total;
 #pragma unroll
     for (int j = 0; j < NJ; ++j)
 #pragma unroll
@@ -312,20 +312,33 @@ __device__ __forceinline__ void tc_gemm(const float* __restrict__ pa, const floa
         }
 }
 
+// The tile of this block (blockIdx), K slice blockIdx.z of gridDim.z.
+template <class P, int BM, int BN, int WARPS_M, bool A_K_FAST, bool B_K_FAST>
+__device__ __forceinline__ void tc_gemm(const float* __restrict__ pa, const float* __restrict__ pb,
+                                        float* __restrict__ out, const float* __restrict__ bias,
+                                        const TcParams& p) {
+    tc_gemm_at<P, BM, BN, WARPS_M, A_K_FAST, B_K_FAST>(pa, pb, out, bias, p, blockIdx.x, blockIdx.y, blockIdx.z,
+                                                       gridDim.z > 1);
+}
+
 static_assert(sizeof(TcOperand) == 112 && sizeof(TcOut) == 48 && sizeof(TcParams) == 296, "TC params layout");
 
 // Split-K epilogue for any output layout: out[offset(m, col)] = Σ_z ws[z·total + m·cols + col], z in
 // order (deterministic), then + bias[col] when bias is not null. The slices are plain row-major
 // [m, cols]; `c` maps (m, col) to the output as in the GEMM's epilogue (a convolution's
 // [n, channel, pixel] layout, a stride phase's pixels).
+__device__ __forceinline__ void splitk_scatter_one(float* __restrict__ out, const float* __restrict__ ws,
+                                                   const float* __restrict__ bias, const SplitKParams& p,
+                                                   const TcOut& c, i64 i) {
+    float acc = 0.0f;
+    for (i64 z = 0; z < p.splits; ++z) acc += ws[z * p.total + i];
+    const i64 m = i / p.cols, n = i - m * p.cols;
+    const i64 n2 = n % c.q2, q = n / c.q2, n1 = q % c.q1, n0 = q / c.q1;
+    out[m * c.om + n0 * c.o0 + n1 * c.o1 + n2 * c.o2 + c.ob] = bias ? acc + bias[n] : acc;
+}
+
 __device__ __forceinline__ void splitk_scatter(float* __restrict__ out, const float* __restrict__ ws,
                                                const float* __restrict__ bias, const SplitKParams& p,
                                                const TcOut& c) {
-    WG_FOR(i, p.total) {
-        float acc = 0.0f;
-        for (i64 z = 0; z < p.splits; ++z) acc += ws[z * p.total + i];
-        const i64 m = i / p.cols, n = i - m * p.cols;
-        const i64 n2 = n % c.q2, q = n / c.q2, n1 = q % c.q1, n0 = q / c.q1;
-        out[m * c.om + n0 * c.o0 + n1 * c.o1 + n2 * c.o2 + c.ob] = bias ? acc + bias[n] : acc;
-    }
+    WG_FOR(i, p.total) splitk_scatter_one(out, ws, bias, p, c, i);
 }

@@ -252,6 +252,7 @@ const CONVS: &[(usize, usize, usize, usize, usize, usize, usize, usize)] = &[
     (3, 5, 6, 6, 5, 3, 3, 2),    // stride 3: a phase with no live tap in one axis writes zeros
     (2, 6, 5, 5, 4, 1, 2, 0),    // 1×1 kernel, stride 2: phases with no taps at all
     (2, 8, 6, 6, 160, 4, 2, 1),  // split-K data gradient phases (160·2·2 = 640 terms) into gx's layout
+    (2, 8, 9, 9, 200, 3, 2, 1),  // phases of 800 terms (split K) and of 200 (not) in one launch
 ];
 
 fn convolutions_at_tf32_and_bf16(on: On) {

@@ -192,6 +192,19 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// out[i] = x[i] + b[group.index(i)] (bias add with Group::Channel)
     fn group_add(&self, x: &Self::Tensor, b: &Self::Tensor, group: Group) -> Self::Tensor;
 
+    /// out[i] = x[i]·s[group.index(i)] + b[group.index(i)]: `group_mul` then `group_add` in one
+    /// pass (layer norm's and batch norm's per-channel scale and offset), each step rounded as
+    /// those two ops round (a GPU may contract it into one fused multiply-add); with
+    /// `leaky = Some(slope)` (slope ≥ 0) followed by `leaky_relu(·, slope)` in the same pass.
+    fn group_affine(
+        &self,
+        x: &Self::Tensor,
+        s: &Self::Tensor,
+        b: &Self::Tensor,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> Self::Tensor;
+
     // ---- dense layers ----
     /// C = op(A)·op(B) for 2-D A, B where op transposes when the flag is set.
     fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor, ta: bool, tb: bool) -> Self::Tensor;
@@ -222,12 +235,55 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// The backward of `normalize` for upstream g: (1/σ)(g − mean(g) − x̂·mean(g·x̂)) per group.
     fn normalize_backward(&self, g: &Self::Tensor, x: &Self::Tensor, group: Group, eps: f64) -> Self::Tensor;
 
+    /// The Hessian–vector product of `normalize`: ∂/∂x ⟨h, normalize_backward(gg, x)⟩, per group of
+    /// m elements with x̂ = normalize(x), σ² = var + eps, a = mean(gg·x̂), b = mean(h·x̂),
+    /// c = mean(h·gg) − mean(h)·mean(gg):
+    ///   −(1/σ²)·[ x̂·(c − 3ab) + a·(h − mean h) + b·(gg − mean gg) ].
+    /// Statistics in f64 (rounded to the element type once per group), per element in the element
+    /// type. One fused op for what the double backward of layer norm needs (the tape's
+    /// `NormalizeHvp`); its composite of elementwise and group ops is the tape's reference.
+    fn normalize_hvp(
+        &self,
+        gg: &Self::Tensor,
+        h: &Self::Tensor,
+        x: &Self::Tensor,
+        group: Group,
+        eps: f64,
+    ) -> Self::Tensor;
+    /// Batch norm's running statistics, in place: per channel of x [N, C, ...] (Group::Channel),
+    /// with the mean and the unbiased variance Σ(x − mean)²/max(m − 1, 1) over the channel's m
+    /// elements taken in f64 and rounded to the element type,
+    /// running_mean ← (1 − momentum)·running_mean + momentum·mean, and the same for running_var
+    /// with the variance (as `axpby_inplace` with a = 1 − momentum, b = momentum). No gradient.
+    fn batch_norm_running_update(
+        &self,
+        x: &Self::Tensor,
+        running_mean: &Self::Tensor,
+        running_var: &Self::Tensor,
+        momentum: f64,
+    );
+
     // ---- WGAN-GP ----
     /// x̂ = ε·x + (1−ε)·x̃ with one ε per sample: `eps` has shape [N].
     fn interpolate(&self, x: &Self::Tensor, x_tilde: &Self::Tensor, eps: &Self::Tensor) -> Self::Tensor;
     /// One pass over g = ∇ₓD(x̂) [N, ...]: returns (P, dP/dg) where P = mean over samples of the
     /// per-sample penalty (shape [1]) with n_i = sqrt(Σ g_i² + eps) taken over all of the sample.
     fn penalty(&self, g: &Self::Tensor, kind: PenaltyKind, eps: f64) -> (Self::Tensor, Self::Tensor);
+
+    /// The Hessian–vector product of the penalty: ∂/∂g ⟨h, u·dP/dg⟩ for a [1]-shaped u, per sample
+    /// i with S_i = Σ g_i² + eps, n_i = sqrt(S_i), ⟨g, h⟩_i = Σ g_i·h_i (f64):
+    ///   (u/N)·[ c(n_i)·h + (c'(n_i)/n_i)·⟨g, h⟩_i·g ]
+    /// with c = 2 − 2/n, c'/n = 2/n³ (two-sided) or c = 2·max(0, n − 1)/n, c'/n = 2/n³ where
+    /// n > 1 and 0 elsewhere (one-sided). The per-sample coefficients c and (c'/n)·⟨g, h⟩ are
+    /// computed in f64 and rounded once; per element ((c·h + d·g)·u)·(1/N) in the element type.
+    fn penalty_hvp(
+        &self,
+        g: &Self::Tensor,
+        u: &Self::Tensor,
+        h: &Self::Tensor,
+        kind: PenaltyKind,
+        eps: f64,
+    ) -> Self::Tensor;
 
     // ---- random numbers (Philox4x32-10, see `crate::rng`) ----
     /// Standard normal numbers; element i comes from counter i of stream `stream` under `seed`.

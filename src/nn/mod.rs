@@ -264,8 +264,22 @@ impl Net {
         let mut shape = vec![n];
         shape.extend(&self.input);
         let mut h = t.reshape(x, &shape);
+        // A norm layer's scale and offset and the (leaky) ReLU after it run as one op.
+        let act_after = |i: usize| match self.layers.get(i + 1) {
+            Some(Layer::Relu) => Some(0.0),
+            Some(&Layer::LeakyRelu(s)) if s >= 0.0 => Some(s),
+            _ => None,
+        };
+        let affine = |t: &mut Tape<B>, xh: Var, s: Var, b: Var, act: Option<f64>| match act {
+            Some(slope) => t.group_affine_leaky_relu(xh, s, b, Group::Channel, slope),
+            None => t.group_affine(xh, s, b, Group::Channel),
+        };
+        let mut fused_act = false;
         for (i, layer) in self.layers.iter().enumerate() {
             let (pi, bi) = self.first[i];
+            if std::mem::take(&mut fused_act) {
+                continue; // the activation ran with the norm layer before it
+            }
             h = match *layer {
                 Layer::Linear { .. } => t.linear(h, params[pi], params[pi + 1]),
                 Layer::Conv { p, .. } => t.conv2d(h, params[pi], p),
@@ -282,13 +296,13 @@ impl Net {
                             normalize_with_running_stats(t, h, buffers, &self.buffers[bi..bi + 2])
                         }
                     };
-                    let y = t.group_mul(xh, params[pi], Group::Channel);
-                    t.group_add(y, params[pi + 1], Group::Channel)
+                    fused_act = act_after(i).is_some();
+                    affine(t, xh, params[pi], params[pi + 1], act_after(i))
                 }
                 Layer::LayerNorm { .. } => {
                     let xh = t.normalize(h, Group::Sample, NORM_EPS);
-                    let y = t.group_mul(xh, params[pi], Group::Channel);
-                    t.group_add(y, params[pi + 1], Group::Channel)
+                    fused_act = act_after(i).is_some();
+                    affine(t, xh, params[pi], params[pi + 1], act_after(i))
                 }
                 Layer::Relu => t.relu(h),
                 Layer::LeakyRelu(s) => t.leaky_relu(h, s),
@@ -308,20 +322,14 @@ pub enum BatchNormMode<'a, B: Backend> {
     Eval(&'a B::Tensor),
 }
 
-/// running ← (1 − m)·running + m·batch, with the unbiased batch variance, as PyTorch does.
-/// Done outside the tape: statistics carry no gradient.
+/// running ← (1 − m)·running + m·batch, with the unbiased batch variance, as PyTorch does: one
+/// fused op (`Backend::batch_norm_running_update`). Done outside the tape: statistics carry no
+/// gradient.
 fn update_running_stats<B: Backend>(t: &Tape<B>, h: Var, buffers: &B::Tensor, slots: &[Slot]) {
     let be = t.backend();
-    let x = t.value(h);
-    let shape = be.shape(x).to_vec();
-    let m = (crate::backend::numel(&shape) / shape[1]) as f64;
-    let mean = be.scale(&be.group_sum(x, Group::Channel), 1.0 / m);
-    let xc = be.sub(x, &be.group_broadcast(&mean, Group::Channel, &shape));
-    let var = be.scale(&be.group_sum(&be.mul(&xc, &xc), Group::Channel), 1.0 / (m - 1.0).max(1.0));
     let rm = be.view(buffers, slots[0].offset, &slots[0].shape);
     let rv = be.view(buffers, slots[1].offset, &slots[1].shape);
-    be.axpby_inplace(&rm, 1.0 - BN_MOMENTUM, &mean, BN_MOMENTUM);
-    be.axpby_inplace(&rv, 1.0 - BN_MOMENTUM, &var, BN_MOMENTUM);
+    be.batch_norm_running_update(t.value(h), &rm, &rv, BN_MOMENTUM);
 }
 
 fn normalize_with_running_stats<B: Backend>(t: &mut Tape<B>, h: Var, buffers: &B::Tensor, slots: &[Slot]) -> Var {

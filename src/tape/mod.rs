@@ -60,6 +60,20 @@ pub(crate) enum Op {
     Penalty(Var, PenaltyKind, f64),
     /// (g, u): u · dP/dg with u a [1] tensor.
     PenaltyBackward(Var, Var, PenaltyKind, f64),
+    /// (x, s, b): x·s[g] + b[g] per group, one fused op (`Backend::group_affine`).
+    GroupAffine(Var, Var, Var, Group),
+    /// (x, s, b, slope): leaky_relu(x·s[g] + b[g], slope), one fused op.
+    GroupAffineLeakyRelu(Var, Var, Var, Group, f64),
+    /// (a, b): a's rows then b's (dim 0), the other dims equal.
+    ConcatRows(Var, Var),
+    /// (x, start): rows start.. of x, as many as the node has (a view: no kernel).
+    Rows(Var, usize),
+    /// (x, start): x placed at row `start` of zeros with the node's row count.
+    PadRows(Var, usize),
+    /// (gg, h, x): ∂/∂x ⟨h, normalize_backward(gg, x)⟩, one fused op (`Backend::normalize_hvp`).
+    NormalizeHvp(Var, Var, Var, Group, f64),
+    /// (g, u, h): ∂/∂g ⟨h, u·dP/dg⟩, one fused op (`Backend::penalty_hvp`).
+    PenaltyHvp(Var, Var, Var, PenaltyKind, f64),
 }
 
 impl Op {
@@ -70,12 +84,15 @@ impl Op {
             Leaf => vec![],
             Scale(a, _) | AddScalar(a) | Pow(a, _) | LeakyRelu(a, _) | Tanh(a) | GroupSum(a, _) => vec![a],
             GroupBroadcast(a, _) | Reshape(a) | Normalize(a, _, _) | Penalty(a, _, _) => vec![a],
-            Sigmoid(a) | SigmoidCrossEntropy(a, _) => vec![a],
+            Sigmoid(a) | SigmoidCrossEntropy(a, _) | Rows(a, _) | PadRows(a, _) => vec![a],
+            ConcatRows(a, b) => vec![a, b],
             Add(a, b) | Sub(a, b) | Mul(a, b) | LeakyReluBackward(a, b, _) | TanhBackward(a, b) => vec![a, b],
             GroupMul(a, b, _) | GroupAdd(a, b, _) | MatMul(a, b, _, _) | Conv2d(a, b, _) => vec![a, b],
             ConvDataGrad(a, b, _) | ConvWeightGrad(a, b, _) | NormalizeBackward(a, b, _, _) => vec![a, b],
             PenaltyBackward(a, b, _, _) => vec![a, b],
             Interpolate(a, b, c) | Linear(a, b, c) => vec![a, b, c],
+            NormalizeHvp(a, b, c, _, _) | PenaltyHvp(a, b, c, _, _) | GroupAffine(a, b, c, _) => vec![a, b, c],
+            GroupAffineLeakyRelu(a, b, c, _, _) => vec![a, b, c],
         }
     }
 }

@@ -96,6 +96,20 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::GroupAdd(x, b, group))
     }
 
+    /// x·s[g] + b[g] per group: `group_add(group_mul(x, s), b)` in one op (one launch on a GPU).
+    pub fn group_affine(&mut self, x: Var, s: Var, b: Var, group: Group) -> Var {
+        let v = self.backend.group_affine(self.value(x), self.value(s), self.value(b), group, None);
+        self.push(v, Op::GroupAffine(x, s, b, group))
+    }
+
+    /// leaky_relu(x·s[g] + b[g], slope) in one op (slope ≥ 0; 0 is ReLU): a norm layer's scale
+    /// and offset with the activation after it, one launch on a GPU.
+    pub fn group_affine_leaky_relu(&mut self, x: Var, s: Var, b: Var, group: Group, slope: f64) -> Var {
+        assert!(slope >= 0.0, "group_affine_leaky_relu: slope {slope} < 0");
+        let v = self.backend.group_affine(self.value(x), self.value(s), self.value(b), group, Some(slope));
+        self.push(v, Op::GroupAffineLeakyRelu(x, s, b, group, slope))
+    }
+
     /// Sum of all elements, shape [1].
     pub fn sum(&mut self, x: Var) -> Var {
         self.group_sum(x, Group::All)
@@ -113,6 +127,39 @@ impl<B: Backend> Tape<B> {
         assert_eq!(numel(&self.shape(x)), numel(shape), "reshape {:?} to {:?}", self.shape(x), shape);
         let v = self.backend.view(self.value(x), 0, shape);
         self.push(v, Op::Reshape(x))
+    }
+
+    /// a's rows followed by b's (dim 0); the other dims must agree. One fill and two copies.
+    pub fn concat_rows(&mut self, a: Var, b: Var) -> Var {
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        assert!(!sa.is_empty() && sa[1..] == sb[1..], "concat_rows: shapes {sa:?} and {sb:?} do not fit");
+        let mut shape = sa.clone();
+        shape[0] += sb[0];
+        let v = self.backend.fill(&shape, 0.0);
+        self.backend.copy_into_inplace(&v, 0, self.value(a));
+        self.backend.copy_into_inplace(&v, numel(&sa), self.value(b));
+        self.push(v, Op::ConcatRows(a, b))
+    }
+
+    /// Rows start..start+count of x (dim 0): a view, no device work.
+    pub fn rows(&mut self, x: Var, start: usize, count: usize) -> Var {
+        let mut shape = self.shape(x);
+        assert!(start + count <= shape[0], "rows {start}..{} of {shape:?}", start + count);
+        let per = numel(&shape[1..]);
+        shape[0] = count;
+        let v = self.backend.view(self.value(x), start * per, &shape);
+        self.push(v, Op::Rows(x, start))
+    }
+
+    /// x placed at row `start` of a zero tensor of `total` rows (the transpose of `rows`).
+    pub fn pad_rows(&mut self, x: Var, start: usize, total: usize) -> Var {
+        let mut shape = self.shape(x);
+        assert!(start + shape[0] <= total, "pad_rows: {shape:?} at row {start} of {total}");
+        let per = numel(&shape[1..]);
+        shape[0] = total;
+        let v = self.backend.fill(&shape, 0.0);
+        self.backend.copy_into_inplace(&v, start * per, self.value(x));
+        self.push(v, Op::PadRows(x, start))
     }
 
     /// op(a)·op(b).
@@ -160,6 +207,21 @@ impl<B: Backend> Tape<B> {
     pub fn normalize_backward(&mut self, g: Var, x: Var, group: Group, eps: f64) -> Var {
         let v = self.backend.normalize_backward(self.value(g), self.value(x), group, eps);
         self.push(v, Op::NormalizeBackward(g, x, group, eps))
+    }
+
+    /// ∂/∂x ⟨h, normalize_backward(gg, x)⟩ in one fused op (`Backend::normalize_hvp`): layer
+    /// norm's double backward. `normalize_hvp_composite` is the same built from elementwise and
+    /// group ops, and this op's backward rule.
+    pub fn normalize_hvp(&mut self, gg: Var, h: Var, x: Var, group: Group, eps: f64) -> Var {
+        let v = self.backend.normalize_hvp(self.value(gg), self.value(h), self.value(x), group, eps);
+        self.push(v, Op::NormalizeHvp(gg, h, x, group, eps))
+    }
+
+    /// ∂/∂g ⟨h, u·dP/dg⟩ in one fused op (`Backend::penalty_hvp`), u of shape [1]: the penalty's
+    /// double backward. `penalty_hvp_composite` is the reference and this op's backward rule.
+    pub fn penalty_hvp(&mut self, g: Var, u: Var, h: Var, kind: PenaltyKind, eps: f64) -> Var {
+        let v = self.backend.penalty_hvp(self.value(g), self.value(u), self.value(h), kind, eps);
+        self.push(v, Op::PenaltyHvp(g, u, h, kind, eps))
     }
 
     /// x̂ = ε·x + (1−ε)·x̃ per sample; ε (shape [N]) must be a constant.

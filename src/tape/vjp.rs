@@ -100,9 +100,54 @@ impl<B: Backend> Tape<B> {
                     r.push((b, self.group_sum(g, grp)));
                 }
             }
+            Op::GroupAffineLeakyRelu(x, sc, b, grp, slope) => {
+                // y = lrelu(z), z = x·s + b. With slope ≥ 0, y > 0 exactly where z > 0, so the
+                // activation's backward reads the output (z is not kept).
+                let gz = self.leaky_relu_backward(g, out, slope);
+                if want(x) {
+                    r.push((x, self.group_mul(gz, sc, grp)));
+                }
+                if want(sc) {
+                    let t = self.mul(gz, x);
+                    r.push((sc, self.group_sum(t, grp)));
+                }
+                if want(b) {
+                    r.push((b, self.group_sum(gz, grp)));
+                }
+            }
+            Op::GroupAffine(x, sc, b, grp) => {
+                if want(x) {
+                    r.push((x, self.group_mul(g, sc, grp)));
+                }
+                if want(sc) {
+                    let t = self.mul(g, x);
+                    r.push((sc, self.group_sum(t, grp)));
+                }
+                if want(b) {
+                    r.push((b, self.group_sum(g, grp)));
+                }
+            }
             Op::Reshape(x) => {
                 let shape = self.shape(x);
                 r.push((x, self.reshape(g, &shape)));
+            }
+            Op::ConcatRows(a, b) => {
+                let na = self.shape(a)[0];
+                if want(a) {
+                    r.push((a, self.rows(g, 0, na)));
+                }
+                if want(b) {
+                    let nb = self.shape(b)[0];
+                    r.push((b, self.rows(g, na, nb)));
+                }
+            }
+            Op::Rows(x, start) => {
+                let total = self.shape(x)[0];
+                r.push((x, self.pad_rows(g, start, total)));
+            }
+            Op::PadRows(x, start) => {
+                let n = self.shape(x)[0];
+                r.push((x, self.rows(g, start, n)));
             }
             Op::MatMul(a, b, ta, tb) => {
                 // C = op(A)·op(B): d op(A) = G·op(B)ᵀ, d op(B) = op(A)ᵀ·G, transposed back when needed.
@@ -168,6 +213,20 @@ impl<B: Backend> Tape<B> {
                     r.push((x, self.normalize_hvp(gg, g, x, grp, eps)));
                 }
             }
+            Op::NormalizeHvp(gg, h, x, grp, eps) => {
+                let ins = [gg, h, x];
+                r.extend(
+                    self.vjp_of_composite(&ins, g, needed, |t, v| {
+                        t.normalize_hvp_composite(v[0], v[1], v[2], grp, eps)
+                    }),
+                );
+            }
+            Op::PenaltyHvp(gv, u, h, kind, eps) => {
+                let ins = [gv, u, h];
+                r.extend(
+                    self.vjp_of_composite(&ins, g, needed, |t, v| t.penalty_hvp_composite(v[0], v[1], v[2], kind, eps)),
+                );
+            }
             Op::Interpolate(x, xt, e) => {
                 if want(x) {
                     r.push((x, self.group_mul(g, e, Group::Sample)));
@@ -198,11 +257,42 @@ impl<B: Backend> Tape<B> {
         r
     }
 
+    /// The backward rule of a fused op, from its composite: the composite `f` is built on the tape
+    /// (recorded, whatever the current setting) over pass-through views of the op's inputs, and
+    /// differentiated with seed `g`. The views make the derivatives partial ones (gradient stops
+    /// at them instead of flowing on into the inputs' own histories, which the outer backward pass
+    /// walks) while keeping the result connected to the inputs, so it can be differentiated again
+    /// when the outer pass records. Only used where a fused op is differentiated (third order in
+    /// training never happens; gradchecks of the fused ops do it).
+    fn vjp_of_composite(
+        &mut self,
+        ins: &[Var; 3],
+        g: Var,
+        needed: &[bool],
+        f: impl FnOnce(&mut Self, [Var; 3]) -> Var,
+    ) -> Vec<(Var, Var)> {
+        let record = self.set_grad_enabled(true);
+        let views = ins.map(|v| {
+            let shape = self.shape(v);
+            self.reshape(v, &shape)
+        });
+        let y = f(self, views);
+        self.set_grad_enabled(record);
+        let wanted: Vec<usize> = (0..3).filter(|&i| needed[ins[i].0] && self.requires_grad(views[i])).collect();
+        let targets: Vec<Var> = wanted.iter().map(|&i| views[i]).collect();
+        if targets.is_empty() || !self.requires_grad(y) {
+            return vec![];
+        }
+        let grads = self.grad_with_seeds(&[y], &[g], &targets, record);
+        wanted.iter().zip(grads).map(|(&i, d)| (ins[i], d)).collect()
+    }
+
     /// ∂/∂x ⟨H, normalize_backward(G, x)⟩ within each group of size m, with x̂ = normalize(x),
     /// σ² = var + eps, a = mean(G·x̂), b = mean(H·x̂), c = mean(H·G) − mean(H)·mean(G):
     ///   −(1/σ²)·[ x̂·(c − 3ab) + a·(H − mean H) + b·(G − mean G) ].
-    /// Built from differentiable ops so that it can be differentiated again.
-    fn normalize_hvp(&mut self, gg: Var, h: Var, x: Var, grp: Group, eps: f64) -> Var {
+    /// Built from differentiable ops: the reference of the fused `normalize_hvp` and its backward
+    /// rule.
+    pub fn normalize_hvp_composite(&mut self, gg: Var, h: Var, x: Var, grp: Group, eps: f64) -> Var {
         let shape = self.shape(x);
         let m = (numel(&shape) / grp.count(&shape)) as f64;
         let mean = |t: &mut Self, v: Var| {
@@ -250,7 +340,9 @@ impl<B: Backend> Tape<B> {
     /// ∂/∂g ⟨H, u·dP/dg⟩ per sample, with n = sqrt(Σg² + eps), dP/dg = (1/N)·c(n)·g, c(n) = f'(n)/n:
     ///   (u/N)·[ c(n)·H + (c'(n)/n)·⟨g, H⟩·g ].
     /// Two-sided: c = 2 − 2/n, c'/n = 2/n³. One-sided: c = 2·max(0, n−1)/n, c'/n = 2/n³ where n > 1.
-    fn penalty_hvp(&mut self, gv: Var, u: Var, h: Var, kind: PenaltyKind, eps: f64) -> Var {
+    /// Built from differentiable ops: the reference of the fused `penalty_hvp` and its backward
+    /// rule.
+    pub fn penalty_hvp_composite(&mut self, gv: Var, u: Var, h: Var, kind: PenaltyKind, eps: f64) -> Var {
         let n_samples = self.shape(gv)[0] as f64;
         let sq = self.mul(gv, gv);
         let s = self.group_sum(sq, Group::Sample);

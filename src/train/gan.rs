@@ -6,8 +6,8 @@
 //! CPU and the GPU alike, and a checkpoint only needs the counter to resume exactly.
 
 use super::optim::{OptimKind, Optimizer};
-use crate::backend::{Backend, PenaltyKind};
-use crate::nn::{BatchNormMode, Model, Net};
+use crate::backend::{numel, Backend, Group, PenaltyKind};
+use crate::nn::{BatchNormMode, Layer, Model, Net};
 use crate::tape::{Tape, Var};
 
 /// Philox streams of a run (all under the run's seed).
@@ -68,8 +68,7 @@ pub fn discriminator_loss<B: Backend>(
     real: Var,
     fake: Var,
 ) -> CriticLoss {
-    let d_real = critic.forward(t, params, real, BatchNormMode::Train(None));
-    let d_fake = critic.forward(t, params, fake, BatchNormMode::Train(None));
+    let (d_real, d_fake) = critic_on_both(t, critic, params, real, fake);
     let (m_real, m_fake) = (t.mean(d_real), t.mean(d_fake));
     let wdist = t.sub(m_real, m_fake);
     let l_real = t.sigmoid_cross_entropy(d_real, 1.0);
@@ -77,6 +76,68 @@ pub fn discriminator_loss<B: Backend>(
     let (l_real, l_fake) = (t.mean(l_real), t.mean(l_fake));
     let loss = t.add(l_real, l_fake);
     CriticLoss { loss, wdist, penalty: None }
+}
+
+/// (D(real), D(fake)) on `t`. A critic without batch norm treats every sample on its own (layer
+/// norm or no norm: nothing couples the samples), so both batches go through it as one pass of
+/// their stacked rows, whose forward and backward are one launch per layer instead of two, with
+/// the same FLOPs; the outputs are row views of the one result. Mathematically the gradients are
+/// those of two passes; numerically the weight gradients sum the 2N samples in one reduction
+/// instead of adding two (`tests/batched_critic.rs`). A critic with batch norm (not one this crate
+/// builds for WGAN-GP) would couple the batches: it gets two passes.
+pub fn critic_on_both<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: Var, fake: Var) -> (Var, Var) {
+    match critic_pass(t, critic, params, real, fake) {
+        CriticPass::Stacked { d, n, nf } => (t.rows(d, 0, n), t.rows(d, n, nf)),
+        CriticPass::Separate { d_real, d_fake } => (d_real, d_fake),
+    }
+}
+
+/// D's outputs on the real and the fake batch: one stacked pass, or two.
+enum CriticPass {
+    /// D of the 2N stacked samples: rows 0..n real, n..n + nf fake.
+    Stacked {
+        d: Var,
+        n: usize,
+        nf: usize,
+    },
+    Separate {
+        d_real: Var,
+        d_fake: Var,
+    },
+}
+
+fn critic_pass<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: Var, fake: Var) -> CriticPass {
+    let coupled = critic.layers.iter().any(|l| matches!(l, Layer::BatchNorm { .. }));
+    if coupled {
+        let d_real = critic.forward(t, params, real, BatchNormMode::Train(None));
+        let d_fake = critic.forward(t, params, fake, BatchNormMode::Train(None));
+        return CriticPass::Separate { d_real, d_fake };
+    }
+    let (n, nf) = (t.shape(real)[0], t.shape(fake)[0]);
+    let both = t.concat_rows(real, fake);
+    let d = critic.forward(t, params, both, BatchNormMode::Train(None));
+    CriticPass::Stacked { d, n, nf }
+}
+
+/// (mean D(real), mean D(fake)) on `t`, each [1]. With the batches stacked (`critic_on_both`)
+/// and of equal size N, both means come from one sum per row block of D's 2N outputs (viewed as
+/// [2, N·outputs]) and one scale, whose backward is one broadcast, instead of a sum, a scale and a
+/// broadcast per batch.
+pub fn critic_means<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: Var, fake: Var) -> (Var, Var) {
+    match critic_pass(t, critic, params, real, fake) {
+        CriticPass::Stacked { d, n, nf } if n == nf && n > 0 => {
+            let per = numel(&t.shape(d)) / (2 * n);
+            let d = t.reshape(d, &[2, n * per]);
+            let sums = t.group_sum(d, Group::Sample);
+            let means = t.scale(sums, 1.0 / (n * per) as f64);
+            (t.rows(means, 0, 1), t.rows(means, 1, 1))
+        }
+        CriticPass::Stacked { d, n, nf } => {
+            let (d_real, d_fake) = (t.rows(d, 0, n), t.rows(d, n, nf));
+            (t.mean(d_real), t.mean(d_fake))
+        }
+        CriticPass::Separate { d_real, d_fake } => (t.mean(d_real), t.mean(d_fake)),
+    }
 }
 
 /// The generator's loss from the critic's outputs `d` = D(G(z)) under `loss`.
@@ -111,9 +172,7 @@ pub fn critic_loss<B: Backend>(
     fake: Var,
     gp: Option<(Var, f64, PenaltyKind)>,
 ) -> CriticLoss {
-    let d_real = critic.forward(t, params, real, BatchNormMode::Train(None));
-    let d_fake = critic.forward(t, params, fake, BatchNormMode::Train(None));
-    let (m_real, m_fake) = (t.mean(d_real), t.mean(d_fake));
+    let (m_real, m_fake) = critic_means(t, critic, params, real, fake);
     let wdist = t.sub(m_real, m_fake);
     let mut loss = t.sub(m_fake, m_real);
     let mut penalty = None;

@@ -22,6 +22,7 @@ mod conv;
 mod convk;
 mod elem;
 mod elementwise;
+mod fused;
 mod norm;
 mod optim;
 mod par;
@@ -235,6 +236,40 @@ impl<T: Elem> Backend for Cpu<T> {
     }
     fn normalize_backward(&self, g: &CpuTensor<T>, x: &CpuTensor<T>, group: Group, eps: f64) -> CpuTensor<T> {
         op!("normalize_backward", [g, x], norm::normalize_backward(g, x, group, eps))
+    }
+
+    fn normalize_hvp(
+        &self,
+        gg: &CpuTensor<T>,
+        h: &CpuTensor<T>,
+        x: &CpuTensor<T>,
+        group: Group,
+        eps: f64,
+    ) -> CpuTensor<T> {
+        op!("normalize_hvp", [gg, h, x], fused::normalize_hvp(gg, h, x, group, eps))
+    }
+    fn group_affine(
+        &self,
+        x: &CpuTensor<T>,
+        s: &CpuTensor<T>,
+        b: &CpuTensor<T>,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> CpuTensor<T> {
+        op!("group_affine", [x], fused::group_affine(x, s, b, group, leaky))
+    }
+    fn batch_norm_running_update(&self, x: &CpuTensor<T>, rm: &CpuTensor<T>, rv: &CpuTensor<T>, momentum: f64) {
+        op!("batch_norm_running_update", [x], fused::batch_norm_running_update(x, rm, rv, momentum))
+    }
+    fn penalty_hvp(
+        &self,
+        g: &CpuTensor<T>,
+        u: &CpuTensor<T>,
+        h: &CpuTensor<T>,
+        kind: PenaltyKind,
+        eps: f64,
+    ) -> CpuTensor<T> {
+        op!("penalty_hvp", [g, h], fused::penalty_hvp(g, u, h, kind, eps))
     }
 
     fn interpolate(&self, x: &CpuTensor<T>, x_tilde: &CpuTensor<T>, eps: &CpuTensor<T>) -> CpuTensor<T> {

@@ -238,6 +238,15 @@ impl Cuda {
         }
     }
 
+    /// The kernel names of graph `id` in launch order (known under the emulator only: None on a
+    /// GPU): what `examples/step_launches` breaks a step's count down by.
+    pub fn graph_kernel_names(&self, id: usize) -> Option<Vec<&'static str>> {
+        match self.graph_state().graphs.get(id)? {
+            Graph::Gpu { .. } => None,
+            Graph::Host(r) => Some(r.kernel_names()),
+        }
+    }
+
     /// Called by every launch: records it when capturing. Returns true when the launch was
     /// recorded by the emulator (and must not run now).
     ///

@@ -35,12 +35,14 @@ pub enum Module {
     Optim,
     Rng,
     Logistic,
+    /// Fused ops of the double backward and of batch norm's running statistics.
+    Fused,
     /// The arithmetic ceiling for benchmarks.
     Peak,
 }
 
 impl Module {
-    pub const ALL: [Module; 12] = [
+    pub const ALL: [Module; 13] = [
         Module::Conv,
         Module::Gemm,
         Module::ConvTc,
@@ -52,6 +54,7 @@ impl Module {
         Module::Optim,
         Module::Rng,
         Module::Logistic,
+        Module::Fused,
         Module::Peak,
     ];
 
@@ -69,6 +72,7 @@ impl Module {
             Module::Optim => "optim.cu",
             Module::Rng => "rng.cu",
             Module::Logistic => "logistic.cu",
+            Module::Fused => "fused.cu",
             Module::Peak => "peak.cu",
         }
     }
@@ -86,6 +90,7 @@ impl Module {
             Module::Optim => include_str!("../../../kernels/optim.cu"),
             Module::Rng => include_str!("../../../kernels/rng.cu"),
             Module::Logistic => include_str!("../../../kernels/logistic.cu"),
+            Module::Fused => include_str!("../../../kernels/fused.cu"),
             Module::Peak => include_str!("../../../kernels/peak.cu"),
         }
     }

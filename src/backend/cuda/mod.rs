@@ -12,6 +12,7 @@
 
 mod device;
 mod emu;
+mod fused;
 mod graph;
 pub mod kernels;
 mod logistic;

@@ -80,7 +80,7 @@ pub(super) fn same_shape(what: &str, a: &CudaTensor, b: &CudaTensor) -> Result<(
     Ok(())
 }
 
-fn i64_of(n: usize) -> i64 {
+pub(super) fn i64_of(n: usize) -> i64 {
     n as i64
 }
 
@@ -92,7 +92,7 @@ fn u32_of(what: &str, n: usize) -> Result<u32> {
 }
 
 /// The strided-segment description of `group` over `shape` (see common.cuh).
-fn segments(what: &str, shape: &[usize], group: Group) -> Result<(P::Segments, P::GroupMap)> {
+pub(super) fn segments(what: &str, shape: &[usize], group: Group) -> Result<(P::Segments, P::GroupMap)> {
     let n = numel(shape);
     let (count, len, run, outer, gstride, div, modulus) = match group {
         Group::All => (1, n, n, 0, n, 1, 1),
@@ -285,8 +285,12 @@ impl Cuda {
             return Ok(out);
         }
         let len = seg.len as usize;
+        // Long groups are split over more blocks (a second launch adds the partial sums in order)
+        // only when there are fewer than 128 groups: from 128 groups on, one block per group
+        // already about fills a GPU (132 SMs on an H100), and the second launch would cost more
+        // than it saves.
         let mut splits = 1usize;
-        if len > 4096 {
+        if len > 4096 && count < 128 {
             splits = 256usize.div_ceil(count).min(len.div_ceil(2048)).clamp(1, 65535);
         }
         let chunk = len.div_ceil(splits).max(1);
@@ -867,6 +871,28 @@ impl Backend for Cuda {
     }
     fn normalize_backward(&self, g: &CudaTensor, x: &CudaTensor, group: Group, eps: f64) -> CudaTensor {
         self.finish(&x.shape, self.try_normalize(x, Some(g), group, eps))
+    }
+
+    fn normalize_hvp(&self, gg: &CudaTensor, h: &CudaTensor, x: &CudaTensor, group: Group, eps: f64) -> CudaTensor {
+        self.finish(&x.shape, self.try_normalize_hvp(gg, h, x, group, eps))
+    }
+    fn group_affine(
+        &self,
+        x: &CudaTensor,
+        s: &CudaTensor,
+        b: &CudaTensor,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> CudaTensor {
+        self.finish(&x.shape, self.try_group_affine(x, s, b, group, leaky))
+    }
+    fn batch_norm_running_update(&self, x: &CudaTensor, rm: &CudaTensor, rv: &CudaTensor, momentum: f64) {
+        if let Err(e) = self.try_batch_norm_running_update(x, rm, rv, momentum) {
+            self.record(e);
+        }
+    }
+    fn penalty_hvp(&self, g: &CudaTensor, u: &CudaTensor, h: &CudaTensor, kind: PenaltyKind, eps: f64) -> CudaTensor {
+        self.finish(&g.shape, self.try_penalty_hvp(g, u, h, kind, eps))
     }
 
     fn interpolate(&self, x: &CudaTensor, x_tilde: &CudaTensor, eps: &CudaTensor) -> CudaTensor {

@@ -4,7 +4,8 @@
 //! matmul and the three convolution passes at TF32 or BF16.
 //!
 //! The data gradient (the transposed convolution) runs as stride² phase GEMMs with only the live
-//! taps (see conv_tc.cu); a 1×1 gy onto an unpadded K×K image is one plain GEMM.
+//! taps (see conv_tc.cu), launched together (one GEMM launch and at most one split-K scatter for
+//! strides up to 2); a 1×1 gy onto an unpadded K×K image is one plain GEMM.
 
 use std::ffi::c_void;
 
@@ -67,15 +68,42 @@ pub struct TcParams {
     pub c: TcOut,
 }
 
+/// conv_tc.cu `TcPhases`: the stride phases of one data gradient, launched together.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct TcPhases {
+    p: [TcParams; 4],
+    ws_off: [i64; 4],
+    zbase: [u32; 5],
+    count: u32,
+    pad_: [u32; 2],
+}
+
+/// conv_tc.cu `ScatterPhases`: the split-K slices of those phases, added and scattered together.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct ScatterPhases {
+    s: [SplitKParams; 4],
+    c: [TcOut; 4],
+    ws_off: [i64; 4],
+    start: [i64; 5],
+    count: u32,
+    pad_: u32,
+}
+
 // SAFETY: plain-old-data with C layout, matching gemm_tc.cuh.
 unsafe impl DeviceRepr for TcParams {}
 unsafe impl DeviceRepr for TcOut {}
+unsafe impl DeviceRepr for TcPhases {}
+unsafe impl DeviceRepr for ScatterPhases {}
 
 const _: () = {
     use std::mem::size_of;
     assert!(size_of::<TcOperand>() == 112);
     assert!(size_of::<TcOut>() == 48);
     assert!(size_of::<TcParams>() == 296);
+    assert!(size_of::<TcPhases>() == 1248);
+    assert!(size_of::<ScatterPhases>() == 368);
 };
 
 const TC_THREADS: u32 = 128;
@@ -350,6 +378,8 @@ impl Cuda {
         let gx_ptr = self.ptr(gx)?;
         let tile = TcTile::pick(self.gemm_tiles(), ci);
         let name = kernel_name("conv2d_dgrad", tile, prec)?;
+        // (plan, A, B, C) of each live phase.
+        let mut phases = Vec::with_capacity(s * s);
         for ph in 0..s {
             for pw in 0..s {
                 let (hp, wp) = (h.saturating_sub(ph).div_ceil(s), wd.saturating_sub(pw).div_ceil(s));
@@ -403,8 +433,92 @@ impl Cuda {
                     q2: wp as u32,
                 };
                 let pl = plan("conv2d_data_grad", ci, n * hp * wp, co * kh * kw, tile, true)?;
+                phases.push((pl, opa, opb, c));
+            }
+        }
+        if phases.len() < 2 || phases.len() > 4 {
+            for (pl, opa, opb, c) in phases {
                 self.tc_launch(Module::ConvTc, name, pl, w, gy, 0, gx_ptr, opa, opb, c)?;
             }
+            return Ok(());
+        }
+        self.tc_phased_dgrad(tile, prec, &phases, w, gy, gx_ptr)
+    }
+
+    /// The 2 to 4 stride phases of a data gradient as one GEMM launch (blockIdx.z runs over the
+    /// phases' K slices) and, when any phase splits K, one scatter launch of all the split slices
+    /// (conv_tc.cu `conv2d_dgrad_phased_*`, `splitk_scatter_phased_f32`): per phase the same tiles,
+    /// K slices and order of additions as a launch of its own, so the same result.
+    #[allow(clippy::type_complexity)]
+    fn tc_phased_dgrad(
+        &self,
+        tile: TcTile,
+        prec: Precision,
+        phases: &[((GemmShape, (u32, u32, u32)), TcOperand, TcOperand, TcOut)],
+        w: u64,
+        gy: u64,
+        gx_ptr: u64,
+    ) -> Result<()> {
+        let name = match (tile, prec) {
+            (TcTile::Square, Precision::Tf32) => "conv2d_dgrad_phased_tf32",
+            (TcTile::Narrow, Precision::Tf32) => "conv2d_dgrad_phased_narrow_tf32",
+            (TcTile::Square, Precision::Bf16) => "conv2d_dgrad_phased_bf16",
+            (TcTile::Narrow, Precision::Bf16) => "conv2d_dgrad_phased_narrow_bf16",
+            (_, Precision::F32) => bail!("CUDA: no tensor-core kernel conv2d_dgrad at f32"),
+        };
+        let zero = TcParams { g: phases[0].0 .0, a: phases[0].1, b: phases[0].2, c: phases[0].3 };
+        let mut q = TcPhases { p: [zero; 4], ws_off: [0; 4], zbase: [0; 5], count: phases.len() as u32, pad_: [0; 2] };
+        let zs = SplitKParams { total: 0, splits: 1, cols: 1 };
+        let mut sc =
+            ScatterPhases { s: [zs; 4], c: [phases[0].3; 4], ws_off: [0; 4], start: [0; 5], count: 0, pad_: 0 };
+        let (mut gx, mut gy_, mut z, mut ws_len) = (1u32, 1u32, 0u32, 0usize);
+        for (i, &((g, grid), opa, opb, c)) in phases.iter().enumerate() {
+            let splits = grid.2 as usize;
+            gx = gx.max(grid.0);
+            gy_ = gy_.max(grid.1);
+            q.zbase[i] = z;
+            z += grid.2;
+            // A split phase writes row-major slices into the workspace (as tc_launch does).
+            let out_c = if splits > 1 { TcOut::matrix(g.nc as usize) } else { c };
+            q.p[i] = TcParams { g, a: opa, b: opb, c: out_c };
+            if splits > 1 {
+                let k = sc.count as usize;
+                q.ws_off[i] = ws_len as i64;
+                sc.s[k] = SplitKParams { total: g.total, splits: splits as i64, cols: i64::from(g.nc.max(1)) };
+                sc.c[k] = c;
+                sc.ws_off[k] = ws_len as i64;
+                sc.start[k + 1] = sc.start[k] + g.total;
+                sc.count += 1;
+                ws_len += splits * g.total as usize;
+            }
+        }
+        q.zbase[phases.len()] = z;
+        if z > 65535 {
+            bail!("CUDA conv2d_data_grad: {z} K slices exceed one launch");
+        }
+        let ws = if ws_len > 0 { Some(self.empty(&[ws_len])?) } else { None };
+        let wp = match &ws {
+            Some(t) => self.ptr(t)?,
+            None => 0,
+        };
+        let mut args: [*mut c_void; 5] = [arg_ptr(&gx_ptr), arg_ptr(&wp), arg_ptr(&w), arg_ptr(&gy), arg_ptr(&q)];
+        let sizes = [8, 8, 8, 8, std::mem::size_of_val(&q)];
+        self.launch_raw(Module::ConvTc, name, (gx, gy_, z), TC_THREADS, &mut args, &sizes)?;
+        if sc.count > 0 {
+            let total = sc.start[sc.count as usize] as usize;
+            for k in sc.count as usize + 1..5 {
+                sc.start[k] = sc.start[sc.count as usize];
+            }
+            let mut args: [*mut c_void; 3] = [arg_ptr(&gx_ptr), arg_ptr(&wp), arg_ptr(&sc)];
+            let sizes = [8, 8, std::mem::size_of_val(&sc)];
+            self.launch_raw(
+                Module::ConvTc,
+                "splitk_scatter_phased_f32",
+                (grid_1d(total), 1, 1),
+                BLOCK,
+                &mut args,
+                &sizes,
+            )?;
         }
         Ok(())
     }

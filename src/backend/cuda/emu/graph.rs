@@ -108,6 +108,16 @@ impl Recording {
         self.ops.iter().filter(|o| matches!(o, Op::Launch { .. })).count()
     }
 
+    /// The recorded kernels' names, in launch order.
+    pub fn kernel_names(&self) -> Vec<&'static str> {
+        (self.ops.iter())
+            .filter_map(|o| match o {
+                Op::Launch { name, .. } => Some(*name),
+                Op::Copy { .. } => None,
+            })
+            .collect()
+    }
+
     /// Bytes the graph's allocations hold.
     pub fn bytes(&self) -> u64 {
         self.keep.iter().map(|s| s.len() as u64 * 4).sum()
