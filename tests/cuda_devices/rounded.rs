@@ -136,6 +136,45 @@ impl<B: Backend> Backend for Rounded<B> {
     fn group_sum(&self, x: &Self::Tensor, group: Group) -> Self::Tensor {
         self.inner.group_sum(x, group)
     }
+    fn group_affine(
+        &self,
+        x: &Self::Tensor,
+        s: &Self::Tensor,
+        b: &Self::Tensor,
+        group: Group,
+        leaky: Option<f64>,
+    ) -> Self::Tensor {
+        self.inner.group_affine(x, s, b, group, leaky)
+    }
+    fn normalize_hvp(
+        &self,
+        gg: &Self::Tensor,
+        h: &Self::Tensor,
+        x: &Self::Tensor,
+        group: Group,
+        eps: f64,
+    ) -> Self::Tensor {
+        self.inner.normalize_hvp(gg, h, x, group, eps)
+    }
+    fn batch_norm_running_update(
+        &self,
+        x: &Self::Tensor,
+        running_mean: &Self::Tensor,
+        running_var: &Self::Tensor,
+        momentum: f64,
+    ) {
+        self.inner.batch_norm_running_update(x, running_mean, running_var, momentum)
+    }
+    fn penalty_hvp(
+        &self,
+        g: &Self::Tensor,
+        u: &Self::Tensor,
+        h: &Self::Tensor,
+        kind: PenaltyKind,
+        eps: f64,
+    ) -> Self::Tensor {
+        self.inner.penalty_hvp(g, u, h, kind, eps)
+    }
     fn group_broadcast(&self, v: &Self::Tensor, group: Group, shape: &[usize]) -> Self::Tensor {
         self.inner.group_broadcast(v, group, shape)
     }
