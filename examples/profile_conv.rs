@@ -12,22 +12,9 @@ use wgan::backend::cpu::Cpu;
 use wgan::backend::Backend;
 use wgan::bench_util;
 
-#[repr(C)]
-struct Timespec {
-    sec: i64,
-    nsec: i64,
-}
-
-extern "C" {
-    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-}
-
-/// CPU time of the calling thread, in ms.
+/// CPU time of the calling thread, in ms (the profiler's clock; 0 where the platform has none).
 fn thread_cpu_ms() -> f64 {
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: CLOCK_THREAD_CPUTIME_ID (3) with a valid out pointer.
-    unsafe { clock_gettime(3, &mut t) };
-    t.sec as f64 * 1e3 + t.nsec as f64 * 1e-6
+    wgan::backend::cpu::profile::thread_cpu_secs().map_or(0.0, |s| s * 1e3)
 }
 
 /// (median, best) ms of `runs` calls after `warm`: wall clock, or this thread's CPU time with CPU_TIME=1.

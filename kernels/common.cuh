@@ -60,6 +60,24 @@ __device__ __forceinline__ i64 seg_index(const Segments& s, i64 g, i64 j) {
     return (j / s.run) * s.outer_stride + g * s.group_stride + (j % s.run);
 }
 
+// Mean and biased variance of group g of x, in f64 by two passes (the mean, then Σ(x − mean)²),
+// one block per group; every thread gets both. The one definition of a group's statistics that
+// the layer-norm kernels (norm.cu) and their fused double backward (fused.cu) share, so their
+// statistics agree bit for bit.
+__device__ __forceinline__ void group_mean_var(const float* __restrict__ x, const Segments& seg, i64 g,
+                                               double* scratch, double& mean, double& var) {
+    const double inv_len = 1.0 / (double)seg.len;
+    double acc = 0.0;
+    for (i64 j = threadIdx.x; j < seg.len; j += blockDim.x) acc += (double)x[seg_index(seg, g, j)];
+    mean = block_sum(acc, scratch) * inv_len;
+    acc = 0.0;
+    for (i64 j = threadIdx.x; j < seg.len; j += blockDim.x) {
+        const double d = (double)x[seg_index(seg, g, j)] - mean;
+        acc += d * d;
+    }
+    var = block_sum(acc, scratch) * inv_len;
+}
+
 // Group of flat element i for the broadcast ops: (i / div) % mod.
 // All: div = 1, mod = 1. Sample: div = numel / N, mod = N. Channel: div = inner, mod = C.
 struct GroupMap {

@@ -31,15 +31,9 @@ normalize_hvp_stats_f32(float* __restrict__ stats, const float* __restrict__ gg,
     __shared__ double scratch[32];
     const i64 g = blockIdx.x;
     const double inv_len = 1.0 / (double)p.seg.len;
-    double acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
-    const double mean = block_sum(acc, scratch) * inv_len;
-    acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
-        const double d = (double)x[seg_index(p.seg, g, j)] - mean;
-        acc += d * d;
-    }
-    const double var = block_sum(acc, scratch) * inv_len + (double)p.eps;
+    double mean, var_biased;
+    group_mean_var(x, p.seg, g, scratch, mean, var_biased);
+    const double var = var_biased + (double)p.eps;
     const double rstd = 1.0 / sqrt(var);
     double sg = 0.0, sh = 0.0, sgx = 0.0, shx = 0.0, shg = 0.0;
     for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {

@@ -24,16 +24,8 @@ struct NormParams {
 // agree bit for bit.
 __device__ __forceinline__ void group_stats(const float* __restrict__ x, const NormParams& p, i64 g,
                                             double* scratch, float& mean_f, float& rstd_f) {
-    const double inv_len = 1.0 / (double)p.seg.len;
-    double acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
-    const double mean = block_sum(acc, scratch) * inv_len;
-    acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
-        const double d = (double)x[seg_index(p.seg, g, j)] - mean;
-        acc += d * d;
-    }
-    const double var = block_sum(acc, scratch) * inv_len;
+    double mean, var;
+    group_mean_var(x, p.seg, g, scratch, mean, var);
     mean_f = (float)mean;
     rstd_f = (float)(1.0 / sqrt(var + (double)p.eps));
 }
@@ -65,15 +57,8 @@ normalize_backward_stats_f32(float* __restrict__ stats, const float* __restrict_
     __shared__ double scratch[32];
     const i64 g = blockIdx.x;
     const double inv_len = 1.0 / (double)p.seg.len;
-    double acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) acc += (double)x[seg_index(p.seg, g, j)];
-    const double mean = block_sum(acc, scratch) * inv_len;
-    acc = 0.0;
-    for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
-        const double d = (double)x[seg_index(p.seg, g, j)] - mean;
-        acc += d * d;
-    }
-    const double var = block_sum(acc, scratch) * inv_len;
+    double mean, var;
+    group_mean_var(x, p.seg, g, scratch, mean, var);
     const double rstd = 1.0 / sqrt(var + (double)p.eps);
     double acc_g = 0.0, acc_gx = 0.0;
     for (i64 j = threadIdx.x; j < p.seg.len; j += blockDim.x) {
