@@ -229,35 +229,58 @@ fn dcgan28_layer_norm_wgan_gp_step_matches_pytorch() {
 }
 
 /// Several whole generator steps of the trainer itself (`Gan::train_step`: 5 critic iterations and
-/// one generator iteration each, Adam's moments and step count carried across 20 critic and 4
+/// one generator iteration each, the optimizers' state and step count carried across 20 critic and 4
 /// generator updates), against PyTorch fed the same draws. A single step cannot see Adam's betas (its first
-/// update is ±lr whatever they are), the order of the draws, or which batch each iteration takes.
+/// update is ±lr whatever they are), RMSprop's square average, the clamp's interplay with the
+/// updates, the order of the draws, or which batch each iteration takes.
 #[test]
 fn toy_wgan_gp_training_steps_match_pytorch() {
+    run_steps_case("toy_gp_steps");
+}
+
+/// The same for WGAN with weight clipping: RMSprop on both networks, the critic clamped before its
+/// first iteration (`Gan::new`, as the WGAN code) and after every update (fused into RMSprop).
+#[test]
+fn toy_wgan_clip_training_steps_match_pytorch() {
+    run_steps_case("toy_clip_steps");
+}
+
+fn run_steps_case(name: &str) {
     use wgan::train::gan::{Gan, StepConfig};
     let be = Be::new();
-    let f = Fixture::load("toy_gp_steps");
+    let f = Fixture::load(name);
     let (batch, gen_steps, n_critic) =
         (f.hyper("batch") as usize, f.hyper("gen_steps") as usize, f.hyper("n_critic") as usize);
-    let (lr, (b1, b2)) = (f.hyper("lr"), f.betas());
-    let cfg = StepConfig {
-        loss: LossKind::WganGp { lambda: f.hyper("lambda"), penalty: PenaltyKind::TwoSided },
-        n_critic,
-        wgan_schedule: false,
-        batch,
-        nz: 2,
-        seed: f.hyper("seed") as u64,
+    let lr = f.hyper("lr");
+    let (loss, opt_g, opt_d) = match f.meta["loss"].as_str() {
+        "wgan-gp" => {
+            let (b1, b2) = f.betas();
+            let adam = OptimKind::Adam { lr, beta1: b1, beta2: b2, eps: OPTIM_EPS };
+            (LossKind::WganGp { lambda: f.hyper("lambda"), penalty: PenaltyKind::TwoSided }, adam, adam)
+        }
+        "wgan" => {
+            let (alpha, clip) = (f.hyper("alpha"), f.hyper("clip"));
+            let rms = |clip| OptimKind::RmsProp { lr, alpha, eps: OPTIM_EPS, clip };
+            (LossKind::Wgan { clip }, rms(None), rms(Some(clip)))
+        }
+        other => panic!("{name}: unknown loss {other}"),
     };
-    let adam = OptimKind::Adam { lr, beta1: b1, beta2: b2, eps: OPTIM_EPS };
-    let mut gan = Gan::new(be, cfg, toy_generator_with(2, 16), toy_critic_with(16), adam, adam);
+    let cfg = StepConfig { loss, n_critic, wgan_schedule: false, batch, nz: 2, seed: f.hyper("seed") as u64 };
+    let mut gan = Gan::new(be, cfg, toy_generator_with(2, 16), toy_critic_with(16), opt_g, opt_d);
     gan.gen = f.model(&be, "G", toy_generator_with(2, 16));
     gan.critic = f.model(&be, "D", toy_critic_with(16));
+    if let LossKind::Wgan { clip } = loss {
+        // what `Gan::new` does to its own fresh critic, for the fixture's
+        be.clamp_inplace(&gan.critic.params, clip);
+    }
 
     // The fixture's draws are the crate's own: check the port before trusting the rest.
     let z = be.to_f32(&be.randn(&[batch, 2], cfg.seed, wgan::train::gan::STREAM_DRAWS));
     close("first noise draw (Philox port)", &z, f.get("z_first"), 1e-6);
-    let eps = be.to_f32(&be.rand_uniform(&[batch], cfg.seed, wgan::train::gan::STREAM_DRAWS + 1));
-    close("first ε draw (Philox port)", &eps, f.get("eps_first"), 0.0);
+    if matches!(loss, LossKind::WganGp { .. }) {
+        let eps = be.to_f32(&be.rand_uniform(&[batch], cfg.seed, wgan::train::gan::STREAM_DRAWS + 1));
+        close("first ε draw (Philox port)", &eps, f.get("eps_first"), 0.0);
+    }
 
     let reals = f.get("reals").to_vec();
     let mut next = 0;
@@ -281,7 +304,8 @@ fn toy_wgan_gp_training_steps_match_pytorch() {
     // Every weight after 4 steps, in units of lr. f32 rounding moves a weight by ~1e-4·lr per
     // update; a gradient within rounding of zero may flip an update's sign (up to 2·lr once), so
     // a handful of weights may differ by a few lr, and almost all must agree to 1 % of lr. Wrong
-    // betas, a swapped draw or a reused batch move most weights by tenths of lr or more.
+    // betas or alpha, a swapped draw, a reused batch or a missed clamp move most weights by tenths
+    // of lr or more.
     for (role, model) in [("G", &gan.gen), ("D", &gan.critic)] {
         let ours = be.to_f32(&model.params);
         let (mut worst, mut loose, mut n) = (0f64, 0usize, 0usize);
@@ -294,8 +318,8 @@ fn toy_wgan_gp_training_steps_match_pytorch() {
                 n += 1;
             }
         }
-        eprintln!("{role}: {n} weights, worst |diff| {worst:.2e}·lr, {loose} beyond 1e-2·lr");
-        assert!(worst <= 8.0, "{role}: a weight differs by {worst:.2}·lr after {gen_steps} steps");
-        assert!(loose * 100 <= n, "{role}: {loose} of {n} weights differ by more than 1e-2·lr");
+        eprintln!("{name} {role}: {n} weights, worst |diff| {worst:.2e}·lr, {loose} beyond 1e-2·lr");
+        assert!(worst <= 8.0, "{name} {role}: a weight differs by {worst:.2}·lr after {gen_steps} steps");
+        assert!(loose * 100 <= n, "{name} {role}: {loose} of {n} weights differ by more than 1e-2·lr");
     }
 }

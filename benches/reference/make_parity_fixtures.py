@@ -158,36 +158,55 @@ def crate_randn(shape, seed, stream):
 STREAM_DRAWS = 1 << 32  # src/train/gan.rs: draw k of noise or ε uses stream STREAM_DRAWS + k
 
 
-def steps_case(name, G, D, batch, reals, hyper, seed, gen_steps, n_critic):
-    """`gen_steps` whole generator steps of toy WGAN-GP as `Gan::train_step` runs them: per critic
-    iteration the noise is draw c (stream STREAM_DRAWS + c) and ε draw c + 1 (stream
-    STREAM_DRAWS + 1 + c), then c += 2; the generator iteration's noise is draw c, then c += 1."""
+def steps_case(name, G, D, batch, reals, hyper, seed, gen_steps, n_critic, loss="wgan-gp"):
+    """`gen_steps` whole generator steps of toy WGAN-GP (Adam) or WGAN (RMSprop, the critic clamped
+    before its first iteration and after every update) as `Gan::train_step` runs them. Draws: per
+    critic iteration the noise is draw c (stream STREAM_DRAWS + c), and under WGAN-GP ε is draw
+    c + 1; c advances by the draws taken. The generator iteration's noise is draw c, then c += 1."""
     tensors = {**state("G", G), **state("D", D), "reals": reals.float()}
     G, D = G.double(), D.double()
-    optD = torch.optim.Adam(D.parameters(), lr=hyper["lr"], betas=hyper["betas"])
-    optG = torch.optim.Adam(G.parameters(), lr=hyper["lr"], betas=hyper["betas"])
+    if loss == "wgan-gp":
+        optD = torch.optim.Adam(D.parameters(), lr=hyper["lr"], betas=hyper["betas"])
+        optG = torch.optim.Adam(G.parameters(), lr=hyper["lr"], betas=hyper["betas"])
+    else:
+        optD = torch.optim.RMSprop(D.parameters(), lr=hyper["lr"], alpha=hyper["alpha"])
+        optG = torch.optim.RMSprop(G.parameters(), lr=hyper["lr"], alpha=hyper["alpha"])
+
+    def clamp_critic():
+        with torch.no_grad():
+            for p in D.parameters():
+                p.clamp_(-hyper["clip"], hyper["clip"])
+
+    if loss == "wgan":
+        clamp_critic()
     nz, c, it = G.nz, 0, 0
     for step in range(gen_steps):
         for p in D.parameters():
             p.requires_grad_(True)
         for _ in range(n_critic):
             z = crate_randn((batch, nz), seed, STREAM_DRAWS + c)
-            eps = crate_uniform((batch,), seed, STREAM_DRAWS + 1 + c)
             if c == 0:
-                tensors["z_first"], tensors["eps_first"] = z, eps
-            c += 2
+                tensors["z_first"] = z
+            c += 1
             real = reals[it].double()
             it += 1
             with torch.no_grad():
                 fake = G(z.double())
             optD.zero_grad()
             loss_d = D(fake).mean() - D(real).mean()
-            e = eps.double().view(-1, 1)
-            xhat = (e * real + (1 - e) * fake).requires_grad_(True)
-            g, = autograd.grad(D(xhat).sum(), xhat, create_graph=True)
-            loss_d = loss_d + hyper["lambda"] * ((g.norm(2, dim=1) - 1) ** 2).mean()
+            if loss == "wgan-gp":
+                eps = crate_uniform((batch,), seed, STREAM_DRAWS + c)
+                if c == 1:
+                    tensors["eps_first"] = eps
+                c += 1
+                e = eps.double().view(-1, 1)
+                xhat = (e * real + (1 - e) * fake).requires_grad_(True)
+                g, = autograd.grad(D(xhat).sum(), xhat, create_graph=True)
+                loss_d = loss_d + hyper["lambda"] * ((g.norm(2, dim=1) - 1) ** 2).mean()
             loss_d.backward()
             optD.step()
+            if loss == "wgan":
+                clamp_critic()
         for p in D.parameters():
             p.requires_grad_(False)
         z = crate_randn((batch, nz), seed, STREAM_DRAWS + c)
@@ -200,7 +219,7 @@ def steps_case(name, G, D, batch, reals, hyper, seed, gen_steps, n_critic):
         tensors[f"gen_loss.{step}"] = loss_g.detach().float().view(1)
     tensors.update({f"final.{k}": v for k, v in {**state("G", G), **state("D", D)}.items()})
     meta = {k: str(v) for k, v in hyper.items()}
-    meta.update(loss="wgan-gp", seed=str(seed), gen_steps=str(gen_steps), n_critic=str(n_critic), batch=str(batch),
+    meta.update(loss=loss, seed=str(seed), gen_steps=str(gen_steps), n_critic=str(n_critic), batch=str(batch),
                 torch=torch.__version__, made_by="benches/reference/make_parity_fixtures.py")
     from safetensors.torch import save_file
     path = os.path.join(OUT, f"parity_{name}.safetensors")
@@ -229,6 +248,15 @@ def main():
     reals = toy_set.sample(gen_steps * n_critic, batch)
     steps_case("toy_gp_steps", G, D, batch, reals, dict(lr=1e-3, betas=(0.5, 0.9), **{"lambda": 0.1}), 7, gen_steps,
                n_critic)
+    # WGAN with clipping: RMSprop and the clamp carried over 20 critic and 4 generator updates. A bound
+    # of 0.05 and lr 1e-3 (not the paper's 0.01 and 5e-5) so that the updates move weights off the
+    # bound and back: with 0.01 nearly every weight sits on it and the clamp hides the update.
+    torch.manual_seed(6)
+    G, D = W.ToyGenerator(dim=width), W.ToyCritic(dim=width)
+    W.init_weights(G, "pytorch"), W.init_weights(D, "pytorch")
+    reals = toy_set.sample(gen_steps * n_critic, batch)
+    steps_case("toy_clip_steps", G, D, batch, reals, dict(lr=1e-3, alpha=0.99, clip=0.05), 8, gen_steps, n_critic,
+               loss="wgan")
     torch.manual_seed(4)
     G, D = W.DCGANGenerator(28, 1, 4, nz=8), W.DCGANCritic(28, 1, 4, "layer")
     W.init_weights(G, "dcgan"), W.init_weights(D, "dcgan")

@@ -296,6 +296,14 @@ def build(workload: str, loss: str, device, memory_format=torch.contiguous_forma
         data = RandomImages(n_critic, batch, nc, size, device, memory_format)
         sample_shape = (nc, size, size)
     init_weights(G, init), init_weights(D, init)
+    if loss == "wgan":
+        # The WGAN code clamps the critic at the start of every critic iteration, so even the first
+        # gradient sees clamped weights; clamping once here and after every update (below) is the same
+        # for every critic gradient, and is what `Gan::new` does. Without it the first gradient comes
+        # from the unclamped initialisation and fills RMSprop's square average with it.
+        with torch.no_grad():
+            for p in D.parameters():
+                p.clamp_(-CLIP_VALUE, CLIP_VALUE)
     G.to(device, memory_format=memory_format) if memory_format == torch.channels_last else G.to(device)
     D.to(device, memory_format=memory_format) if memory_format == torch.channels_last else D.to(device)
     G.train(), D.train()
