@@ -277,9 +277,13 @@ class ToyData:
 
 
 def build(workload: str, loss: str, device, memory_format=torch.contiguous_format, critic_norm="auto",
-          toy_gan_toy_settings=False, capturable=False, n_critic=None, init="auto", dataset="8gaussians"):
+          toy_gan_toy_settings=False, capturable=False, n_critic=None, init="auto", dataset="8gaussians",
+          clip_start="clamped"):
     """Returns (G, D, optG, optD, data, cfg). `init`: "auto" (the rule per model kind, as `wgan
-    train`), "pytorch" or "dcgan"; `dataset`: the toy data set."""
+    train`), "pytorch" or "dcgan"; `dataset`: the toy data set; `clip_start` (WGAN): "clamped" (the
+    fresh critic clamped before its first iteration, as the WGAN code and `wgan train`) or
+    "unclamped" (gan_toy.py's order: only after each update, so the first gradient sees the
+    initialisation)."""
     kind, batch, size, nc, width = WORKLOADS[workload]
     if n_critic is None:
         n_critic = 1 if loss in ("gan", "nsgan") else N_CRITIC
@@ -296,11 +300,12 @@ def build(workload: str, loss: str, device, memory_format=torch.contiguous_forma
         data = RandomImages(n_critic, batch, nc, size, device, memory_format)
         sample_shape = (nc, size, size)
     init_weights(G, init), init_weights(D, init)
-    if loss == "wgan":
+    if loss == "wgan" and clip_start == "clamped":
         # The WGAN code clamps the critic at the start of every critic iteration, so even the first
         # gradient sees clamped weights; clamping once here and after every update (below) is the same
         # for every critic gradient, and is what `Gan::new` does. Without it the first gradient comes
-        # from the unclamped initialisation and fills RMSprop's square average with it.
+        # from the unclamped initialisation and fills RMSprop's square average with it (gan_toy.py's
+        # order, `clip_start="unclamped"`).
         with torch.no_grad():
             for p in D.parameters():
                 p.clamp_(-CLIP_VALUE, CLIP_VALUE)
@@ -309,6 +314,8 @@ def build(workload: str, loss: str, device, memory_format=torch.contiguous_forma
     G.train(), D.train()
     cfg = dict(workload=workload, loss=loss, batch=batch, n_critic=n_critic, nz=G.nz, sample_shape=sample_shape,
                critic_norm=critic_norm, size=size, nc=nc, width=width, init=init)
+    if loss == "wgan":
+        cfg.update(clip_start=clip_start)
     extra = {"capturable": True} if capturable else {}
     if loss == "wgan-gp":
         lam, betas = GP_LAMBDA, GP_BETAS
@@ -593,13 +600,15 @@ def mode_coverage(fake, dataset):
     return int(idx[good].unique().numel()), len(centres), float(good.double().mean())
 
 
-def train_toy(steps, device, eval_steps, loss, seed, dataset="8gaussians", init="auto", n_points=2048):
+def train_toy(steps, device, eval_steps, loss, seed, dataset="8gaussians", init="auto", n_points=2048,
+              clip_start="clamped"):
     """Trains the toy models with gan_toy.py's settings and prints, at each step in `eval_steps`, one
     JSON line with the record `cargo run --example toy_parity` prints for the Rust crate: exact W1
     between n_points generated and fresh real points, its floor (real vs real), modes, high-quality
     fraction and the critic's estimate mean D(real) − mean D(fake) on those points."""
     torch.manual_seed(seed)
-    G, D, optG, optD, data, cfg = build("toy", loss, device, toy_gan_toy_settings=True, init=init, dataset=dataset)
+    G, D, optG, optD, data, cfg = build("toy", loss, device, toy_gan_toy_settings=True, init=init, dataset=dataset,
+                                        clip_start=clip_start)
     prime_grads(G, D)
     print(f"train-toy: {loss} on {dataset}, gan_toy.py settings ({cfg}), device {device}, seed {seed}",
           file=sys.stderr)
@@ -617,6 +626,8 @@ def train_toy(steps, device, eval_steps, loss, seed, dataset="8gaussians", init=
         rec = dict(impl="torch", dataset=dataset, loss=loss, init=cfg["init"], seed=seed, step=it,
                    w1=exact_w1(fake, real), floor=floor, w_est=w_est, critic_loss=loss_d.item(),
                    gen_loss=loss_g.item(), seconds=time.perf_counter() - t0)
+        if loss == "wgan":
+            rec.update(clip_start=clip_start)
         cov = mode_coverage(fake, dataset)
         if cov is not None:
             rec.update(modes=cov[0], n_modes=cov[1], hq=cov[2])
@@ -653,6 +664,9 @@ def main(argv=None):
     ap.add_argument("--dataset", default="8gaussians", choices=list(TOY_SETS), help="--train-toy: the data set")
     ap.add_argument("--init", default="auto", choices=["auto", *INIT_RULES],
                     help="initialisation rule (auto: pytorch for the toy MLPs, dcgan for the DCGANs)")
+    ap.add_argument("--clip-start", default="clamped", choices=["clamped", "unclamped"],
+                    help="--train-toy with --loss wgan: clamp the fresh critic before its first iteration (the "
+                    "WGAN code, as `wgan train`) or only after each update (gan_toy.py's order)")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -669,7 +683,8 @@ def main(argv=None):
         else:
             eval_steps = {k for k in range(1, args.train_toy + 1) if k % args.eval_every == 0} | {args.train_toy}
         loss = "wgan-gp" if args.loss == "all" else args.loss
-        train_toy(args.train_toy, device, eval_steps, loss, args.seed, args.dataset, args.init)
+        train_toy(args.train_toy, device, eval_steps, loss, args.seed, args.dataset, args.init,
+                  clip_start=args.clip_start)
         return 0
 
     torch.manual_seed(args.seed)
