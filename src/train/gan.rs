@@ -400,3 +400,48 @@ pub fn sample_with<B: Backend>(be: &B, gen: &Model<B>, z: &B::Tensor) -> B::Tens
     let y = gen.forward_eval(&mut t, &p, zv);
     t.value(y).clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::Cpu;
+    use crate::nn::arch::{dcgan_critic, toy_critic_with, CriticNorm};
+    use crate::tape::Op;
+
+    /// With the penalty, the critic's 3N samples go through one forward pass, but no op of the tape
+    /// runs over all 3N rows except the input itself: the loss path's ops (forward and backward) run
+    /// over the 2N rows of real and fake, the penalty's (forward, create-graph backward and double
+    /// backward) over x̂'s N rows, as with three separate passes.
+    #[test]
+    fn the_3n_pass_records_each_path_on_its_own_rows() {
+        let n = 5;
+        for net in [dcgan_critic(28, 1, 4, CriticNorm::Layer).unwrap(), toy_critic_with(8)] {
+            let be = Cpu::<f64>::new();
+            let model = Model::new(&be, net.clone(), 1, STREAM_CRITIC_INIT);
+            let mut shape = vec![n];
+            shape.extend(&net.input);
+            let mut t = Tape::new(be.clone());
+            let params = model.param_leaves(&mut t);
+            let real = t.constant(be.randn(&shape, 1, 10));
+            let fake = t.constant(be.randn(&shape, 1, 11));
+            let eps = t.constant(be.rand_uniform(&[n], 1, 12));
+            let l = critic_loss(&mut t, &net, &params, real, fake, Some((eps, 10.0, PenaltyKind::TwoSided)));
+            let forward = t.len();
+            let _ = t.grad(&[l.loss], &params, false);
+            // Ops from node `from` on (recorded ones keep their op; the last backward's are values).
+            let rows = |k: usize, from: usize| {
+                (t.nodes[from..].iter().filter(|nd| be.shape(&nd.value).first() == Some(&k)).map(|nd| &nd.op))
+                    .collect::<Vec<&Op>>()
+            };
+            assert_eq!(rows(3 * n, 0).len(), 1, "only the critic input has 3N rows: {:?}", rows(3 * n, 0));
+            for k in [n, 2 * n] {
+                let layer = |op: &&Op| matches!(op, Op::Conv2d(..) | Op::Linear(..));
+                assert!(rows(k, 0).iter().any(layer), "no layer recorded over {k} rows");
+                assert!(!rows(k, forward).is_empty(), "the backward pass made nothing over {k} rows");
+            }
+            // ∇ₓD(x̂) was taken with create_graph: its ops are recorded, over x̂'s N rows.
+            let backward = |op: &&Op| matches!(op, Op::ConvDataGrad(..) | Op::MatMul(..) | Op::LeakyReluBackward(..));
+            assert!(rows(n, 0).iter().any(backward), "no create-graph backward op over N rows");
+        }
+    }
+}
