@@ -6,7 +6,7 @@
 //! bandwidth). Cases: conv forward, data gradient and weight gradient at every layer of the
 //! DCGAN-64 critic and generator at batch 64 and of the 28/32 MNIST models, the toy MLP GEMMs at
 //! batch 256 (each at f32, then `/tf32` and `/bf16` on tensor cores), and the fused penalty,
-//! interpolate, optimizer and clamp kernels.
+//! interpolate, critic input, optimizer and clamp kernels.
 //! Writes `bench-results/<date>-<device>-kernels.json`.
 //!
 //!   cargo bench --bench kernels              # needs a CUDA GPU; says so and exits 0 without one
@@ -299,6 +299,19 @@ impl Bench {
             ));
             self.case("penalty/interpolate/b64x3x64x64", a, b, 1e-6, Work::Bytes(3.0 * 4.0 * n as f64), || {
                 drop(g.interpolate(&gx, &gxt, &ge))
+            });
+        }
+        if self.wanted("penalty/critic_input") {
+            // [real; fake; x̂] in one pass: reads 2 and writes 3 tensors of the batch's size.
+            let (gx, gxt, ge) = (g.from_f32(&x, &shape), g.from_f32(&xt, &shape), g.from_f32(&e, &[64]));
+            let a = g.to_f32(&g.critic_input(&gx, &gxt, Some(&ge)));
+            let b = cp.to_f32(&cp.critic_input(
+                &cp.from_f32(&x, &shape),
+                &cp.from_f32(&xt, &shape),
+                Some(&cp.from_f32(&e, &[64])),
+            ));
+            self.case("penalty/critic_input/b64x3x64x64", a, b, 1e-6, Work::Bytes(5.0 * 4.0 * n as f64), || {
+                drop(g.critic_input(&gx, &gxt, Some(&ge)))
             });
         }
         for (kind, label) in [(PenaltyKind::TwoSided, "two-sided"), (PenaltyKind::OneSided, "one-sided")] {

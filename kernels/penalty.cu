@@ -1,6 +1,9 @@
 // penalty.cu: the WGAN-GP pieces.
 //
 // interpolate_f32: x̂ = ε·x + (1−ε)·x̃ with ε = eps[i / per_sample], one thread per element.
+// critic_input_f32: the critic's input batch [x; x̃; x̂] (3N rows) or [x; x̃] (2N rows, eps null) in
+//   one pass: each thread reads x[i] and x̃[i] once and writes row-block copies and x̂[i], the same
+//   expression as interpolate_f32 (so x̂ is bit-identical to it).
 // penalty_sample_f32: one block per sample i reads g_i twice: first n_i = sqrt(Σ g_i² + eps)
 //   (f64 accumulation, deterministic block_sum), then writes dP/dg_i = (2/N)·t_i·g_i/n_i with
 //   t_i = n_i − 1 (two-sided) or max(0, n_i − 1) (one-sided), and stores the per-sample penalty t_i².
@@ -14,12 +17,23 @@ struct InterpParams {
     i64 per_sample;  // elements per sample
 };
 
+__device__ __forceinline__ float interp_one(float e, float x, float xt) { return e * x + (1.0f - e) * xt; }
+
 extern "C" __global__ void interpolate_f32(float* __restrict__ out, const float* __restrict__ x,
                                            const float* __restrict__ xt, const float* __restrict__ eps,
                                            InterpParams p) {
+    WG_FOR(i, p.n) out[i] = interp_one(eps[i / p.per_sample], x[i], xt[i]);
+}
+
+// p.n: elements of x (= of x̃); out has 2·p.n or (with eps) 3·p.n.
+extern "C" __global__ void critic_input_f32(float* __restrict__ out, const float* __restrict__ x,
+                                            const float* __restrict__ xt, const float* __restrict__ eps,
+                                            InterpParams p) {
     WG_FOR(i, p.n) {
-        const float e = eps[i / p.per_sample];
-        out[i] = e * x[i] + (1.0f - e) * xt[i];
+        const float a = x[i], b = xt[i];
+        out[i] = a;
+        out[p.n + i] = b;
+        if (eps != nullptr) out[2 * p.n + i] = interp_one(eps[i / p.per_sample], a, b);
     }
 }
 

@@ -111,6 +111,26 @@ pub fn inner(shape: &[usize]) -> usize {
     shape[2.min(shape.len())..].iter().product()
 }
 
+/// The shape of the rows of `parts` (each a shape and a flat offset in one storage) joined along
+/// dim 0, when each part starts where the one before it ends and all have the same dims after
+/// dim 0 (the rule of `Backend::join_rows`); None otherwise.
+pub fn joined_rows<'a>(mut parts: impl Iterator<Item = (&'a [usize], usize)>) -> Option<Vec<usize>> {
+    let (first, start) = parts.next()?;
+    if first.is_empty() {
+        return None;
+    }
+    let mut shape = first.to_vec();
+    let mut end = start + numel(first);
+    for (s, offset) in parts {
+        if s.is_empty() || s[1..] != shape[1..] || offset != end {
+            return None;
+        }
+        shape[0] += s[0];
+        end += numel(s);
+    }
+    Some(shape)
+}
+
 /// A compute device. Cloning is cheap (a handle).
 pub trait Backend: Clone + Send + Sync + 'static {
     /// A dense tensor on this device: shape plus storage. Cloning shares the storage.
@@ -140,6 +160,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn fill(&self, shape: &[usize], value: f64) -> Self::Tensor;
     /// A view of `numel(shape)` elements of `t`'s storage starting at flat `offset` (shares storage).
     fn view(&self, t: &Self::Tensor, offset: usize, shape: &[usize]) -> Self::Tensor;
+    /// When the tensors are adjacent row blocks of one storage (each starting where the one before
+    /// it ends, all with the same dims after dim 0), a view of all their rows as one tensor;
+    /// otherwise None. No device work. This is how the tape evaluates a per-sample op once over
+    /// parts of a batch that it records separately (`Tape::per_sample_parts`).
+    fn join_rows(&self, parts: &[&Self::Tensor]) -> Option<Self::Tensor>;
     /// Copies `src` into `dst`'s storage at flat `offset` (dst[offset..offset+numel(src)] = src).
     fn copy_into_inplace(&self, dst: &Self::Tensor, offset: usize, src: &Self::Tensor);
     /// A fresh copy that shares no storage with `t`.
@@ -266,6 +291,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     // ---- WGAN-GP ----
     /// x̂ = ε·x + (1−ε)·x̃ with one ε per sample: `eps` has shape [N].
     fn interpolate(&self, x: &Self::Tensor, x_tilde: &Self::Tensor, eps: &Self::Tensor) -> Self::Tensor;
+    /// The critic's input batch in one pass: `real`'s rows, then `fake`'s, then, with `eps`, the rows
+    /// of x̂ = `interpolate(real, fake, eps)` (rounded as `interpolate` rounds them). `real` and
+    /// `fake` have equal shapes [N, ...]; the result is [2N, ...] or [3N, ...]. Each element of
+    /// `real` and `fake` is read once (a GPU: one launch, where concatenating and interpolating
+    /// took a fill, two copies and a launch).
+    fn critic_input(&self, real: &Self::Tensor, fake: &Self::Tensor, eps: Option<&Self::Tensor>) -> Self::Tensor;
     /// One pass over g = ∇ₓD(x̂) [N, ...]: returns (P, dP/dg) where P = mean over samples of the
     /// per-sample penalty (shape [1]) with n_i = sqrt(Σ g_i² + eps) taken over all of the sample.
     fn penalty(&self, g: &Self::Tensor, kind: PenaltyKind, eps: f64) -> (Self::Tensor, Self::Tensor);

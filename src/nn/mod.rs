@@ -260,10 +260,40 @@ impl Net {
     /// parameter vars in `self.params` order. Batch norm uses `bn`: batch statistics (and, when
     /// given, running statistics updated in place) in training, running statistics in eval.
     pub fn forward<B: Backend>(&self, t: &mut Tape<B>, params: &[Var], x: Var, bn: BatchNormMode<'_, B>) -> Var {
-        let n = t.shape(x)[0];
-        let mut shape = vec![n];
-        shape.extend(&self.input);
-        let mut h = t.reshape(x, &shape);
+        self.forward_parts(t, params, &[x], bn)[0]
+    }
+
+    /// Whether a sample's output depends on other samples of its batch (batch norm in training).
+    pub fn couples_samples(&self) -> bool {
+        self.layers.iter().any(|l| matches!(l, Layer::BatchNorm { .. }))
+    }
+
+    /// `forward` on each of `parts`, parts of one batch along dim 0 (the critic's real and fake
+    /// rows, and its x̂ rows). When the parts are adjacent rows of one buffer (as views of
+    /// `Tape::critic_input`'s result are), each layer runs once over all their rows and is recorded
+    /// per part (`Tape::per_sample_parts`): one launch per layer instead of one per part, while
+    /// each part's backward, create-graph backward and double backward run over its own rows only.
+    /// The results equal separate passes up to the order of f32 sums. A network with batch norm,
+    /// which couples the samples of a batch, runs one pass per part (each with its own batch
+    /// statistics).
+    pub fn forward_parts<B: Backend>(
+        &self,
+        t: &mut Tape<B>,
+        params: &[Var],
+        parts: &[Var],
+        bn: BatchNormMode<'_, B>,
+    ) -> Vec<Var> {
+        if parts.len() > 1 && self.couples_samples() {
+            return parts.iter().map(|&x| self.forward(t, params, x, bn)).collect();
+        }
+        let mut h: Vec<Var> = parts
+            .iter()
+            .map(|&x| {
+                let mut shape = vec![t.shape(x)[0]];
+                shape.extend(&self.input);
+                t.reshape(x, &shape)
+            })
+            .collect();
         // A norm layer's scale and offset and the (leaky) ReLU after it run as one op.
         let act_after = |i: usize| match self.layers.get(i + 1) {
             Some(Layer::Relu) => Some(0.0),
@@ -281,10 +311,11 @@ impl Net {
                 continue; // the activation ran with the norm layer before it
             }
             h = match *layer {
-                Layer::Linear { .. } => t.linear(h, params[pi], params[pi + 1]),
-                Layer::Conv { p, .. } => t.conv2d(h, params[pi], p),
-                Layer::ConvT { p, .. } => t.conv_transpose2d(h, params[pi], p),
+                Layer::Linear { .. } => t.per_sample_parts(&h, |t, h| t.linear(h, params[pi], params[pi + 1])),
+                Layer::Conv { p, .. } => t.per_sample_parts(&h, |t, h| t.conv2d(h, params[pi], p)),
+                Layer::ConvT { p, .. } => t.per_sample_parts(&h, |t, h| t.conv_transpose2d(h, params[pi], p)),
                 Layer::BatchNorm { .. } => {
+                    let [h] = h[..] else { unreachable!("batch norm runs one part at a time") };
                     let xh = match bn {
                         BatchNormMode::Train(running) => {
                             if let Some(buffers) = running {
@@ -297,16 +328,16 @@ impl Net {
                         }
                     };
                     fused_act = act_after(i).is_some();
-                    affine(t, xh, params[pi], params[pi + 1], act_after(i))
+                    vec![affine(t, xh, params[pi], params[pi + 1], act_after(i))]
                 }
                 Layer::LayerNorm { .. } => {
-                    let xh = t.normalize(h, Group::Sample, NORM_EPS);
+                    let xh = t.per_sample_parts(&h, |t, h| t.normalize(h, Group::Sample, NORM_EPS));
                     fused_act = act_after(i).is_some();
-                    affine(t, xh, params[pi], params[pi + 1], act_after(i))
+                    t.per_sample_parts(&xh, |t, xh| affine(t, xh, params[pi], params[pi + 1], act_after(i)))
                 }
-                Layer::Relu => t.relu(h),
-                Layer::LeakyRelu(s) => t.leaky_relu(h, s),
-                Layer::Tanh => t.tanh(h),
+                Layer::Relu => t.per_sample_parts(&h, |t, h| t.relu(h)),
+                Layer::LeakyRelu(s) => t.per_sample_parts(&h, |t, h| t.leaky_relu(h, s)),
+                Layer::Tanh => t.per_sample_parts(&h, |t, h| t.tanh(h)),
             };
         }
         h
@@ -314,13 +345,20 @@ impl Net {
 }
 
 /// How batch-norm layers behave in a forward pass.
-#[derive(Clone, Copy)]
 pub enum BatchNormMode<'a, B: Backend> {
     /// Batch statistics; the running statistics in the flat buffer are updated when given.
     Train(Option<&'a B::Tensor>),
     /// Running statistics from the flat buffer.
     Eval(&'a B::Tensor),
 }
+
+// By hand: a derive would ask for `B: Copy`, but only references are held.
+impl<B: Backend> Clone for BatchNormMode<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for BatchNormMode<'_, B> {}
 
 /// running ← (1 − m)·running + m·batch, with the unbiased batch variance, as PyTorch does: one
 /// fused op (`Backend::batch_norm_running_update`). Done outside the tape: statistics carry no

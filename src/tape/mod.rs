@@ -13,7 +13,7 @@
 mod ops;
 mod vjp;
 
-use crate::backend::{Backend, ConvParams, Group, PenaltyKind};
+use crate::backend::{numel, Backend, ConvParams, Group, PenaltyKind};
 
 /// A value on the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +74,9 @@ pub(crate) enum Op {
     NormalizeHvp(Var, Var, Var, Group, f64),
     /// (g, u, h): ∂/∂g ⟨h, u·dP/dg⟩, one fused op (`Backend::penalty_hvp`).
     PenaltyHvp(Var, Var, Var, PenaltyKind, f64),
+    /// (real, fake, ε): [real; fake; x̂] with x̂ = ε·real + (1−ε)·fake, or [real; fake] without ε
+    /// (`Backend::critic_input`); ε is a constant.
+    CriticInput(Var, Var, Option<Var>),
 }
 
 impl Op {
@@ -93,7 +96,31 @@ impl Op {
             Interpolate(a, b, c) | Linear(a, b, c) => vec![a, b, c],
             NormalizeHvp(a, b, c, _, _) | PenaltyHvp(a, b, c, _, _) | GroupAffine(a, b, c, _) => vec![a, b, c],
             GroupAffineLeakyRelu(a, b, c, _, _) => vec![a, b, c],
+            CriticInput(a, b, e) => [a, b].into_iter().chain(e).collect(),
         }
+    }
+
+    /// For an op that treats every sample (row of dim 0) of its first input on its own, with every
+    /// other input shared by all samples: the same op on the batch `x` instead. None for every other
+    /// op. These are the ops `Tape::per_sample_parts` evaluates once over several parts of a batch;
+    /// a new per-sample op joins them with one line here.
+    pub(crate) fn on_rows_of(&self, x: Var) -> Option<Op> {
+        use Op::*;
+        Some(match *self {
+            Scale(_, c) => Scale(x, c),
+            AddScalar(_) => AddScalar(x),
+            Pow(_, p) => Pow(x, p),
+            LeakyRelu(_, s) => LeakyRelu(x, s),
+            Tanh(_) => Tanh(x),
+            Sigmoid(_) => Sigmoid(x),
+            Linear(_, w, b) => Linear(x, w, b),
+            Conv2d(_, w, p) => Conv2d(x, w, p),
+            ConvDataGrad(_, w, p) => ConvDataGrad(x, w, p),
+            Normalize(_, Group::Sample, eps) => Normalize(x, Group::Sample, eps),
+            GroupAffine(_, s, b, Group::Channel) => GroupAffine(x, s, b, Group::Channel),
+            GroupAffineLeakyRelu(_, s, b, Group::Channel, sl) => GroupAffineLeakyRelu(x, s, b, Group::Channel, sl),
+            _ => return None,
+        })
     }
 }
 
@@ -200,6 +227,65 @@ impl<B: Backend> Tape<B> {
         let aux = if requires_grad { aux } else { None };
         self.nodes.push(Node { value, op, requires_grad, aux });
         Var(self.nodes.len() - 1)
+    }
+
+    /// Applies `f`, which records one per-sample tape op (`Op::on_rows_of`) on its argument, to each
+    /// of `parts`, parts of one batch along dim 0. When their values are adjacent row blocks of one
+    /// buffer (`Backend::join_rows`), the op is evaluated once over all their rows (one launch on a
+    /// GPU) and recorded once per part: each part's node holds its rows of the one result (a view)
+    /// and has the op's usual inputs with the part in place of the batch, so backward passes,
+    /// create-graph ones included, run over each part's own rows only, exactly as if each part had
+    /// been evaluated alone. The results are again adjacent row blocks, so a chain of such ops
+    /// stays joined. Otherwise (one part, parts not adjacent) `f` runs on each part.
+    ///
+    /// Panics if `f` records anything but one per-sample op of its argument (a programming error:
+    /// batch norm, say, couples the samples and must run per part).
+    pub fn per_sample_parts(&mut self, parts: &[Var], f: impl Fn(&mut Self, Var) -> Var) -> Vec<Var> {
+        let joined = if parts.len() < 2 {
+            None
+        } else {
+            let values: Vec<&B::Tensor> = parts.iter().map(|&p| self.value(p)).collect();
+            self.backend.join_rows(&values)
+        };
+        let Some(joined) = joined else {
+            return parts.iter().map(|&p| f(self, p)).collect();
+        };
+        // Evaluate on a stand-in leaf for the joined rows, with recording on so the op is kept.
+        let n0 = self.nodes.len();
+        let record = self.set_grad_enabled(true);
+        let all = self.leaf(joined);
+        let y = f(self, all);
+        self.set_grad_enabled(record);
+        assert!(
+            y.0 == n0 + 1 && self.nodes.len() == n0 + 2,
+            "per_sample_parts: the function must record exactly one op on its argument"
+        );
+        let node = self.nodes.pop().expect("pushed above");
+        self.nodes.pop(); // the stand-in
+        let ins = node.op.inputs();
+        assert!(
+            ins.first() == Some(&all) && !ins[1..].contains(&all) && node.aux.is_none(),
+            "per_sample_parts: {:?} does not take the batch as its first input only",
+            node.op
+        );
+        let shape = self.backend.shape(&node.value).to_vec();
+        let rows: Vec<usize> = parts.iter().map(|&p| self.shape(p)[0]).collect();
+        assert_eq!(shape.first(), Some(&rows.iter().sum()), "per_sample_parts: {:?} changed the row count", node.op);
+        let per = numel(&shape[1..]);
+        let mut start = 0;
+        let mut out = Vec::with_capacity(parts.len());
+        for (&p, &r) in parts.iter().zip(&rows) {
+            let op = node
+                .op
+                .on_rows_of(p)
+                .unwrap_or_else(|| panic!("per_sample_parts: {:?} is not a per-sample op (Op::on_rows_of)", node.op));
+            let mut s = shape.clone();
+            s[0] = r;
+            let v = self.backend.view(&node.value, start * per, &s);
+            start += r;
+            out.push(self.push(v, op));
+        }
+        out
     }
 
     /// Gradients of a scalar `loss` with respect to every leaf that requires grad, like PyTorch's

@@ -231,6 +231,17 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::Interpolate(x, x_tilde, eps))
     }
 
+    /// The critic's input batch in one op (`Backend::critic_input`): [real; fake; x̂] with
+    /// x̂ = ε·real + (1−ε)·fake per sample (shape [3N, ...]), or [real; fake] without ε ([2N, ...]).
+    /// ε (shape [N]) must be a constant. Its rows are then taken with `rows` (views).
+    pub fn critic_input(&mut self, real: Var, fake: Var, eps: Option<Var>) -> Var {
+        if let Some(e) = eps {
+            assert!(!self.requires_grad(e), "critic_input: ε must be a constant");
+        }
+        let v = self.backend.critic_input(self.value(real), self.value(fake), eps.map(|e| self.value(e)));
+        self.push(v, Op::CriticInput(real, fake, eps))
+    }
+
     /// Mean over samples of the gradient penalty of g = ∇ₓD(x̂) (see `Backend::penalty`), shape [1].
     /// The fused pass also yields dP/dg, which the node keeps for its backward.
     pub fn penalty(&mut self, g: Var, kind: PenaltyKind, eps: f64) -> Var {

@@ -237,6 +237,29 @@ impl<B: Backend> Tape<B> {
                     r.push((xt, self.group_mul(g, one_minus, Group::Sample)));
                 }
             }
+            Op::CriticInput(x, xt, e) => {
+                // rows 0..n are real, n..2n fake, and with ε 2n..3n x̂ (whose rule is interpolate's).
+                let n = self.shape(x)[0];
+                let mixed = e.map(|e| (self.rows(g, 2 * n, n), e));
+                if want(x) {
+                    let mut d = self.rows(g, 0, n);
+                    if let Some((gm, e)) = mixed {
+                        let t = self.group_mul(gm, e, Group::Sample);
+                        d = self.add(d, t);
+                    }
+                    r.push((x, d));
+                }
+                if want(xt) {
+                    let mut d = self.rows(g, n, n);
+                    if let Some((gm, e)) = mixed {
+                        let one_minus = self.scale(e, -1.0);
+                        let one_minus = self.add_scalar(one_minus, 1.0);
+                        let t = self.group_mul(gm, one_minus, Group::Sample);
+                        d = self.add(d, t);
+                    }
+                    r.push((xt, d));
+                }
+            }
             Op::Penalty(gv, kind, eps) => {
                 let saved = self.nodes[out.0].aux.clone();
                 r.push((gv, self.penalty_backward(gv, g, kind, eps, saved)));

@@ -7,7 +7,7 @@
 
 use super::optim::{OptimKind, Optimizer};
 use crate::backend::{numel, Backend, Group, PenaltyKind};
-use crate::nn::{BatchNormMode, Layer, Model, Net};
+use crate::nn::{BatchNormMode, Model, Net};
 use crate::tape::{Tape, Var};
 
 /// Philox streams of a run (all under the run's seed).
@@ -107,16 +107,28 @@ enum CriticPass {
 }
 
 fn critic_pass<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: Var, fake: Var) -> CriticPass {
-    let coupled = critic.layers.iter().any(|l| matches!(l, Layer::BatchNorm { .. }));
-    if coupled {
+    if critic.couples_samples() {
         let d_real = critic.forward(t, params, real, BatchNormMode::Train(None));
         let d_fake = critic.forward(t, params, fake, BatchNormMode::Train(None));
         return CriticPass::Separate { d_real, d_fake };
     }
     let (n, nf) = (t.shape(real)[0], t.shape(fake)[0]);
-    let both = t.concat_rows(real, fake);
+    // [real; fake] in one launch (`critic_input` without ε) where the batches have one shape.
+    let both =
+        if t.shape(real) == t.shape(fake) { t.critic_input(real, fake, None) } else { t.concat_rows(real, fake) };
     let d = critic.forward(t, params, both, BatchNormMode::Train(None));
     CriticPass::Stacked { d, n, nf }
+}
+
+/// (mean D(real), mean D(fake)) from D of the stacked 2N samples, both batches of N: one sum per
+/// row block of D's outputs (viewed as [2, N·outputs]) and one scale, whose backward is one
+/// broadcast, instead of a sum, a scale and a broadcast per batch.
+fn stacked_means<B: Backend>(t: &mut Tape<B>, d: Var, n: usize) -> (Var, Var) {
+    let per = numel(&t.shape(d)) / (2 * n);
+    let d = t.reshape(d, &[2, n * per]);
+    let sums = t.group_sum(d, Group::Sample);
+    let means = t.scale(sums, 1.0 / (n * per) as f64);
+    (t.rows(means, 0, 1), t.rows(means, 1, 1))
 }
 
 /// (mean D(real), mean D(fake)) on `t`, each [1]. With the batches stacked (`critic_on_both`)
@@ -125,13 +137,7 @@ fn critic_pass<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: 
 /// broadcast per batch.
 pub fn critic_means<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: Var, fake: Var) -> (Var, Var) {
     match critic_pass(t, critic, params, real, fake) {
-        CriticPass::Stacked { d, n, nf } if n == nf && n > 0 => {
-            let per = numel(&t.shape(d)) / (2 * n);
-            let d = t.reshape(d, &[2, n * per]);
-            let sums = t.group_sum(d, Group::Sample);
-            let means = t.scale(sums, 1.0 / (n * per) as f64);
-            (t.rows(means, 0, 1), t.rows(means, 1, 1))
-        }
+        CriticPass::Stacked { d, n, nf } if n == nf && n > 0 => stacked_means(t, d, n),
         CriticPass::Stacked { d, n, nf } => {
             let (d_real, d_fake) = (t.rows(d, 0, n), t.rows(d, n, nf));
             (t.mean(d_real), t.mean(d_fake))
@@ -164,6 +170,15 @@ pub fn generator_loss<B: Backend>(t: &mut Tape<B>, d: Var, loss: LossKind) -> Va
 /// Builds the critic's loss on `t`. `real` and `fake` are constants; with a penalty, `eps` ([N],
 /// constant) picks x̂ = ε·real + (1−ε)·fake per sample, and ∇ₓD(x̂) is taken with create_graph so
 /// that the penalty's gradient reaches `params` through it.
+///
+/// With a penalty, a critic without batch norm and batches of one shape, the critic sees all 3N
+/// samples in one pass: `critic_input` lays out [real; fake; x̂] in one launch, x̂'s rows become a
+/// detached leaf (a view), and `Net::forward_parts` runs each layer once over the 3N rows while
+/// recording the 2N rows of real and fake (the loss) and the N rows of x̂ (the penalty) as
+/// separate nodes. So ∇ₓD(x̂), taken with create_graph, and its double backward run over x̂'s N
+/// rows only, and the loss's backward over 2N: the FLOPs of three separate passes, with one
+/// forward launch per layer instead of two (`tests/batched_critic.rs` checks the gradients
+/// against three separate passes).
 pub fn critic_loss<B: Backend>(
     t: &mut Tape<B>,
     critic: &Net,
@@ -172,14 +187,32 @@ pub fn critic_loss<B: Backend>(
     fake: Var,
     gp: Option<(Var, f64, PenaltyKind)>,
 ) -> CriticLoss {
-    let (m_real, m_fake) = critic_means(t, critic, params, real, fake);
+    let n = t.shape(real)[0];
+    let joint = gp.is_some() && !critic.couples_samples() && t.shape(real) == t.shape(fake) && n > 0;
+    let (m_real, m_fake, d_hat) = match gp {
+        Some((eps, _, _)) if joint => {
+            let all = t.critic_input(real, fake, Some(eps));
+            let both = t.rows(all, 0, 2 * n);
+            let mixed = t.rows(all, 2 * n, n);
+            let x_hat = t.detached_leaf(mixed);
+            let d = critic.forward_parts(t, params, &[both, x_hat], BatchNormMode::Train(None));
+            let (m_real, m_fake) = stacked_means(t, d[0], n);
+            (m_real, m_fake, Some((x_hat, d[1])))
+        }
+        _ => {
+            let (m_real, m_fake) = critic_means(t, critic, params, real, fake);
+            let d_hat = gp.map(|(eps, _, _)| {
+                let mixed = t.interpolate(real, fake, eps);
+                let x_hat = t.detached_leaf(mixed);
+                (x_hat, critic.forward(t, params, x_hat, BatchNormMode::Train(None)))
+            });
+            (m_real, m_fake, d_hat)
+        }
+    };
     let wdist = t.sub(m_real, m_fake);
     let mut loss = t.sub(m_fake, m_real);
     let mut penalty = None;
-    if let Some((eps, lambda, kind)) = gp {
-        let mixed = t.interpolate(real, fake, eps);
-        let x_hat = t.detached_leaf(mixed);
-        let d_hat = critic.forward(t, params, x_hat, BatchNormMode::Train(None));
+    if let (Some((_, lambda, kind)), Some((x_hat, d_hat))) = (gp, d_hat) {
         let s = t.sum(d_hat);
         let g = t.grad(&[s], &[x_hat], true)[0];
         let p = t.penalty(g, kind, PENALTY_EPS);
@@ -366,4 +399,49 @@ pub fn sample_with<B: Backend>(be: &B, gen: &Model<B>, z: &B::Tensor) -> B::Tens
     let p = gen.param_consts(&mut t);
     let y = gen.forward_eval(&mut t, &p, zv);
     t.value(y).clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::Cpu;
+    use crate::nn::arch::{dcgan_critic, toy_critic_with, CriticNorm};
+    use crate::tape::Op;
+
+    /// With the penalty, the critic's 3N samples go through one forward pass, but no op of the tape
+    /// runs over all 3N rows except the input itself: the loss path's ops (forward and backward) run
+    /// over the 2N rows of real and fake, the penalty's (forward, create-graph backward and double
+    /// backward) over x̂'s N rows, as with three separate passes.
+    #[test]
+    fn the_3n_pass_records_each_path_on_its_own_rows() {
+        let n = 5;
+        for net in [dcgan_critic(28, 1, 4, CriticNorm::Layer).unwrap(), toy_critic_with(8)] {
+            let be = Cpu::<f64>::new();
+            let model = Model::new(&be, net.clone(), 1, STREAM_CRITIC_INIT);
+            let mut shape = vec![n];
+            shape.extend(&net.input);
+            let mut t = Tape::new(be.clone());
+            let params = model.param_leaves(&mut t);
+            let real = t.constant(be.randn(&shape, 1, 10));
+            let fake = t.constant(be.randn(&shape, 1, 11));
+            let eps = t.constant(be.rand_uniform(&[n], 1, 12));
+            let l = critic_loss(&mut t, &net, &params, real, fake, Some((eps, 10.0, PenaltyKind::TwoSided)));
+            let forward = t.len();
+            let _ = t.grad(&[l.loss], &params, false);
+            // Ops from node `from` on (recorded ones keep their op; the last backward's are values).
+            let rows = |k: usize, from: usize| {
+                (t.nodes[from..].iter().filter(|nd| be.shape(&nd.value).first() == Some(&k)).map(|nd| &nd.op))
+                    .collect::<Vec<&Op>>()
+            };
+            assert_eq!(rows(3 * n, 0).len(), 1, "only the critic input has 3N rows: {:?}", rows(3 * n, 0));
+            for k in [n, 2 * n] {
+                let layer = |op: &&Op| matches!(op, Op::Conv2d(..) | Op::Linear(..));
+                assert!(rows(k, 0).iter().any(layer), "no layer recorded over {k} rows");
+                assert!(!rows(k, forward).is_empty(), "the backward pass made nothing over {k} rows");
+            }
+            // ∇ₓD(x̂) was taken with create_graph: its ops are recorded, over x̂'s N rows.
+            let backward = |op: &&Op| matches!(op, Op::ConvDataGrad(..) | Op::MatMul(..) | Op::LeakyReluBackward(..));
+            assert!(rows(n, 0).iter().any(backward), "no create-graph backward op over N rows");
+        }
+    }
 }

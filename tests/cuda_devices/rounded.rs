@@ -211,6 +211,12 @@ impl<B: Backend> Backend for Rounded<B> {
     fn interpolate(&self, x: &Self::Tensor, x_tilde: &Self::Tensor, eps: &Self::Tensor) -> Self::Tensor {
         self.inner.interpolate(x, x_tilde, eps)
     }
+    fn critic_input(&self, real: &Self::Tensor, fake: &Self::Tensor, eps: Option<&Self::Tensor>) -> Self::Tensor {
+        self.inner.critic_input(real, fake, eps)
+    }
+    fn join_rows(&self, parts: &[&Self::Tensor]) -> Option<Self::Tensor> {
+        self.inner.join_rows(parts)
+    }
     fn penalty(&self, g: &Self::Tensor, kind: PenaltyKind, eps: f64) -> (Self::Tensor, Self::Tensor) {
         self.inner.penalty(g, kind, eps)
     }

@@ -113,6 +113,29 @@ pub(crate) fn interpolate<T: Elem>(x: &CpuTensor<T>, xt: &CpuTensor<T>, eps: &Cp
     CpuTensor::from_vec(l.build([xs, ts], &ef, |[x, t], (e, f)| e * x + f * t), x.shape())
 }
 
+/// [real; fake] or [real; fake; interpolate(real, fake, eps)] along dim 0 (the critic's input).
+pub(crate) fn critic_input<T: Elem>(
+    real: &CpuTensor<T>,
+    fake: &CpuTensor<T>,
+    eps: Option<&CpuTensor<T>>,
+) -> CpuTensor<T> {
+    check_same("critic_input", real.shape(), fake.shape());
+    assert!(!real.shape().is_empty(), "critic_input: needs a batch dimension, got a 0-d tensor");
+    let mixed = eps.map(|e| interpolate(real, fake, e));
+    let mut shape = real.shape().to_vec();
+    shape[0] *= if mixed.is_some() { 3 } else { 2 };
+    let mut out = Vec::with_capacity(numel(&shape));
+    // SAFETY: read-only inputs.
+    unsafe {
+        out.extend_from_slice(real.data());
+        out.extend_from_slice(fake.data());
+        if let Some(m) = &mixed {
+            out.extend_from_slice(m.data());
+        }
+    }
+    CpuTensor::from_vec(out, &shape)
+}
+
 /// Element i from `rng::normal(seed, stream, i)` or `rng::uniform(...)`, rounded to T.
 pub(crate) fn random<T: Elem>(shape: &[usize], seed: u64, stream: u64, normal: bool) -> CpuTensor<T> {
     let out = build(numel(shape), |s, o| {

@@ -128,6 +128,14 @@ impl<T: Elem> Backend for Cpu<T> {
     fn view(&self, t: &CpuTensor<T>, offset: usize, shape: &[usize]) -> CpuTensor<T> {
         t.view(offset, shape)
     }
+    fn join_rows(&self, parts: &[&CpuTensor<T>]) -> Option<CpuTensor<T>> {
+        let first = parts.first()?;
+        if !parts.iter().all(|p| p.shares_storage(first)) {
+            return None;
+        }
+        let shape = super::joined_rows(parts.iter().map(|p| (p.shape(), p.offset())))?;
+        Some(first.widened(&shape))
+    }
     fn copy_into_inplace(&self, dst: &CpuTensor<T>, offset: usize, src: &CpuTensor<T>) {
         let n = src.numel();
         assert!(
@@ -274,6 +282,9 @@ impl<T: Elem> Backend for Cpu<T> {
 
     fn interpolate(&self, x: &CpuTensor<T>, x_tilde: &CpuTensor<T>, eps: &CpuTensor<T>) -> CpuTensor<T> {
         op!("interpolate", [x], ew::interpolate(x, x_tilde, eps))
+    }
+    fn critic_input(&self, real: &CpuTensor<T>, fake: &CpuTensor<T>, eps: Option<&CpuTensor<T>>) -> CpuTensor<T> {
+        op!("critic_input", [real], ew::critic_input(real, fake, eps))
     }
     fn penalty(&self, g: &CpuTensor<T>, kind: PenaltyKind, eps: f64) -> (CpuTensor<T>, CpuTensor<T>) {
         op!("penalty", [g], norm::penalty(g, kind, eps))

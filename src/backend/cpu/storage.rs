@@ -85,6 +85,12 @@ impl<T: Elem> CpuTensor<T> {
         );
         CpuTensor { storage: self.storage.clone(), offset: self.offset + offset, shape: shape.to_vec() }
     }
+    /// A view of `shape` starting where this tensor starts, which may reach past its end into the
+    /// rest of the storage (`join_rows`).
+    pub(crate) fn widened(&self, shape: &[usize]) -> Self {
+        assert!(self.offset + numel(shape) <= self.storage.len, "widened view {shape:?} exceeds the storage");
+        CpuTensor { storage: self.storage.clone(), offset: self.offset, shape: shape.to_vec() }
+    }
     pub(crate) fn ptr(&self) -> *mut T {
         // SAFETY: offset + numel <= len is an invariant of every constructor.
         unsafe { self.storage.ptr.add(self.offset) }

@@ -604,6 +604,45 @@ impl Cuda {
         Ok(out)
     }
 
+    fn try_critic_input(&self, x: &CudaTensor, xt: &CudaTensor, eps: Option<&CudaTensor>) -> Result<CudaTensor> {
+        same_shape("critic_input", x, xt)?;
+        if x.shape.is_empty() {
+            bail!("CUDA critic_input: needs a batch dimension, got a 0-d tensor");
+        }
+        let samples = x.shape[0];
+        if let Some(e) = eps {
+            if e.numel() != samples {
+                bail!("CUDA critic_input: {} ε values for {samples} samples", e.numel());
+            }
+        }
+        let mut shape = x.shape.clone();
+        shape[0] *= if eps.is_some() { 3 } else { 2 };
+        let out = self.empty(&shape)?;
+        let n = x.numel();
+        if n == 0 {
+            return Ok(out);
+        }
+        let p = P::InterpParams { n: i64_of(n), per_sample: i64_of(n / samples) };
+        let ep = match eps {
+            Some(e) => self.ptr(e)?,
+            None => 0,
+        };
+        let args = (self.ptr(&out)?, self.ptr(x)?, self.ptr(xt)?, ep);
+        launch!(
+            self,
+            Module::Penalty,
+            "critic_input_f32",
+            (grid_1d(n), 1, 1),
+            BLOCK,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            p
+        );
+        Ok(out)
+    }
+
     fn try_penalty(&self, g: &CudaTensor, kind: PenaltyKind, eps: f64) -> Result<(CudaTensor, CudaTensor)> {
         let samples = g.shape.first().copied().unwrap_or(0);
         let n = g.numel();
@@ -776,6 +815,15 @@ impl Backend for Cuda {
     fn view(&self, t: &CudaTensor, offset: usize, shape: &[usize]) -> CudaTensor {
         self.finish(shape, self.try_view(t, offset, shape))
     }
+    fn join_rows(&self, parts: &[&CudaTensor]) -> Option<CudaTensor> {
+        let storage = parts.first()?.storage.as_ref()?;
+        if !parts.iter().all(|p| p.storage.as_ref().is_some_and(|s| Arc::ptr_eq(s, storage))) {
+            return None;
+        }
+        let shape = crate::backend::joined_rows(parts.iter().map(|p| (&p.shape[..], p.offset)))?;
+        let offset = parts[0].offset;
+        (offset + numel(&shape) <= storage.len()).then(|| CudaTensor { shape, storage: Some(storage.clone()), offset })
+    }
     fn copy_into_inplace(&self, dst: &CudaTensor, offset: usize, src: &CudaTensor) {
         self.note(self.try_copy_into(dst, offset, src))
     }
@@ -897,6 +945,13 @@ impl Backend for Cuda {
 
     fn interpolate(&self, x: &CudaTensor, x_tilde: &CudaTensor, eps: &CudaTensor) -> CudaTensor {
         self.finish(&x.shape, self.try_interpolate(x, x_tilde, eps))
+    }
+    fn critic_input(&self, real: &CudaTensor, fake: &CudaTensor, eps: Option<&CudaTensor>) -> CudaTensor {
+        let mut shape = real.shape.clone();
+        if let Some(n) = shape.first_mut() {
+            *n *= if eps.is_some() { 3 } else { 2 };
+        }
+        self.finish(&shape, self.try_critic_input(real, fake, eps))
     }
     fn penalty(&self, g: &CudaTensor, kind: PenaltyKind, eps: f64) -> (CudaTensor, CudaTensor) {
         match self.try_penalty(g, kind, eps) {
