@@ -91,6 +91,19 @@ fn epilogue_ops_pass_first_and_second_order_gradchecks() {
             },
             &ins,
         );
+        // A plain matmul consuming the activation: its a-gradient is gated too.
+        for tb in [false, true] {
+            let ins =
+                [small(&[3, 4], 16), small(&[4, 4], 17), biases(4, 18), small(if tb { &[2, 4] } else { &[4, 2] }, 19)];
+            check(
+                &format!("matmul(linear_act({slope}), w, tb {tb})"),
+                &|t, v| {
+                    let h = t.linear_act(v[0], v[1], v[2], slope);
+                    t.matmul(h, v[3], false, tb)
+                },
+                &ins,
+            );
+        }
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
             let sa = if ta { [4, 3] } else { [3, 4] };
             let sb = if tb { [5, 4] } else { [4, 5] };

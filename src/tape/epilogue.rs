@@ -37,9 +37,11 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::MatMulGated(a, b, y, ta, tb, slope))
     }
 
-    /// The rule of `Linear` and `LinearAct` nodes when their input-gradient GEMM may gate (`gates`
-    /// says whether x's gradient is to arrive through x's activation, and whether this node's
-    /// gradient already did); None for every other op (the plain rules of vjp.rs).
+    /// The rule of `Linear`, `LinearAct` and `MatMulGated` nodes (and of a `MatMul` whose a is to
+    /// be gated) with gating (`gates` says whether
+    /// the gradient of the input that their first GEMM makes, x or a, is to go out through that
+    /// input's activation, and whether this node's own gradient already did); None for every other
+    /// op (the plain rules of vjp.rs).
     pub(crate) fn vjp_gated(
         &mut self,
         out: Var,
@@ -50,20 +52,23 @@ impl<B: Backend> Tape<B> {
     ) -> Option<Vec<(Var, Var)>> {
         let x = match *op {
             Op::Linear(x, ..) | Op::LinearAct(x, ..) => x,
+            Op::MatMul(a, _, false, _) if gates.gate_of(a).is_some() => a,
+            Op::MatMulGated(a, _, _, false, ..) => a,
+            Op::MatMulGated(..) => Var(usize::MAX),
             _ => return None,
         };
         let arrived_gated = gates.gated[out.0];
-        let gate_x = gates.slope_of(x);
+        let gate_x = gates.gate_of(x);
         if gate_x.is_some() {
             gates.gated[x.0] = true;
         }
         Some(self.vjp_epilogue(out, op, g, needed, arrived_gated, gate_x))
     }
 
-    /// Rules of `Linear`, `LinearAct` and `MatMulGated`. `arrived_gated`: g is already the gradient
-    /// of the pre-activation z (a LinearAct whose consumer's GEMM applied the mask). `gate_x`: x is
-    /// a LinearAct output of that slope whose only gradient is this one, so dx goes out through
-    /// x's activation (`matmul_gated`).
+    /// Rules of `Linear`, `LinearAct` and `MatMulGated`. `arrived_gated`: g already went through
+    /// this node's mask (its consumer's GEMM applied it). `gate_x`: (slope, mask y) of the input x
+    /// (Linear, LinearAct) or a (MatMulGated, not transposed) whose only gradient is the one made
+    /// here, which then goes out through that mask (`matmul_gated`).
     pub(crate) fn vjp_epilogue(
         &mut self,
         out: Var,
@@ -71,7 +76,7 @@ impl<B: Backend> Tape<B> {
         g: Var,
         needed: &[bool],
         arrived_gated: bool,
-        gate_x: Option<f64>,
+        gate_x: Option<(f64, Var)>,
     ) -> Vec<(Var, Var)> {
         let want = |v: Var| needed[v.0];
         let mut r = Vec::new();
@@ -85,7 +90,7 @@ impl<B: Backend> Tape<B> {
                 };
                 if want(x) {
                     let dx = match gate_x {
-                        Some(s) => self.matmul_gated(gz, w, false, false, x, s),
+                        Some((s, y)) => self.matmul_gated(gz, w, false, false, y, s),
                         None => self.matmul(gz, w, false, false),
                     };
                     r.push((x, dx));
@@ -97,12 +102,19 @@ impl<B: Backend> Tape<B> {
                     r.push((b, self.group_sum(gz, Group::Channel)));
                 }
             }
-            Op::MatMulGated(a, b, y, ta, tb, slope) => {
-                // C = M ⊙ (op(A)·op(B)), M = act'(y) constant: ⟨H, C⟩ = ⟨M ⊙ H, op(A)·op(B)⟩, so the
-                // matmul rule with M ⊙ H; nothing for y (piecewise constant).
-                let hm = self.leaky_relu_backward(g, y, slope);
+            Op::MatMul(a, b, ta, tb) | Op::MatMulGated(a, b, _, ta, tb, _) => {
+                // MatMulGated: C = M ⊙ (op(A)·op(B)), M = act'(y) constant: ⟨H, C⟩ = ⟨M ⊙ H,
+                // op(A)·op(B)⟩, so the matmul rule with M ⊙ H; nothing for y (piecewise constant).
+                let hm = match *op {
+                    Op::MatMulGated(_, _, y, _, _, slope) if !arrived_gated => self.leaky_relu_backward(g, y, slope),
+                    _ => g,
+                };
                 if want(a) {
-                    let da = if ta { self.matmul(b, hm, tb, true) } else { self.matmul(hm, b, false, !tb) };
+                    let da = match gate_x {
+                        _ if ta => self.matmul(b, hm, tb, true),
+                        Some((s, ya)) => self.matmul_gated(hm, b, false, !tb, ya, s),
+                        None => self.matmul(hm, b, false, !tb),
+                    };
                     r.push((a, da));
                 }
                 if want(b) {
@@ -116,13 +128,14 @@ impl<B: Backend> Tape<B> {
     }
 }
 
-/// Per backward pass: which nodes' gradients arrive through their activation already.
+/// Per backward pass: which nodes' gradients arrive through their mask already.
 pub(crate) struct Gates {
-    /// LinearAct nodes whose gradient may be made gated: slope, when exactly one needed node
-    /// consumes them, as the x of a Linear or LinearAct, and they are neither an output nor an
-    /// input of the pass.
-    slope: Vec<Option<f64>>,
-    /// Node i's gradient was made through its activation (by its consumer's epilogue).
+    /// Nodes whose gradient may be made through their mask, with that mask's (slope, y): a
+    /// LinearAct (its own output) or a MatMulGated (its y) that exactly one needed node consumes
+    /// (gate inputs, which get no gradient, aside), as the x of a Linear or LinearAct or the
+    /// untransposed a of a MatMul or MatMulGated, and that is neither an output nor an input of the pass.
+    gate: Vec<Option<(f64, Var)>>,
+    /// Node i's gradient was made through its mask (by its consumer's epilogue).
     pub(crate) gated: Vec<bool>,
 }
 
@@ -130,7 +143,7 @@ impl Gates {
     pub(crate) fn plan<B: Backend>(t: &Tape<B>, outputs: &[Var], inputs: &[Var], needed: &[bool], lo: usize) -> Gates {
         let n = needed.len();
         let mut uses = vec![0u32; n];
-        let mut by_linear = vec![false; n];
+        let mut by_gemm = vec![false; n];
         for v in outputs.iter().chain(inputs) {
             if v.0 < n {
                 uses[v.0] += 2;
@@ -141,25 +154,37 @@ impl Gates {
             if !needed[i] || !node.requires_grad {
                 continue;
             }
-            for v in node.op.inputs() {
+            let ins = node.op.inputs();
+            for v in &ins {
                 uses[v.0] += 1;
             }
-            if let Op::Linear(x, w, b) | Op::LinearAct(x, w, b, _) = node.op {
-                by_linear[x.0] = x != w && x != b;
+            match node.op {
+                // A gate input receives no gradient (piecewise constant): not a use.
+                Op::MatMulGated(_, _, y, ..) | Op::LeakyReluBackward(_, y, _) => uses[y.0] -= 1,
+                _ => {}
+            }
+            if let Op::Linear(x, ..)
+            | Op::LinearAct(x, ..)
+            | Op::MatMul(x, _, false, _)
+            | Op::MatMulGated(x, _, _, false, ..) = node.op
+            {
+                by_gemm[x.0] = ins.iter().filter(|&&v| v == x).count() == 1;
             }
         }
-        let slope = (0..n)
-            .map(|i| match t.nodes[i].op {
-                Op::LinearAct(.., s) if needed[i] && t.nodes[i].requires_grad && uses[i] == 1 && by_linear[i] => {
-                    Some(s)
+        let gate = (0..n)
+            .map(|i| {
+                let ok = needed[i] && t.nodes[i].requires_grad && uses[i] == 1 && by_gemm[i];
+                match t.nodes[i].op {
+                    Op::LinearAct(.., s) if ok => Some((s, Var(i))),
+                    Op::MatMulGated(_, _, y, _, _, s) if ok => Some((s, y)),
+                    _ => None,
                 }
-                _ => None,
             })
             .collect();
-        Gates { slope, gated: vec![false; n] }
+        Gates { gate, gated: vec![false; n] }
     }
 
-    fn slope_of(&self, x: Var) -> Option<f64> {
-        self.slope.get(x.0).copied().flatten()
+    fn gate_of(&self, x: Var) -> Option<(f64, Var)> {
+        self.gate.get(x.0).copied().flatten()
     }
 }
