@@ -91,6 +91,21 @@ fn epilogue_ops_pass_first_and_second_order_gradchecks() {
             },
             &ins,
         );
+        // The activation consumed twice, by a Linear (which could gate) and by a product (which
+        // cannot): its gradient must not be taken as gated.
+        let ins = [small(&[3, 4], 31), small(&[4, 4], 32), biases(4, 33), small(&[2, 4], 34), biases(2, 35)];
+        check(
+            &format!("linear(h) and h·h, h = linear_act({slope})"),
+            &|t, v| {
+                let h = t.linear_act(v[0], v[1], v[2], slope);
+                let a = t.linear(h, v[3], v[4]);
+                let a = t.sum(a);
+                let q = t.mul(h, h);
+                let q = t.sum(q);
+                t.add(a, q)
+            },
+            &ins,
+        );
         // A plain matmul consuming the activation: its a-gradient is gated too.
         for tb in [false, true] {
             let ins =
