@@ -209,6 +209,19 @@ fn mlp_with_epilogues_passes_gradchecks() {
     ins.push(biases(1, 51));
     for slope in [0.0, 0.2] {
         check(&format!("mlp({slope})"), &|t, v| mlp(t, v, slope, true), &ins);
+        // The penalty's shape, Σ (∇ₓ D(x))²: its gradient runs the chain of gated GEMMs of the
+        // double backward (each MatMulGated's a-gradient through the mask below); checked to
+        // second order, i.e. third derivatives of D.
+        check(
+            &format!("Σ (∇ₓ mlp({slope}))²"),
+            &|t, v| {
+                let d = mlp(t, v, slope, true);
+                let gx = t.grad(&[d], &[v[0]], true)[0];
+                let sq = t.mul(gx, gx);
+                t.sum(sq)
+            },
+            &ins,
+        );
     }
 }
 
