@@ -37,11 +37,10 @@ impl<B: Backend> Tape<B> {
         self.push(v, Op::MatMulGated(a, b, y, ta, tb, slope))
     }
 
-    /// The rule of `Linear`, `LinearAct` and `MatMulGated` nodes (and of a `MatMul` whose a is to
-    /// be gated) with gating (`gates` says whether
-    /// the gradient of the input that their first GEMM makes, x or a, is to go out through that
-    /// input's activation, and whether this node's own gradient already did); None for every other
-    /// op (the plain rules of vjp.rs).
+    /// The rule of `Linear`, `LinearAct` and `MatMulGated` nodes, and of a `MatMul` whose a is to
+    /// be gated, with gating: `gates` says whether the gradient that their first GEMM makes (of x,
+    /// or of a) is to go out through that input's mask, and whether this node's own gradient
+    /// already did. None for every other op (the plain rules of vjp.rs).
     pub(crate) fn vjp_gated(
         &mut self,
         out: Var,
@@ -65,10 +64,10 @@ impl<B: Backend> Tape<B> {
         Some(self.vjp_epilogue(out, op, g, needed, arrived_gated, gate_x))
     }
 
-    /// Rules of `Linear`, `LinearAct` and `MatMulGated`. `arrived_gated`: g already went through
-    /// this node's mask (its consumer's GEMM applied it). `gate_x`: (slope, mask y) of the input x
-    /// (Linear, LinearAct) or a (MatMulGated, not transposed) whose only gradient is the one made
-    /// here, which then goes out through that mask (`matmul_gated`).
+    /// Rules of `Linear`, `LinearAct`, `MatMul` and `MatMulGated`. `arrived_gated`: g already went
+    /// through this node's mask (its consumer's GEMM applied it). `gate_x`: (slope, mask y) of the
+    /// input x (Linear, LinearAct) or a (MatMul, MatMulGated; not transposed) whose only gradient
+    /// is the one made here, which then goes out through that mask (`matmul_gated`).
     pub(crate) fn vjp_epilogue(
         &mut self,
         out: Var,
