@@ -73,7 +73,7 @@ struct FwdB {
 };
 
 struct FwdOp {
-    __device__ __forceinline__ float epilogue(u32, float v) const { return v; }
+    __device__ __forceinline__ float epilogue(u32, i64, float v) const { return v; }
     FwdA A;
     FwdB B;
     ConvShape sh;
@@ -118,7 +118,7 @@ struct DgradB {
 };
 
 struct DgradOp {
-    __device__ __forceinline__ float epilogue(u32, float v) const { return v; }
+    __device__ __forceinline__ float epilogue(u32, i64, float v) const { return v; }
     DgradA A;
     DgradB B;
     ConvShape sh;
@@ -159,7 +159,7 @@ struct WgradB {
 };
 
 struct WgradOp {
-    __device__ __forceinline__ float epilogue(u32, float v) const { return v; }
+    __device__ __forceinline__ float epilogue(u32, i64, float v) const { return v; }
     WgradA A;
     WgradB B;
     ConvShape sh;
@@ -217,9 +217,9 @@ conv2d_wgrad_narrow_f32(float* __restrict__ gw, const float* __restrict__ x, con
     gemm_tile_narrow<true, false>(op, gw, p.g);
 }
 
-extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws,
-                                             const float* __restrict__ bias, SplitKParams p) {
-    splitk_reduce(out, ws, bias, p);
+extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws, GemmEpi epi,
+                                             SplitKParams p) {
+    splitk_reduce(out, ws, epi, p);
 }
 
 static_assert(sizeof(ConvShape) == 48 && sizeof(ConvParams) == 72, "conv params layout");

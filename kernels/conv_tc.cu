@@ -24,8 +24,8 @@
 #define TC_ENTRY(name, P, BM, BN, WM, AK, BKF)                                                            \
     extern "C" __global__ void __launch_bounds__(TC_THREADS)                                              \
         name(float* __restrict__ out, const float* __restrict__ a, const float* __restrict__ b,           \
-             const float* __restrict__ bias, TcParams p) {                                                \
-        tc_gemm<P, BM, BN, WM, AK, BKF>(a, b, out, bias, p);                                              \
+             GemmEpi epi, TcParams p) {                                                                   \
+        tc_gemm<P, BM, BN, WM, AK, BKF>(a, b, out, epi, p);                                               \
     }
 
 #define CONV_TC(prec, P)                                                        \
@@ -62,7 +62,7 @@ struct TcPhases {
         const TcParams& p = q.p[i];                                                                     \
         if (blockIdx.y * BM >= p.g.m || blockIdx.x * BN >= p.g.nc) return;                              \
         const bool split = q.zbase[i + 1] - q.zbase[i] > 1;                                             \
-        tc_gemm_at<P, BM, BN, WM, true, false>(a, b, split ? ws + q.ws_off[i] : out, nullptr, p,        \
+        tc_gemm_at<P, BM, BN, WM, true, false>(a, b, split ? ws + q.ws_off[i] : out, GemmEpi{}, p,      \
                                                blockIdx.x, blockIdx.y, blockIdx.z - q.zbase[i], split); \
     }
 
@@ -89,13 +89,13 @@ extern "C" __global__ void splitk_scatter_phased_f32(float* __restrict__ out, co
     WG_FOR(i, q.start[q.count]) {
         u32 ph = 0;
         while (ph + 1 < q.count && i >= q.start[ph + 1]) ++ph;
-        splitk_scatter_one(out, ws + q.ws_off[ph], nullptr, q.s[ph], q.c[ph], i - q.start[ph]);
+        splitk_scatter_one(out, ws + q.ws_off[ph], GemmEpi{}, q.s[ph], q.c[ph], i - q.start[ph]);
     }
 }
 
 static_assert(sizeof(ScatterPhases) == 368, "ScatterPhases layout");
 
-extern "C" __global__ void splitk_scatter_f32(float* __restrict__ out, const float* __restrict__ ws,
-                                              const float* __restrict__ bias, SplitKParams p, TcOut c) {
-    splitk_scatter(out, ws, bias, p, c);
+extern "C" __global__ void splitk_scatter_f32(float* __restrict__ out, const float* __restrict__ ws, GemmEpi epi,
+                                              SplitKParams p, TcOut c) {
+    splitk_scatter(out, ws, epi, p, c);
 }

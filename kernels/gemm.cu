@@ -1,7 +1,8 @@
-// gemm.cu: C = op(A)·op(B) (+ bias[col] when `bias` is not null: a Linear layer's x·wᵀ + b in one
-// pass) for row-major 2-D A and B, op transposing when the flag is set, as a tiled shared-memory
-// SGEMM (gemm_tile.cuh: 64×64 tiles, k step 16, 4×4 outputs per thread, optional deterministic
-// split-K, the bias added in the epilogue or, with split-K, by splitk_reduce_f32). The transpose
+// gemm.cu: C = epilogue(op(A)·op(B)) for row-major 2-D A and B, op transposing when the flag is
+// set, as a tiled shared-memory SGEMM (gemm_tile.cuh: 64×64 tiles, k step 16, 4×4 outputs per
+// thread, optional deterministic split-K). The epilogue (epilogue.cuh: + bias[col], activation,
+// gate) runs in the GEMM or, with split-K, in splitk_reduce_f32: a Linear layer with its ReLU in
+// one pass. The transpose
 // flags are compile-time: matmul_nn_f32 (A·B), matmul_nt_f32 (A·Bᵀ), matmul_tn_f32 (Aᵀ·B),
 // matmul_tt_f32 (Aᵀ·Bᵀ).
 // A is stored [M, K] (or [K, M] when transposed), B [K, N] (or [N, K]), C [M, N].
@@ -38,17 +39,17 @@ template <bool TA, bool TB>
 struct MatOperand {
     MatA<TA> A;
     MatB<TB> B;
-    const float* __restrict__ bias;  // [n] or null
+    GemmEpi epi;  // bias, activation, gate (epilogue.cuh)
     u32 n;
     __device__ __forceinline__ i64 c(u32 i, u32 j) const { return (i64)i * n + j; }
-    __device__ __forceinline__ float epilogue(u32 j, float v) const { return bias ? v + bias[j] : v; }
+    __device__ __forceinline__ float epilogue(u32 j, i64 o, float v) const { return epi_apply(epi, j, o, v); }
 };
 
 #define MATMUL_ENTRY(name, TA, TB)                                                                  \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2)                                   \
         name(float* __restrict__ out, const float* __restrict__ a, const float* __restrict__ b,     \
-             const float* __restrict__ bias, GemmShape s) {                                         \
-        MatOperand<TA, TB> op{{a, s.m, s.kd}, {b, s.nc, s.kd}, bias, s.nc};                                         \
+             GemmEpi epi, GemmShape s) {                                                            \
+        MatOperand<TA, TB> op{{a, s.m, s.kd}, {b, s.nc, s.kd}, epi, s.nc};                          \
         gemm_tile<!(TA), !(TB)>(op, out, s);                                                        \
     }
 
@@ -57,7 +58,7 @@ MATMUL_ENTRY(matmul_nt_f32, false, true)
 MATMUL_ENTRY(matmul_tn_f32, true, false)
 MATMUL_ENTRY(matmul_tt_f32, true, true)
 
-extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws,
-                                             const float* __restrict__ bias, SplitKParams p) {
-    splitk_reduce(out, ws, bias, p);
+extern "C" __global__ void splitk_reduce_f32(float* __restrict__ out, const float* __restrict__ ws, GemmEpi epi,
+                                             SplitKParams p) {
+    splitk_reduce(out, ws, epi, p);
 }

@@ -10,8 +10,8 @@
 #define TC_ENTRY(name, P, BM, BN, WM, AK, BKF)                                                            \
     extern "C" __global__ void __launch_bounds__(TC_THREADS)                                              \
         name(float* __restrict__ out, const float* __restrict__ a, const float* __restrict__ b,           \
-             const float* __restrict__ bias, TcParams p) {                                                \
-        tc_gemm<P, BM, BN, WM, AK, BKF>(a, b, out, bias, p);                                              \
+             GemmEpi epi, TcParams p) {                                                                   \
+        tc_gemm<P, BM, BN, WM, AK, BKF>(a, b, out, epi, p);                                               \
     }
 
 #define MATMUL_TC(prec, P)                                                      \
@@ -27,9 +27,9 @@
 MATMUL_TC(tf32, Tf32)
 MATMUL_TC(bf16, Bf16)
 
-extern "C" __global__ void splitk_scatter_f32(float* __restrict__ out, const float* __restrict__ ws,
-                                              const float* __restrict__ bias, SplitKParams p, TcOut c) {
-    splitk_scatter(out, ws, bias, p, c);
+extern "C" __global__ void splitk_scatter_f32(float* __restrict__ out, const float* __restrict__ ws, GemmEpi epi,
+                                              SplitKParams p, TcOut c) {
+    splitk_scatter(out, ws, epi, p, c);
 }
 
 // ---- self-tests of mma.cuh (tests/gpu_tensorcore.rs), one warp ----

@@ -231,12 +231,12 @@ struct TcPad<Bf16> {
     static constexpr int value = 4;
 };
 
-// The whole tile (bx, by) of K slice bz: C[m0 .. m0+BM, n0 .. n0+BN] (+ bias[col] when not
+// The whole tile (bx, by) of K slice bz: C[m0 .. m0+BM, n0 .. n0+BN] (then the epilogue, when not
 // split), m0 = by·BM, n0 = bx·BN; `split` says the grid splits K (the slice goes to out + bz·total).
 template <class P, int BM, int BN, int WARPS_M, bool A_K_FAST, bool B_K_FAST>
 __device__ __forceinline__ void tc_gemm_at(const float* __restrict__ pa, const float* __restrict__ pb,
-                                           float* __restrict__ out, const float* __restrict__ bias,
-                                           const TcParams& p, u32 bx, u32 by, u32 bz, bool split) {
+                                           float* __restrict__ out, const GemmEpi& epi, const TcParams& p,
+                                           u32 bx, u32 by, u32 bz, bool split) {
     constexpr int WARPS_N = 4 / WARPS_M;
     constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;  // a warp's tile
     constexpr int MI = WTM / 16, NJ = WTN / 8;
@@ -301,13 +301,15 @@ __device__ __forceinline__ void tc_gemm_at(const float* __restrict__ pa, const f
             if (n >= p.g.nc) continue;
             const u32 n2 = n % p.c.q2, q = n / p.c.q2, n1 = q % p.c.q1, nq = q / p.c.q1;
             const i64 col = (i64)nq * p.c.o0 + (i64)n1 * p.c.o1 + (i64)n2 * p.c.o2 + p.c.ob;
-            const float bv = (!split && bias) ? bias[n] : 0.0f;
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll
                 for (int e0 = 0; e0 < 2; ++e0) {
                     const u32 m = m0 + wm + 16 * i + g + 8 * e0;
-                    if (m < p.g.m) dst[(i64)m * p.c.om + col] = acc[i][j][2 * e0 + e1] + bv;
+                    if (m >= p.g.m) continue;
+                    const i64 o = (i64)m * p.c.om + col;
+                    const float v = acc[i][j][2 * e0 + e1];
+                    dst[o] = split ? v : epi_apply(epi, n, o, v);
                 }
         }
 }
@@ -315,30 +317,29 @@ __device__ __forceinline__ void tc_gemm_at(const float* __restrict__ pa, const f
 // The tile of this block (blockIdx), K slice blockIdx.z of gridDim.z.
 template <class P, int BM, int BN, int WARPS_M, bool A_K_FAST, bool B_K_FAST>
 __device__ __forceinline__ void tc_gemm(const float* __restrict__ pa, const float* __restrict__ pb,
-                                        float* __restrict__ out, const float* __restrict__ bias,
-                                        const TcParams& p) {
-    tc_gemm_at<P, BM, BN, WARPS_M, A_K_FAST, B_K_FAST>(pa, pb, out, bias, p, blockIdx.x, blockIdx.y, blockIdx.z,
+                                        float* __restrict__ out, const GemmEpi& epi, const TcParams& p) {
+    tc_gemm_at<P, BM, BN, WARPS_M, A_K_FAST, B_K_FAST>(pa, pb, out, epi, p, blockIdx.x, blockIdx.y, blockIdx.z,
                                                        gridDim.z > 1);
 }
 
 static_assert(sizeof(TcOperand) == 112 && sizeof(TcOut) == 48 && sizeof(TcParams) == 296, "TC params layout");
 
 // Split-K epilogue for any output layout: out[offset(m, col)] = Σ_z ws[z·total + m·cols + col], z in
-// order (deterministic), then + bias[col] when bias is not null. The slices are plain row-major
+// order (deterministic), then the epilogue (epilogue.cuh) at that offset. The slices are plain row-major
 // [m, cols]; `c` maps (m, col) to the output as in the GEMM's epilogue (a convolution's
 // [n, channel, pixel] layout, a stride phase's pixels).
 __device__ __forceinline__ void splitk_scatter_one(float* __restrict__ out, const float* __restrict__ ws,
-                                                   const float* __restrict__ bias, const SplitKParams& p,
-                                                   const TcOut& c, i64 i) {
+                                                   const GemmEpi& epi, const SplitKParams& p, const TcOut& c,
+                                                   i64 i) {
     float acc = 0.0f;
     for (i64 z = 0; z < p.splits; ++z) acc += ws[z * p.total + i];
     const i64 m = i / p.cols, n = i - m * p.cols;
     const i64 n2 = n % c.q2, q = n / c.q2, n1 = q % c.q1, n0 = q / c.q1;
-    out[m * c.om + n0 * c.o0 + n1 * c.o1 + n2 * c.o2 + c.ob] = bias ? acc + bias[n] : acc;
+    const i64 o = m * c.om + n0 * c.o0 + n1 * c.o1 + n2 * c.o2 + c.ob;
+    out[o] = epi_apply(epi, (u32)n, o, acc);
 }
 
 __device__ __forceinline__ void splitk_scatter(float* __restrict__ out, const float* __restrict__ ws,
-                                               const float* __restrict__ bias, const SplitKParams& p,
-                                               const TcOut& c) {
-    WG_FOR(i, p.total) splitk_scatter_one(out, ws, bias, p, c, i);
+                                               const GemmEpi& epi, const SplitKParams& p, const TcOut& c) {
+    WG_FOR(i, p.total) splitk_scatter_one(out, ws, epi, p, c, i);
 }

@@ -27,6 +27,7 @@
 //
 #pragma once
 #include "common.cuh"
+#include "epilogue.cuh"
 
 #define TILE_M 64
 #define TILE_N 64
@@ -171,7 +172,9 @@ __device__ __forceinline__ void gemm_tile_mn(const Op& op, float* __restrict__ o
 #pragma unroll
         for (int j = 0; j < RN; ++j) {
             const u32 n = n0 + tx + 16 * j;
-            if (n < s.nc) dst[op.c(m, n)] = gridDim.z == 1 ? op.epilogue(n, acc[i][j]) : acc[i][j];
+            if (n >= s.nc) continue;
+            const i64 o = op.c(m, n);
+            dst[o] = gridDim.z == 1 ? op.epilogue(n, o, acc[i][j]) : acc[i][j];
         }
     }
 }
@@ -194,13 +197,13 @@ struct SplitKParams {
     i64 cols;    // columns of the output (the bias's length)
 };
 
-// out[i] = Σ_z ws[z·total + i], z in order, then + bias[i % cols] when bias is not null.
+// out[i] = Σ_z ws[z·total + i], z in order, then the epilogue (epilogue.cuh) of column i % cols.
 __device__ __forceinline__ void splitk_reduce(float* __restrict__ out, const float* __restrict__ ws,
-                                              const float* __restrict__ bias, const SplitKParams& p) {
+                                              const GemmEpi& epi, const SplitKParams& p) {
     WG_FOR(i, p.total) {
         float acc = 0.0f;
         for (i64 z = 0; z < p.splits; ++z) acc += ws[z * p.total + i];
-        out[i] = bias ? acc + bias[i % p.cols] : acc;
+        out[i] = epi_apply(epi, (u32)(i % p.cols), i, acc);
     }
 }
 

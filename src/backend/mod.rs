@@ -239,6 +239,32 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn linear(&self, x: &Self::Tensor, w: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor {
         self.group_add(&self.matmul(x, w, false, true), b, Group::Channel)
     }
+    /// A Linear layer and its activation, y = act(x·wᵀ + b): `act = Some(slope)` (slope ≥ 0; 0 is
+    /// ReLU) is `leaky_relu(linear(x, w, b), slope)`, `None` is `linear(x, w, b)`. Defined as that
+    /// composite, which is what the CPU computes; the CUDA backend applies bias and activation in
+    /// the GEMM's epilogue (kernels/epilogue.cuh), with the same roundings.
+    fn linear_act(&self, x: &Self::Tensor, w: &Self::Tensor, b: &Self::Tensor, act: Option<f64>) -> Self::Tensor {
+        let z = self.linear(x, w, b);
+        match act {
+            Some(slope) => self.leaky_relu(&z, slope),
+            None => z,
+        }
+    }
+    /// act'(y) ⊙ (op(a)·op(b)) = `leaky_relu_backward(matmul(a, b, ta, tb), y, slope)`, y of the
+    /// product's shape: a matrix product whose result goes straight through the backward of the
+    /// leaky ReLU that made y (slope ≥ 0, so y > 0 exactly where its input was). Defined as that
+    /// composite (the CPU's); the CUDA backend applies the gate in the GEMM's epilogue.
+    fn matmul_gated(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        ta: bool,
+        tb: bool,
+        y: &Self::Tensor,
+        slope: f64,
+    ) -> Self::Tensor {
+        self.leaky_relu_backward(&self.matmul(a, b, ta, tb), y, slope)
+    }
     /// Cross-correlation as in PyTorch's conv2d: x [N,Ci,H,W], w [Co,Ci,K,K] → [N,Co,Ho,Wo].
     fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, p: ConvParams) -> Self::Tensor;
     /// The data gradient of conv2d (= transposed convolution): gy [N,Co,Ho,Wo], w [Co,Ci,K,K]

@@ -311,7 +311,14 @@ impl Net {
                 continue; // the activation ran with the norm layer before it
             }
             h = match *layer {
-                Layer::Linear { .. } => t.per_sample_parts(&h, |t, h| t.linear(h, params[pi], params[pi + 1])),
+                // A Linear layer and the (leaky) ReLU after it run as one GEMM with its epilogue.
+                Layer::Linear { .. } => match act_after(i) {
+                    Some(slope) => {
+                        fused_act = true;
+                        t.per_sample_parts(&h, |t, h| t.linear_act(h, params[pi], params[pi + 1], slope))
+                    }
+                    None => t.per_sample_parts(&h, |t, h| t.linear(h, params[pi], params[pi + 1])),
+                },
                 Layer::Conv { p, .. } => t.per_sample_parts(&h, |t, h| t.conv2d(h, params[pi], p)),
                 Layer::ConvT { p, .. } => t.per_sample_parts(&h, |t, h| t.conv_transpose2d(h, params[pi], p)),
                 Layer::BatchNorm { .. } => {

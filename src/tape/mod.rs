@@ -10,6 +10,7 @@
 //!
 //! A tape lives for one training step; dropping it frees every intermediate.
 
+mod epilogue;
 mod ops;
 mod vjp;
 
@@ -77,6 +78,11 @@ pub(crate) enum Op {
     /// (real, fake, ε): [real; fake; x̂] with x̂ = ε·real + (1−ε)·fake, or [real; fake] without ε
     /// (`Backend::critic_input`); ε is a constant.
     CriticInput(Var, Var, Option<Var>),
+    /// (x, w, b, slope): leaky_relu(x·wᵀ + b, slope), one GEMM with its epilogue (`Backend::linear_act`).
+    LinearAct(Var, Var, Var, f64),
+    /// (a, b, y, ta, tb, slope): leaky_relu_backward(op(a)·op(b), y, slope), one GEMM with its
+    /// epilogue (`Backend::matmul_gated`); y is piecewise constant (no gradient).
+    MatMulGated(Var, Var, Var, bool, bool, f64),
 }
 
 impl Op {
@@ -97,6 +103,7 @@ impl Op {
             NormalizeHvp(a, b, c, _, _) | PenaltyHvp(a, b, c, _, _) | GroupAffine(a, b, c, _) => vec![a, b, c],
             GroupAffineLeakyRelu(a, b, c, _, _) => vec![a, b, c],
             CriticInput(a, b, e) => [a, b].into_iter().chain(e).collect(),
+            LinearAct(a, b, c, _) | MatMulGated(a, b, c, _, _, _) => vec![a, b, c],
         }
     }
 
@@ -114,6 +121,7 @@ impl Op {
             Tanh(_) => Tanh(x),
             Sigmoid(_) => Sigmoid(x),
             Linear(_, w, b) => Linear(x, w, b),
+            LinearAct(_, w, b, s) => LinearAct(x, w, b, s),
             Conv2d(_, w, p) => Conv2d(x, w, p),
             ConvDataGrad(_, w, p) => ConvDataGrad(x, w, p),
             Normalize(_, Group::Sample, eps) => Normalize(x, Group::Sample, eps),
@@ -330,6 +338,8 @@ impl<B: Backend> Tape<B> {
                 needed[i] = self.nodes[i].op.inputs().iter().any(|v| needed[v.0]);
             }
         }
+        // Which activations' backward can run in the epilogue of the GEMM that makes their gradient.
+        let mut gates = epilogue::Gates::plan(self, outputs, inputs, &needed, lo);
         let prev = self.set_grad_enabled(create_graph);
         let mut grads: Vec<Option<Var>> = vec![None; n0];
         for (&o, &s) in outputs.iter().zip(seeds) {
@@ -347,7 +357,11 @@ impl<B: Backend> Tape<B> {
                 continue;
             }
             let op = self.nodes[i].op.clone();
-            for (input, contribution) in self.vjp(Var(i), &op, g, &needed) {
+            let contributions = match self.vjp_gated(Var(i), &op, g, &needed, &mut gates) {
+                Some(c) => c,
+                None => self.vjp(Var(i), &op, g, &needed),
+            };
+            for (input, contribution) in contributions {
                 grads[input.0] = Some(match grads[input.0] {
                     Some(acc) => self.add(acc, contribution),
                     None => contribution,

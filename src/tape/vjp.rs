@@ -264,6 +264,7 @@ impl<B: Backend> Tape<B> {
                 let saved = self.nodes[out.0].aux.clone();
                 r.push((gv, self.penalty_backward(gv, g, kind, eps, saved)));
             }
+            Op::LinearAct(..) | Op::MatMulGated(..) => r.extend(self.vjp_epilogue(out, op, g, needed, false, None)),
             Op::PenaltyBackward(gv, u, kind, eps) => {
                 if want(u) {
                     let one = self.backend.fill(&[1], 1.0);

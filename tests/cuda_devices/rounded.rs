@@ -192,6 +192,26 @@ impl<B: Backend> Backend for Rounded<B> {
         // The bias is added in f32, after the product (the CUDA epilogue).
         self.inner.group_add(&self.matmul(x, w, false, true), b, Group::Channel)
     }
+    fn linear_act(&self, x: &Self::Tensor, w: &Self::Tensor, b: &Self::Tensor, act: Option<f64>) -> Self::Tensor {
+        // Bias then activation in f32 after the rounded-operand product (the CUDA epilogue).
+        let z = self.linear(x, w, b);
+        match act {
+            Some(slope) => self.inner.leaky_relu(&z, slope),
+            None => z,
+        }
+    }
+    fn matmul_gated(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        ta: bool,
+        tb: bool,
+        y: &Self::Tensor,
+        slope: f64,
+    ) -> Self::Tensor {
+        // The gate in f32 after the rounded-operand product (the CUDA epilogue).
+        self.inner.leaky_relu_backward(&self.matmul(a, b, ta, tb), y, slope)
+    }
     fn conv2d(&self, x: &Self::Tensor, w: &Self::Tensor, p: ConvParams) -> Self::Tensor {
         self.inner.conv2d(&self.r(x), &self.r(w), p)
     }

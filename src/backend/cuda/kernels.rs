@@ -15,6 +15,7 @@ use super::nvrtc;
 /// Headers every module may include, by the name used in `#include "..."`.
 pub const HEADERS: &[(&str, &str)] = &[
     ("common.cuh", include_str!("../../../kernels/common.cuh")),
+    ("epilogue.cuh", include_str!("../../../kernels/epilogue.cuh")),
     ("gemm_tile.cuh", include_str!("../../../kernels/gemm_tile.cuh")),
     ("mma.cuh", include_str!("../../../kernels/mma.cuh")),
     ("gemm_tc.cuh", include_str!("../../../kernels/gemm_tc.cuh")),

@@ -123,6 +123,16 @@ pub(super) fn segments(what: &str, shape: &[usize], group: Group) -> Result<(P::
 }
 
 /// One tiled GEMM launch: the kernel, its planned geometry, and the convolution's shape if any.
+/// The epilogue of a matrix product, as tensors (`P::GemmEpi` once checked): + bias [n] on every
+/// row, then `act` (the leaky ReLU of that slope), then the gate (y laid out as the output, and
+/// the slope of the activation whose backward it applies).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct MatEpi<'a> {
+    pub bias: Option<&'a CudaTensor>,
+    pub act: Option<f64>,
+    pub gate: Option<(&'a CudaTensor, f64)>,
+}
+
 struct Gemm {
     module: Module,
     name: &'static str,
@@ -349,7 +359,7 @@ impl Cuda {
 
     /// Runs a planned tiled GEMM kernel, through a split-K workspace when the plan splits. `bias`
     /// (a device address, 0 for none) is added per output column by the matmul kernels.
-    fn run_gemm(&self, g: Gemm, out: &CudaTensor, a: u64, b: u64, bias: u64) -> Result<()> {
+    fn run_gemm(&self, g: Gemm, out: &CudaTensor, a: u64, b: u64, epi: P::GemmEpi) -> Result<()> {
         let Gemm { module: m, name, plan: (shape, grid, splits), conv } = g;
         if shape.total == 0 {
             return Ok(());
@@ -360,10 +370,10 @@ impl Cuda {
             None => self.ptr(out)?,
         };
         match (name, conv) {
-            ("matmul_nn_f32", None) => launch!(self, m, "matmul_nn_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
-            ("matmul_nt_f32", None) => launch!(self, m, "matmul_nt_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
-            ("matmul_tn_f32", None) => launch!(self, m, "matmul_tn_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
-            ("matmul_tt_f32", None) => launch!(self, m, "matmul_tt_f32", grid, GEMM_THREADS, dst, a, b, bias, shape),
+            ("matmul_nn_f32", None) => launch!(self, m, "matmul_nn_f32", grid, GEMM_THREADS, dst, a, b, epi, shape),
+            ("matmul_nt_f32", None) => launch!(self, m, "matmul_nt_f32", grid, GEMM_THREADS, dst, a, b, epi, shape),
+            ("matmul_tn_f32", None) => launch!(self, m, "matmul_tn_f32", grid, GEMM_THREADS, dst, a, b, epi, shape),
+            ("matmul_tt_f32", None) => launch!(self, m, "matmul_tt_f32", grid, GEMM_THREADS, dst, a, b, epi, shape),
             ("conv2d_fwd_f32", Some(c)) => {
                 launch!(self, m, "conv2d_fwd_f32", grid, GEMM_THREADS, dst, a, b, P::ConvParams { g: shape, c })
             }
@@ -390,20 +400,14 @@ impl Cuda {
         if let Some(w) = &ws {
             let total = shape.total as usize;
             let p = P::SplitKParams { total: shape.total, splits: i64_of(splits), cols: i64::from(shape.nc.max(1)) };
-            launch!(self, m, "splitk_reduce_f32", (grid_1d(total), 1, 1), BLOCK, self.ptr(out)?, self.ptr(w)?, bias, p);
+            launch!(self, m, "splitk_reduce_f32", (grid_1d(total), 1, 1), BLOCK, self.ptr(out)?, self.ptr(w)?, epi, p);
         }
         Ok(())
     }
 
-    /// op(a)·op(b), plus `bias` [n] added to every row when given.
-    fn try_matmul(
-        &self,
-        a: &CudaTensor,
-        b: &CudaTensor,
-        ta: bool,
-        tb: bool,
-        bias: Option<&CudaTensor>,
-    ) -> Result<CudaTensor> {
+    /// op(a)·op(b), then the epilogue `e` (epilogue.cuh): + bias [n] on every row, the activation,
+    /// the gate (laid out as the output).
+    fn try_matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool, e: MatEpi<'_>) -> Result<CudaTensor> {
         if a.shape.len() != 2 || b.shape.len() != 2 {
             bail!("CUDA matmul: needs 2-D operands, got {:?} and {:?}", a.shape, b.shape);
         }
@@ -418,14 +422,25 @@ impl Cuda {
                 if tb { "ᵀ" } else { "" }
             );
         }
-        let bias_ptr = match bias {
+        let bias_ptr = match e.bias {
             Some(v) if v.shape != [n] => bail!("CUDA linear: bias of shape {:?} for {n} output features", v.shape),
             Some(v) => self.ptr(v)?,
             None => 0,
         };
+        let (gate_ptr, gate_slope) = match e.gate {
+            Some((y, _)) if y.shape != [m, n] => bail!("CUDA matmul_gated: gate of shape {:?} for [{m}, {n}]", y.shape),
+            Some((y, s)) => (self.ptr(y)?, s as f32),
+            None => (0, 0.0),
+        };
+        let epi = P::GemmEpi {
+            bias: bias_ptr,
+            gate: gate_ptr,
+            slope: e.act.map(|s| s as f32).unwrap_or(gate_slope),
+            act: u32::from(e.act.is_some()),
+        };
         let out = self.empty(&[m, n])?;
         if self.precision() != Precision::F32 {
-            self.tc_matmul(self.ptr(a)?, self.ptr(b)?, bias_ptr, &out, (m, k, n), ta, tb)?;
+            self.tc_matmul(self.ptr(a)?, self.ptr(b)?, epi, &out, (m, k, n), ta, tb)?;
             return Ok(out);
         }
         let name = match (ta, tb) {
@@ -435,7 +450,7 @@ impl Cuda {
             (true, true) => "matmul_tt_f32",
         };
         let g = Gemm { module: Module::Gemm, name, plan: plan_gemm("matmul", m, n, k, Tile::Square)?, conv: None };
-        self.run_gemm(g, &out, self.ptr(a)?, self.ptr(b)?, bias_ptr)?;
+        self.run_gemm(g, &out, self.ptr(a)?, self.ptr(b)?, epi)?;
         Ok(out)
     }
 
@@ -487,7 +502,7 @@ impl Cuda {
         let plan = plan_gemm("conv2d", ws[0], xs[0] * ho * wo, xs[1] * k * k, tile)?;
         let name = tile.kernel("conv2d_fwd_f32", "conv2d_fwd_narrow_f32");
         let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
-        self.run_gemm(g, &out, self.ptr(x)?, self.ptr(w)?, 0)?;
+        self.run_gemm(g, &out, self.ptr(x)?, self.ptr(w)?, P::GemmEpi::default())?;
         Ok(out)
     }
 
@@ -515,7 +530,7 @@ impl Cuda {
         let plan = plan_gemm("conv2d_data_grad", ci, n * h * wd, ws[0] * k * k, tile)?;
         let name = tile.kernel("conv2d_dgrad_f32", "conv2d_dgrad_narrow_f32");
         let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
-        self.run_gemm(g, &out, self.ptr(gy)?, self.ptr(w)?, 0)?;
+        self.run_gemm(g, &out, self.ptr(gy)?, self.ptr(w)?, P::GemmEpi::default())?;
         Ok(out)
     }
 
@@ -536,7 +551,7 @@ impl Cuda {
         let plan = plan_gemm("conv2d_weight_grad", co, ci * k * k, xs[0] * gs[2] * gs[3], tile)?;
         let name = tile.kernel("conv2d_wgrad_f32", "conv2d_wgrad_narrow_f32");
         let g = Gemm { module: Module::Conv, name, plan, conv: Some(c) };
-        self.run_gemm(g, &out, self.ptr(x)?, self.ptr(gy)?, 0)?;
+        self.run_gemm(g, &out, self.ptr(x)?, self.ptr(gy)?, P::GemmEpi::default())?;
         Ok(out)
     }
 
@@ -891,12 +906,30 @@ impl Backend for Cuda {
     }
 
     fn matmul(&self, a: &CudaTensor, b: &CudaTensor, ta: bool, tb: bool) -> CudaTensor {
-        let r = self.try_matmul(a, b, ta, tb, None);
+        let r = self.try_matmul(a, b, ta, tb, MatEpi::default());
         let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
         self.finish(&shape, r)
     }
     fn linear(&self, x: &CudaTensor, w: &CudaTensor, b: &CudaTensor) -> CudaTensor {
-        let r = self.try_matmul(x, w, false, true, Some(b));
+        let r = self.try_matmul(x, w, false, true, MatEpi { bias: Some(b), ..MatEpi::default() });
+        let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
+        self.finish(&shape, r)
+    }
+    fn linear_act(&self, x: &CudaTensor, w: &CudaTensor, b: &CudaTensor, act: Option<f64>) -> CudaTensor {
+        let r = self.try_matmul(x, w, false, true, MatEpi { bias: Some(b), act, gate: None });
+        let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
+        self.finish(&shape, r)
+    }
+    fn matmul_gated(
+        &self,
+        a: &CudaTensor,
+        b: &CudaTensor,
+        ta: bool,
+        tb: bool,
+        y: &CudaTensor,
+        slope: f64,
+    ) -> CudaTensor {
+        let r = self.try_matmul(a, b, ta, tb, MatEpi { gate: Some((y, slope)), ..MatEpi::default() });
         let shape = r.as_ref().map(|t| t.shape.clone()).unwrap_or_default();
         self.finish(&shape, r)
     }

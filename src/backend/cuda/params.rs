@@ -142,6 +142,25 @@ pub struct GemmShape {
     pub total: i64,
 }
 
+/// epilogue.cuh `GemmEpi`: what a GEMM does to each output element after its reduction: + bias[col]
+/// (pointer, 0: none), then the activation (`act` 1: v > 0 ? v : slope·v), then the gate (pointer
+/// to a tensor laid out as the output, 0: none; v where gate > 0, slope·v elsewhere).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GemmEpi {
+    pub bias: u64,
+    pub gate: u64,
+    pub slope: f32,
+    pub act: u32,
+}
+
+impl GemmEpi {
+    /// Only a bias (0: nothing at all).
+    pub fn bias(bias: u64) -> GemmEpi {
+        GemmEpi { bias, ..GemmEpi::default() }
+    }
+}
+
 /// gemm_tile.cuh `SplitKParams`
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -218,6 +237,7 @@ unsafe impl DeviceRepr for AxpbyParams {}
 unsafe impl DeviceRepr for RngParams {}
 unsafe impl DeviceRepr for GemmShape {}
 unsafe impl DeviceRepr for SplitKParams {}
+unsafe impl DeviceRepr for GemmEpi {}
 unsafe impl DeviceRepr for ConvShape {}
 unsafe impl DeviceRepr for ConvParams {}
 
@@ -225,6 +245,7 @@ unsafe impl DeviceRepr for ConvParams {}
 const _: () = {
     use std::mem::size_of;
     assert!(size_of::<Segments>() == 40);
+    assert!(size_of::<GemmEpi>() == 24);
     assert!(size_of::<GroupMap>() == 24);
     assert!(size_of::<Scalar>() == 16);
     assert!(size_of::<PeakParams>() == 16);

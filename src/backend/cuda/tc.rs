@@ -14,7 +14,7 @@ use cudarc::driver::DeviceRepr;
 use super::device::{arg_ptr, grid_1d, Cuda, CudaTensor, BLOCK};
 use super::kernels::Module;
 use super::ops::GemmTiles;
-use super::params::{GemmShape, SplitKParams};
+use super::params::{GemmEpi, GemmShape, SplitKParams};
 use crate::backend::{ConvParams, Precision};
 use crate::{bail, Result};
 
@@ -242,7 +242,7 @@ impl Cuda {
         (g, grid): (GemmShape, (u32, u32, u32)),
         a: u64,
         b: u64,
-        bias: u64,
+        epi: GemmEpi,
         out_ptr: u64,
         opa: TcOperand,
         opb: TcOperand,
@@ -258,28 +258,28 @@ impl Cuda {
             None => out_ptr,
         };
         let p = TcParams { g, a: opa, b: opb, c: if ws.is_some() { TcOut::matrix(g.nc as usize) } else { c } };
-        let mut args: [*mut c_void; 5] = [arg_ptr(&dst), arg_ptr(&a), arg_ptr(&b), arg_ptr(&bias), arg_ptr(&p)];
-        let sizes = [8, 8, 8, 8, std::mem::size_of_val(&p)];
+        let mut args: [*mut c_void; 5] = [arg_ptr(&dst), arg_ptr(&a), arg_ptr(&b), arg_ptr(&epi), arg_ptr(&p)];
+        let sizes = [8, 8, 8, std::mem::size_of_val(&epi), std::mem::size_of_val(&p)];
         self.launch_raw(module, name, grid, TC_THREADS, &mut args, &sizes)?;
         if let Some(w) = &ws {
             let total = g.total as usize;
             let sp = SplitKParams { total: g.total, splits: splits as i64, cols: i64::from(g.nc.max(1)) };
             let wp = self.ptr(w)?;
             let mut args: [*mut c_void; 5] =
-                [arg_ptr(&out_ptr), arg_ptr(&wp), arg_ptr(&bias), arg_ptr(&sp), arg_ptr(&c)];
-            let sizes = [8, 8, 8, std::mem::size_of_val(&sp), std::mem::size_of_val(&c)];
+                [arg_ptr(&out_ptr), arg_ptr(&wp), arg_ptr(&epi), arg_ptr(&sp), arg_ptr(&c)];
+            let sizes = [8, 8, std::mem::size_of_val(&epi), std::mem::size_of_val(&sp), std::mem::size_of_val(&c)];
             self.launch_raw(module, "splitk_scatter_f32", (grid_1d(total), 1, 1), BLOCK, &mut args, &sizes)?;
         }
         Ok(())
     }
 
-    /// op(a)·op(b) (+ bias) on tensor cores; shapes already checked by the caller.
+    /// op(a)·op(b), then the epilogue, on tensor cores; shapes already checked by the caller.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn tc_matmul(
         &self,
         a: u64,
         b: u64,
-        bias: u64,
+        epi: GemmEpi,
         out: &CudaTensor,
         (m, k, n): (usize, usize, usize),
         ta: bool,
@@ -297,7 +297,7 @@ impl Cuda {
         let opb = if tb { TcOperand::matrix(k, 1, n) } else { TcOperand::matrix(1, n, n) };
         let pl = plan("matmul", m, n, k, tile, true)?;
         let name = kernel_name(op, tile, prec)?;
-        self.tc_launch(Module::GemmTc, name, pl, a, b, bias, self.ptr(out)?, opa, opb, TcOut::matrix(n))
+        self.tc_launch(Module::GemmTc, name, pl, a, b, epi, self.ptr(out)?, opa, opb, TcOut::matrix(n))
     }
 
     /// y = conv2d(x, w): x [n, ci, h, w], w [co, ci, k, k], y [n, co, ho, wo] (checked by the caller).
@@ -350,7 +350,7 @@ impl Cuda {
         let tile = TcTile::pick(self.gemm_tiles(), co);
         let pl = plan("conv2d", co, n * ho * wo, ci * k * k, tile, true)?;
         let name = kernel_name("conv2d_fwd", tile, self.precision())?;
-        self.tc_launch(Module::ConvTc, name, pl, w, x, 0, self.ptr(y)?, opa, opb, c)
+        self.tc_launch(Module::ConvTc, name, pl, w, x, GemmEpi::default(), self.ptr(y)?, opa, opb, c)
     }
 
     /// gx = conv2d_data_grad(gy, w) into gx [n, ci, h, w], gy [n, co, ho, wo], one GEMM per stride
@@ -372,7 +372,7 @@ impl Cuda {
         let prec = self.precision();
         if ho == 1 && wo == 1 && p.pad == 0 && h == k && wd == k {
             // gx [n, ci·k·k] = gy [n, co] · w [co, ci·k·k]
-            return self.tc_matmul(gy, w, 0, gx, (n, co, ci * k * k), false, false);
+            return self.tc_matmul(gy, w, GemmEpi::default(), gx, (n, co, ci * k * k), false, false);
         }
         let s = p.stride;
         let gx_ptr = self.ptr(gx)?;
@@ -438,7 +438,7 @@ impl Cuda {
         }
         if phases.len() < 2 || phases.len() > 4 {
             for (pl, opa, opb, c) in phases {
-                self.tc_launch(Module::ConvTc, name, pl, w, gy, 0, gx_ptr, opa, opb, c)?;
+                self.tc_launch(Module::ConvTc, name, pl, w, gy, GemmEpi::default(), gx_ptr, opa, opb, c)?;
             }
             return Ok(());
         }
@@ -572,7 +572,18 @@ impl Cuda {
         let tile = TcTile::pick(self.gemm_tiles(), co);
         let pl = plan("conv2d_weight_grad", co, ci * k * k, n * ho * wo, tile, true)?;
         let name = kernel_name("conv2d_wgrad", tile, self.precision())?;
-        self.tc_launch(Module::ConvTc, name, pl, gy, x, 0, self.ptr(gw)?, opa, opb, TcOut::matrix(ci * k * k))
+        self.tc_launch(
+            Module::ConvTc,
+            name,
+            pl,
+            gy,
+            x,
+            GemmEpi::default(),
+            self.ptr(gw)?,
+            opa,
+            opb,
+            TcOut::matrix(ci * k * k),
+        )
     }
 }
 
