@@ -163,3 +163,16 @@ pub fn check(name: &str, f: Build, inputs: &[Input]) {
     gradcheck(name, f, inputs);
     gradgradcheck(name, f, inputs);
 }
+
+/// A kernel's output (`gpu`, from the emulator or a GPU) against the CPU reference: every value
+/// finite (outputs are poisoned with NaN first, so an unwritten element fails) and within
+/// rtol × the reference's largest magnitude.
+pub fn close(what: &str, gpu: &[f32], cpu: &[f32], rtol: f64) {
+    assert_eq!(gpu.len(), cpu.len(), "{what}: lengths differ");
+    let scale = cpu.iter().fold(1e-30f64, |m, v| m.max(v.abs() as f64));
+    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        assert!(g.is_finite(), "{what}[{i}]: gpu {g} (NaN: unwritten or wrong)");
+        let d = (*g as f64 - *c as f64).abs();
+        assert!(d <= rtol * scale, "{what}[{i}]: gpu {g} cpu {c} (|diff| {d:.3e} > {rtol:.0e} × {scale:.3e})");
+    }
+}
