@@ -131,10 +131,8 @@ fn stacked_means<B: Backend>(t: &mut Tape<B>, d: Var, n: usize) -> (Var, Var) {
     (t.rows(means, 0, 1), t.rows(means, 1, 1))
 }
 
-/// (mean D(real), mean D(fake)) on `t`, each [1]. With the batches stacked (`critic_on_both`)
-/// and of equal size N, both means come from one sum per row block of D's 2N outputs (viewed as
-/// [2, N·outputs]) and one scale, whose backward is one broadcast, instead of a sum, a scale and a
-/// broadcast per batch.
+/// (mean D(real), mean D(fake)) on `t`, each [1]: with the batches stacked (`critic_on_both`)
+/// and of equal size N, from `stacked_means`.
 pub fn critic_means<B: Backend>(t: &mut Tape<B>, critic: &Net, params: &[Var], real: Var, fake: Var) -> (Var, Var) {
     match critic_pass(t, critic, params, real, fake) {
         CriticPass::Stacked { d, n, nf } if n == nf && n > 0 => stacked_means(t, d, n),
