@@ -222,7 +222,13 @@ impl Cuda {
     /// `src/backend/cuda/emu/`). Slow, and for tests: it lets every kernel and launch be checked
     /// against the CPU reference without a GPU. Poisoning is on from the start.
     pub fn emulated() -> Result<Cuda> {
-        let emu = Emulator::new()?;
+        Self::emulated_with(super::emu::EmuOptions::from_env()?)
+    }
+
+    /// The host emulator with the given checks and schedule (instead of `WGAN_EMU_CHECK` and
+    /// `WGAN_EMU_SCHEDULE`).
+    pub fn emulated_with(opts: super::emu::EmuOptions) -> Result<Cuda> {
+        let emu = Emulator::with_options(opts)?;
         let name = format!("host emulator, {}", emu.describe());
         Ok(Cuda::with(Exec::Host(emu), 0, name, "host".into(), (0, 0), true))
     }
@@ -442,9 +448,10 @@ impl Cuda {
                 let mut view = s.slice_mut(0..data.len());
                 g.stream.memcpy_htod(data, &mut view).map_err(drv_err("host-to-device copy"))
             }
-            (Buffer::Host(h), Exec::Host(_)) => {
+            (Buffer::Host(h), Exec::Host(e)) => {
                 // SAFETY: bounds checked above; nothing else runs while the emulator copies.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), h.addr() as *mut f32, data.len()) };
+                e.note_upload(h.addr(), data.len());
                 Ok(())
             }
             _ => Err(Error::msg("CUDA host-to-device copy: buffer of another device")),
@@ -475,9 +482,10 @@ impl Cuda {
                 .result()
                 .map_err(drv_err("host-to-device copy"))
             }
-            Exec::Host(_) => {
+            Exec::Host(e) => {
                 // SAFETY: bounds checked above; nothing else runs while the emulator copies.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut f32, data.len()) };
+                e.note_upload(at, data.len());
                 Ok(())
             }
         }
@@ -529,9 +537,9 @@ impl Cuda {
                 unsafe { drv::memcpy_dtod_async(dst, src, n * 4, g.stream.cu_stream()) }
                     .map_err(drv_err("device-to-device copy"))
             }
-            Exec::Host(_) => {
+            Exec::Host(e) => {
                 // SAFETY: both ranges lie inside live buffers (checked by the caller).
-                unsafe { std::ptr::copy(src as *const f32, dst as *mut f32, n) };
+                unsafe { e.copy(dst, src, n) };
                 Ok(())
             }
         }
