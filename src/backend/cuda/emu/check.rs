@@ -392,7 +392,11 @@ pub(crate) fn shared_table(so: &Path) -> Result<SharedTable> {
                 anchor = Some(value);
             }
             // The runtime's own state (namespaces wgemu, wgtc) and the C++ library's.
-            if name.starts_with("_ZN5wgemu") || name.starts_with("_ZN4wgtc") || name.starts_with("_ZSt") || name.contains("wgemu_rz_") || sz == 0 {
+            if name.starts_with("_ZN5wgemu") || name.starts_with("_ZN4wgtc") || name.starts_with("_ZSt") || name.contains("wgemu_rz_")
+                || name.starts_with("_ZGV")
+                || name.starts_with("__tls")
+                || sz == 0
+            {
                 continue;
             }
             if found.iter().any(|(o, _, _)| *o == value) {

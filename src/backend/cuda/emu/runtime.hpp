@@ -178,8 +178,10 @@ struct LaunchCtx {
     u64 pc[2];
 };
 
-// The shadow record of one byte of shared memory or one 4-byte word of device memory (48 bytes;
-// emu/check.rs writes `flags` of device words).
+// The shadow record of one 4-byte word of shared or device memory (48 bytes; emu/check.rs writes
+// `flags` of device words). Byte masks keep sub-word accesses apart: `masks` holds the bytes of the
+// last write (low nibble) and the bytes read in the current interval (high nibble); for shared
+// memory the high nibble of `flags` holds the bytes this block has written (init check).
 struct Rec {
     u32 w_blk, w_bep, w_wep, w_pc;  // last write: block serial, block and warp epochs, code offset
     u32 r_blk, r_prev;              // block of the latest reads; an earlier reader block
@@ -188,8 +190,8 @@ struct Rec {
     u16 w_tid, r_gtid;              // writer; a reader of the group
     u8 w_kind;                      // 0 none, 1 plain write, 2 atomic, 3 cp.async pending
     u8 r_gmulti;                    // the group has several readers
-    u8 flags;                       // device words: 1 allocated, 2 initialised
-    u8 pad;
+    u8 flags;                       // 1 allocated, 2 initialised (device); bytes written (shared)
+    u8 masks;                       // bytes of the last write | bytes read in the interval << 4
 };
 static_assert(sizeof(Rec) == 48, "Rec layout (emu/check.rs)");
 enum : u8 { KNone = 0, KWrite = 1, KAtomic = 2, KPending = 3 };
@@ -336,7 +338,7 @@ struct Checker {
     u32 clock, bep;             // block-local clock; epoch of the last __syncthreads
     u32 wep[32];                // epoch of each warp's last synchronisation
     uintptr_t sh_lo, sh_span;   // the module's shared arrays on this host thread
-    Rec* sh;                    // their shadow, one Rec per byte (sh_cap bytes' worth)
+    Rec* sh;                    // their shadow, one Rec per word (sh_cap bytes' worth)
     size_t sh_cap;
     uintptr_t ar_lo, ar_span;   // device memory
     Rec* gsh;
@@ -465,83 +467,110 @@ WGEMU_RT static Where where(uintptr_t a, bool shared) {
 
 static const char* const ACCESS_NAME[3] = {"read", "write", "atomic"};
 
-// Checks one shadow record against an access of kind `k` by the running thread at code address
-// `pc`, then records the access. `shared`: a byte of shared memory, else a word of device memory.
-WGEMU_RT static void check_rec(Rec& r, uintptr_t a, unsigned size, Access k, uintptr_t pc, bool shared) {
+// The reports of check_rec, out of its hot path.
+__attribute__((noinline, cold, no_sanitize("thread"))) static void report_hazard(const Rec& r, uintptr_t a, Access k,
+                                                                                 uintptr_t pc, bool shared, int what) {
     Checker& c = t_chk;
-    const Fiber* me = t_cur;
-    const u32 t = (u32)me->tid, w = (u32)me->warp, B = c.blk, E = c.bep, W = c.wep[w];
-    const u32 pc32 = (u32)code_off(pc);
+    const u32 t = (u32)t_cur->tid, w = (u32)t_cur->warp;
     const uintptr_t mb = c.mod_base;
     auto pcof = [&](u32 off) -> uintptr_t { return off ? mb + off + 1 : 0; };
-    if ((c.on & CheckAlign) && !shared && !(r.flags & FValid))
-        report(CheckAlign, pc, 0, "%s of %u bytes at %s, outside every device buffer (out of bounds) by %s, @0@",
-               ACCESS_NAME[k], size, where(a, false).s, who((int)t).s);
-    if ((c.on & CheckAsync) && r.w_kind == KPending) {
-        if (k == ARead)
-            report(CheckAsync, pc, pcof(r.w_pc),
-                   "%s reads %s at @0@ before the cp.async.wait_group that retires %s's copy into it (issued at @1@)",
-                   who((int)t).s, where(a, shared).s, r.w_tid == t ? "its own" : who(r.w_tid).s);
-        else
-            report(CheckAsync, pc, pcof(r.w_pc),
-                   "%s writes %s at @0@ while a cp.async copy of %s (issued at @1@) still targets it",
-                   who((int)t).s, where(a, shared).s, r.w_tid == t ? "its own" : who(r.w_tid).s);
-    }
-    if ((c.on & CheckInit) && k != AWrite && !c.init_found) {
-        const bool uninit = shared ? (r.w_blk != B || r.w_kind == KNone) : !(r.flags & FInit);
-        if (uninit) {
-            c.init_found = CheckInit;
-            c.init_pc = code_off(pc);
-            c.init_npc = 1;
-            snprintf(c.init_msg, sizeof c.init_msg, "init: %s %s %s at @0@, which %s", who((int)t).s,
-                     k == ARead ? "reads" : "atomically updates", where(a, shared).s,
-                     shared ? "no thread of this block has written" : "nothing has written since it was allocated");
+    switch (what) {
+        case 0:  // outside every device buffer
+            report(CheckAlign, pc, 0, "%s of device memory at %s, outside every device buffer (out of bounds), by %s, @0@",
+                   ACCESS_NAME[k], where(a, false).s, who((int)t).s);
+            break;
+        case 1:  // a pending cp.async destination
+            if (k == ARead)
+                report(CheckAsync, pc, pcof(r.w_pc),
+                       "%s reads %s at @0@ before the cp.async.wait_group that retires %s's copy into it (issued at @1@)",
+                       who((int)t).s, where(a, shared).s, r.w_tid == t ? "its own" : who(r.w_tid).s);
+            else
+                report(CheckAsync, pc, pcof(r.w_pc),
+                       "%s writes %s at @0@ while a cp.async copy of %s (issued at @1@) still targets it",
+                       who((int)t).s, where(a, shared).s, r.w_tid == t ? "its own" : who(r.w_tid).s);
+            break;
+        case 2: {  // against the last write
+            const bool cross = r.w_blk != c.blk;
+            report(CheckRace, pc, pcof(r.w_pc), "%s-after-%s hazard on %s: %s %s it at @0@; %s %s it at @1@ %s",
+                   k == ARead ? "read" : "write", r.w_kind == KAtomic ? "atomic" : "write", where(a, shared).s,
+                   who((int)t).s, k == ARead ? "reads" : k == AWrite ? "writes" : "atomically updates",
+                   cross ? "a thread of another block of this launch" : who(r.w_tid).s,
+                   r.w_kind == KAtomic ? "atomically updated" : "wrote",
+                   cross ? "(blocks are not ordered within a launch)"
+                   : (u32)(r.w_tid >> 5) == w ? "with no __syncwarp or barrier between (lanes of a warp are not in lockstep)"
+                                              : "with no barrier between");
+            break;
         }
-    }
-    if (c.on & CheckRace) {
-        // Against the last write (an atomic does not race with another atomic).
-        if (r.w_kind == KWrite || (r.w_kind == KAtomic && k != AAtomic)) {
-            const bool same_block_race = r.w_blk == B && r.w_bep == E && r.w_tid != t && (r.w_tid >> 5 != w || r.w_wep == W);
-            // Shared memory is per block: another block's record there is stale, not a hazard.
-            const bool cross_block = !shared && r.w_blk != B && in_launch(r.w_blk);
-            if (same_block_race || cross_block)
-                report(CheckRace, pc, pcof(r.w_pc), "%s-after-%s hazard on %s: %s %s it at @0@; %s %s it at @1@ %s",
-                       k == ARead ? "read" : "write", r.w_kind == KAtomic ? "atomic" : "write", where(a, shared).s,
-                       who((int)t).s, k == ARead ? "reads" : k == AWrite ? "writes" : "atomically updates",
-                       cross_block ? "a thread of another block of this launch" : who(r.w_tid).s,
-                       r.w_kind == KAtomic ? "atomically updated" : "wrote",
-                       cross_block ? "(blocks are not ordered within a launch)"
-                                   : (r.w_tid >> 5) == w ? "with no __syncwarp or barrier between (lanes of a warp are not in lockstep)"
-                                                         : "with no barrier between");
-        }
-        // A write or atomic against the reads.
-        if (k != ARead) {
-            bool race = false, cross = false, lanes = false;
-            int other = -1;
-            if (r.r_blk == B) {
-                if (r.r_bep == E) {
-                    if (r.r_warps & ~(1u << w)) {
-                        race = true;
-                    } else if ((u32)(r.r_gtid >> 5) == w && r.r_gwep == W && (r.r_gmulti || r.r_gtid != t)) {
-                        race = lanes = true;
-                        other = r.r_gtid != t ? r.r_gtid : -1;
-                    }
-                }
-                if (!race && !shared && r.r_prev != B && in_launch(r.r_prev)) race = cross = true;
-            } else if (!shared && in_launch(r.r_blk)) {
-                race = cross = true;
-            }
-            if (race)
-                report(CheckRace, pc, pcof(r.r_pc), "write-after-read hazard on %s: %s %s it at @0@; %s read it at @1@ %s",
-                       where(a, shared).s, who((int)t).s, k == AWrite ? "writes" : "atomically updates",
-                       cross ? "a thread of another block of this launch" : other >= 0 ? who(other).s : "another thread",
-                       cross ? "(blocks are not ordered within a launch)"
-                       : lanes ? "with no __syncwarp or barrier between (lanes of a warp are not in lockstep)"
+        default: {  // 3: a write against reads of another block; 4: of another warp; 5: of a lane of this warp
+            const int other = what == 5 && r.r_gtid != t ? r.r_gtid : -1;
+            report(CheckRace, pc, pcof(r.r_pc), "write-after-read hazard on %s: %s %s it at @0@; %s read it at @1@ %s",
+                   where(a, shared).s, who((int)t).s, k == AWrite ? "writes" : "atomically updates",
+                   what == 3 ? "a thread of another block of this launch" : other >= 0 ? who(other).s : "another thread",
+                   what == 3   ? "(blocks are not ordered within a launch)"
+                   : what == 5 ? "with no __syncwarp or barrier between (lanes of a warp are not in lockstep)"
                                : "with no barrier between");
         }
     }
+}
+
+__attribute__((noinline, cold, no_sanitize("thread"))) static void note_uninit(uintptr_t a, Access k, uintptr_t pc,
+                                                                               bool shared) {
+    Checker& c = t_chk;
+    c.init_found = CheckInit;
+    c.init_pc = pc > c.mod_base ? pc - c.mod_base - 1 : 0;
+    c.init_npc = 1;
+    snprintf(c.init_msg, sizeof c.init_msg, "init: %s %s %s at @0@, which %s", who(t_cur->tid).s,
+             k == ARead ? "reads" : "atomically updates", where(a, shared).s,
+             shared ? "no thread of this block has written" : "nothing has written since it was allocated");
+}
+
+// Checks the shadow record of one word against an access of kind `k` to its bytes `m` (a mask) by
+// the running thread at code address `pc`, then records the access. `shared`: shared memory.
+__attribute__((always_inline, no_sanitize("thread"))) static inline void check_rec(Rec& r, uintptr_t a, u32 m, Access k,
+                                                                                   uintptr_t pc, bool shared) {
+    Checker& c = t_chk;
+    const Fiber* me = t_cur;
+    const u32 t = (u32)me->tid, w = (u32)me->warp, B = c.blk, E = c.bep, W = c.wep[w];
+    const u32 on = c.on;
+    if (__builtin_expect(!(r.flags & FValid), 0) && (on & CheckAlign) && !shared) report_hazard(r, a, k, pc, shared, 0);
+    if (__builtin_expect(r.w_kind == KPending, 0) && (on & CheckAsync) && (r.masks & m & 15))
+        report_hazard(r, a, k, pc, shared, 1);
+    if (k != AWrite && (on & CheckInit) && !c.init_found) {
+        const bool uninit = shared ? (r.w_blk != B || ((r.flags >> 4) & m) != m) : !(r.flags & FInit);
+        if (__builtin_expect(uninit, 0)) note_uninit(a, k, pc, shared);
+    }
+    if (on & CheckRace) {
+        // Against the last write (an atomic does not race with another atomic). Shared memory is
+        // per block: another block's record there is stale, not a hazard.
+        if ((r.w_kind == KWrite || (r.w_kind == KAtomic && k != AAtomic)) && (r.masks & m & 15)) {
+            if (r.w_blk == B) {
+                if (r.w_bep == E && r.w_tid != t && ((u32)(r.w_tid >> 5) != w || r.w_wep == W))
+                    report_hazard(r, a, k, pc, shared, 2);
+            } else if (!shared && in_launch(r.w_blk)) {
+                report_hazard(r, a, k, pc, shared, 2);
+            }
+        }
+        // A write or atomic against the reads.
+        if (k != ARead) {
+            if (r.r_blk == B) {
+                if (r.r_bep == E && ((r.masks >> 4) & m)) {
+                    if (r.r_warps & ~(1u << w))
+                        report_hazard(r, a, k, pc, shared, 4);
+                    else if ((u32)(r.r_gtid >> 5) == w && r.r_gwep == W && (r.r_gmulti || r.r_gtid != t))
+                        report_hazard(r, a, k, pc, shared, 5);
+                }
+                if (!shared && r.r_prev != B && in_launch(r.r_prev)) report_hazard(r, a, k, pc, shared, 3);
+            } else if (!shared && in_launch(r.r_blk)) {
+                report_hazard(r, a, k, pc, shared, 3);
+            }
+        }
+    }
     // Record the access.
+    const u32 pc32 = (u32)(pc - c.mod_base - 1);
     if (k == ARead) {
+        if (r.r_blk == B && r.r_bep == E && (r.r_warps >> w & 1u) && r.r_gwep == W && (u32)(r.r_gtid >> 5) == w &&
+            (r.r_gtid == t || r.r_gmulti) && ((r.masks >> 4) & m) == m)
+            return;  // nothing new: this thread's group already read these bytes in this interval
         if (r.r_blk != B) {
             r.r_prev = r.r_blk;
             r.r_blk = B;
@@ -551,8 +580,10 @@ WGEMU_RT static void check_rec(Rec& r, uintptr_t a, unsigned size, Access k, uin
             r.r_bep = E;
             r.r_warps = 0;
             r.r_gwep = 0;
+            r.masks &= 15;
         }
         r.r_warps |= 1u << w;
+        r.masks |= (u8)(m << 4);
         if ((u32)(r.r_gtid >> 5) == w && r.r_gwep == W) {
             if (r.r_gtid != t) r.r_gmulti = 1;
         } else {
@@ -562,35 +593,52 @@ WGEMU_RT static void check_rec(Rec& r, uintptr_t a, unsigned size, Access k, uin
         }
         r.r_pc = pc32;
     } else {
+        if (shared)
+            r.flags = (u8)((r.w_blk == B ? r.flags : (r.flags & 15)) | (m << 4));
+        else
+            r.flags |= FInit;
         r.w_blk = B;
         r.w_bep = E;
         r.w_wep = W;
         r.w_tid = (u16)t;
         r.w_kind = k == AAtomic ? KAtomic : KWrite;
         r.w_pc = pc32;
-        r.flags |= FInit;
+        r.masks = (u8)((r.masks & 0xF0) | m);
     }
+}
+
+__attribute__((noinline, cold, no_sanitize("thread"))) static void report_misaligned(uintptr_t a, size_t size,
+                                                                                     uintptr_t pc, bool shared,
+                                                                                     bool outside) {
+    if (outside)
+        report(CheckAlign, pc, 0, "%s reads or writes %zu bytes at %s (out of bounds of the shared arrays) at @0@",
+               who(t_cur->tid).s, size, where(a, true).s);
+    else
+        report(CheckAlign, pc, 0, "%s reads or writes %zu bytes at %s, which is not %zu-byte aligned, at @0@",
+               who(t_cur->tid).s, size, where(a, shared).s, size);
 }
 
 // Checks an access of `size` bytes at `a` (a kernel's load, store or atomic). `natural`: the
 // compiler emitted it as naturally aligned for its type (so a misaligned address is the kernel's).
-WGEMU_RT static void access(uintptr_t a, size_t size, Access k, uintptr_t pc, bool natural) {
+__attribute__((always_inline, no_sanitize("thread"))) static inline void access(uintptr_t a, size_t size, Access k,
+                                                                                uintptr_t pc, bool natural) {
     Checker& c = t_chk;
-    if (!c.on || !t_cur) return;
+    if (!c.on) return;
     const bool shared = a - c.sh_lo < c.sh_span;
     if (!shared && a - c.ar_lo >= c.ar_span) return;  // a register spill, a parameter, host data
-    if ((c.on & CheckAlign) && natural && size > 1 && (size & (size - 1)) == 0 && (a & (size - 1)))
-        report(CheckAlign, pc, 0, "%s reads or writes %zu bytes at %s, which is not %zu-byte aligned, at @0@",
-               who(t_cur->tid).s, size, where(a, shared).s, size);
-    if (shared) {
-        uintptr_t lo;
-        if ((c.on & CheckAlign) && !shared_var(a, size, &lo))
-            report(CheckAlign, pc, 0, "%s %s %zu bytes at %s (out of bounds of the shared arrays) at @0@",
-                   who(t_cur->tid).s, ACCESS_NAME[k], size, where(a, true).s);
-        for (size_t i = 0; i < size; ++i) check_rec(c.sh[a + i - c.sh_lo], a + i, (unsigned)size, k, pc, true);
-    } else {
-        const uintptr_t w0 = (a - c.ar_lo) >> 2, w1 = (a + size - 1 - c.ar_lo) >> 2;
-        for (uintptr_t i = w0; i <= w1; ++i) check_rec(c.gsh[i], c.ar_lo + 4 * i, (unsigned)size, k, pc, false);
+    if (!t_cur) return;
+    if (__builtin_expect((c.on & CheckAlign) && natural && (a & (size - 1)), 0))
+        report_misaligned(a, size, pc, shared, false);
+    const uintptr_t base = shared ? c.sh_lo : c.ar_lo;
+    Rec* sh = shared ? c.sh : c.gsh;
+    const uintptr_t off = a - base, end = off + size;
+    for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
+        const uintptr_t lo = std::max<uintptr_t>(off, wd << 2), hi = std::min<uintptr_t>(end, (wd << 2) + 4);
+        const u32 m = ((1u << (hi - lo)) - 1u) << (lo & 3);
+        Rec& r = sh[wd];
+        if (__builtin_expect(shared && !(r.flags & FValid), 0) && (c.on & CheckAlign))
+            report_misaligned(a, size, pc, true, true);
+        check_rec(r, base + (wd << 2), m, k, pc, shared);
     }
 }
 
@@ -608,12 +656,15 @@ WGEMU_RT static void access_range(const void* p, size_t size, Access k, uintptr_
 WGEMU_RT static void mark_pending(uintptr_t a, size_t size, uintptr_t pc, bool pending) {
     Checker& c = t_chk;
     if (!c.on || a - c.sh_lo >= c.sh_span) return;
-    for (size_t i = 0; i < size && a + i - c.sh_lo < c.sh_span; ++i) {
-        Rec& r = c.sh[a + i - c.sh_lo];
+    const uintptr_t off = a - c.sh_lo, end = std::min<uintptr_t>(off + size, c.sh_span);
+    for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
+        Rec& r = c.sh[wd];
         if (pending) {
+            const uintptr_t lo = std::max<uintptr_t>(off, wd << 2), hi = std::min<uintptr_t>(end, (wd << 2) + 4);
             r.w_kind = KPending;
             r.w_tid = (u16)t_cur->tid;
             r.w_pc = (u32)code_off(pc);
+            r.masks = (u8)((r.masks & 0xF0) | (((1u << (hi - lo)) - 1u) << (lo & 3)));
         } else {
             r.w_kind = KNone;  // the completion is then recorded as this thread's write
         }
@@ -867,15 +918,23 @@ WGEMU_RT static void check_begin(LaunchCtx* L, u32 nblocks, char* err, size_t er
         hi = std::max<uintptr_t>(hi, base + L->shared[i].off + L->shared[i].size);
     }
     if (hi > lo) {
-        c.sh_lo = lo;
-        c.sh_span = hi - lo;
+        c.sh_lo = lo & ~(uintptr_t)3;
+        c.sh_span = (hi - c.sh_lo + 3) & ~(uintptr_t)3;
         if (c.sh_cap < c.sh_span) {
+            // One record per word, made once per module and host thread: the arrays' words are
+            // marked allocated (the red zones between them are not); block serials keep the
+            // records of earlier blocks from matching.
             std::free(c.sh);
-            c.sh = (Rec*)std::calloc(c.sh_span, sizeof(Rec));
+            c.sh = (Rec*)std::calloc(c.sh_span / 4, sizeof(Rec));
             c.sh_cap = c.sh ? c.sh_span : 0;
             if (!c.sh) {
                 snprintf(err, err_len, "could not allocate the shadow of %zu bytes of shared memory", (size_t)c.sh_span);
                 c.on = 0;
+                return;
+            }
+            for (u32 i = 0; i < L->n_shared; ++i) {
+                const uintptr_t a0 = base + L->shared[i].off - c.sh_lo, a1 = a0 + L->shared[i].size;
+                for (uintptr_t wd = a0 >> 2; wd << 2 < a1; ++wd) c.sh[wd].flags |= FValid;
             }
         }
     }
