@@ -338,3 +338,63 @@ fn parses_options() {
     assert_eq!(Schedule::parse("reverse").unwrap(), Schedule::Reverse);
     assert!(Schedule::parse("seed:x").unwrap_err().to_string().contains("WGAN_EMU_SCHEDULE"));
 }
+
+/// `WGAN_KERNEL_DIR` with one barrier removed: `wgan train --device emulated` under all checks
+/// exits non-zero and names the race; the unmodified copy of the kernels trains clean.
+#[test]
+fn kernel_dir_with_a_barrier_removed_fails_training_with_the_race() {
+    if runner(Checks::ALL, Schedule::Forward).is_none() {
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("wgan-kernel-dir-{}", std::process::id()));
+    let (good, bad) = (tmp.join("good"), tmp.join("bad"));
+    for d in [&good, &bad] {
+        std::fs::create_dir_all(d).unwrap();
+        for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/kernels")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // block_sum's barrier between the warps' partial sums and their reduction (kernels/common.cuh).
+    let common = std::fs::read_to_string(bad.join("common.cuh")).unwrap();
+    let marker = "    if (lane == 0) scratch[warp] = v;\n    __syncthreads();\n";
+    assert!(common.contains(marker), "kernels/common.cuh changed: update this test's marker");
+    std::fs::write(bad.join("common.cuh"), common.replacen(marker, "    if (lane == 0) scratch[warp] = v;\n", 1)).unwrap();
+    let train = |dir: &std::path::Path, out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wgan"))
+            .args(["train", "--device", "emulated", "--dataset", "8gaussians", "--steps", "1", "--batch-size", "64"])
+            .args(["--width", "32", "--n-critic", "1", "--sample-every", "0", "--out"])
+            .arg(tmp.join(out))
+            .env("WGAN_KERNEL_DIR", dir)
+            .env("WGAN_EMU_CHECK", "all")
+            .output()
+            .expect("run wgan")
+    };
+    let o = train(&bad, "run-bad");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a race must fail the run; stderr:\n{err}");
+    assert!(err.contains(": race: ") && err.contains("common.cuh:"), "the error must name the race and its line:\n{err}");
+    assert!(!err.contains("panicked"), "a clear error, not a panic:\n{err}");
+    let o = train(&good, "run-good");
+    assert!(o.status.success(), "the unmodified kernels train clean:\n{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn kernel_dir_missing_a_file_is_a_clear_error() {
+    let tmp = std::env::temp_dir().join(format!("wgan-kernel-dir-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_wgan"))
+        .args(["train", "--device", "emulated", "--dataset", "8gaussians", "--steps", "1", "--out"])
+        .arg(tmp.join("run"))
+        .env("WGAN_KERNEL_DIR", &tmp)
+        .output()
+        .expect("run wgan");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("C++ compiler") {
+        return; // no emulator here
+    }
+    assert!(!o.status.success());
+    assert!(err.contains("WGAN_KERNEL_DIR") && err.contains("cannot read kernels/"), "{err}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

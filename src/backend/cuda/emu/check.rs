@@ -484,3 +484,59 @@ pub(crate) fn source_lines(so: &Path, pcs: &[u64]) -> Vec<String> {
         .map(|(f, p)| if f.is_empty() { format!("code offset {p:#x}") } else { f.into_iter().take(4).collect::<Vec<_>>().join(" ← ") })
         .collect()
 }
+
+// ---- coverage: which kernels ran under every check ----
+
+/// Appends `file kernel` to `$WGAN_EMU_COVERAGE` the first time this process launches that kernel
+/// with every check on (scripts/sanitize and CI compare the file with [`kernel_inventory`]).
+pub(crate) fn note_coverage(file: &str, kernel: &str) {
+    static SEEN: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    let Some(path) = std::env::var_os("WGAN_EMU_COVERAGE").filter(|p| !p.is_empty()) else { return };
+    let line = format!("{file} {kernel}\n");
+    let mut seen = SEEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if !seen.insert(line.clone()) {
+        return;
+    }
+    use std::io::Write;
+    // One write of one short line in append mode: lines of concurrent test processes do not mix.
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// Every kernel of every module: (file, kernel), from the sources (`$WGAN_KERNEL_DIR` or embedded)
+/// preprocessed by the emulator's C++ compiler.
+pub fn kernel_inventory() -> Result<Vec<(String, String)>> {
+    use super::super::kernels::{headers, module_source, Module};
+    let cxx = ["c++", "g++", "clang++"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .ok_or_else(|| Error::msg("kernel inventory: no C++ compiler (c++, g++ or clang++) runs"))?;
+    let dir = std::env::temp_dir().join(format!("wgan-inventory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error(format!("creating {}: {e}", dir.display())))?;
+    let result = (|| {
+        for (n, t) in headers()? {
+            std::fs::write(dir.join(n), t).map_err(|e| Error(format!("writing {n}: {e}")))?;
+        }
+        let mut all = Vec::new();
+        for m in Module::ALL {
+            let p = dir.join(m.file());
+            std::fs::write(&p, module_source(m)?).map_err(|e| Error(format!("writing {}: {e}", m.file())))?;
+            let out = Command::new(cxx)
+                .args(["-E", "-P", "-x", "c++"])
+                .arg(&p)
+                .current_dir(&dir)
+                .output()
+                .map_err(|e| Error(format!("running {cxx}: {e}")))?;
+            if !out.status.success() {
+                return Err(Error(format!("preprocessing kernels/{}: {}", m.file(), String::from_utf8_lossy(&out.stderr))));
+            }
+            for k in super::kernel_names(&String::from_utf8_lossy(&out.stdout)) {
+                all.push((m.file().to_string(), k));
+            }
+        }
+        Ok(all)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

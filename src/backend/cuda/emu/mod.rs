@@ -30,6 +30,7 @@ pub use check::{Checks, EmuOptions, Schedule};
 pub use runner::{Arg, DevBuf, SourceRunner};
 pub(crate) use graph::{CaptureWatch, Recording};
 use check::{LaunchCtx, SharedTable};
+pub use check::kernel_inventory;
 
 use super::kernels::{self, Module};
 use super::nvrtc::{dlopen, last_dl_error, sym, RTLD_NOW};
@@ -440,6 +441,9 @@ impl Emulator {
         let cname = CString::new(name).unwrap_or_default();
         let blocks = grid.0 as u64 * grid.1 as u64 * grid.2 as u64;
         let mut ctx = LaunchCtx::new(self.opts, lib.shared.as_ref(), &cname, blocks);
+        if self.opts.checks == Checks::ALL {
+            check::note_coverage(file, name);
+        }
         // SAFETY: `args` match the kernel's parameters (the caller's contract, as for a GPU launch);
         // `ctx` and its tables outlive the call.
         let rc = unsafe { entry(&dims, args.as_mut_ptr(), err.as_mut_ptr(), err.len(), &mut ctx) };
