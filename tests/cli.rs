@@ -159,6 +159,147 @@ fn killed_run_resumes_bitwise_identical() {
     fails(&wgan(&["train", "--resume", "--out", s(&broken), "--width", "4"]), &["--width", "keeps its configuration"]);
 }
 
+/// A tiny MNIST job (a few milliseconds a step, and its FID probe is as cheap): the toy runs spend
+/// seconds on the exact W1 of their last step.
+const TINY: &[&str] = &[
+    "train",
+    "--dataset",
+    "mnist",
+    "--width",
+    "2",
+    "--nz",
+    "4",
+    "--batch-size",
+    "4",
+    "--n-critic",
+    "1",
+    "--device",
+    "cpu",
+    "--seed",
+    "5",
+];
+
+fn tiny_run(out: &Path, steps: &str, extra: &[&str]) -> Output {
+    let mut a: Vec<&str> = TINY.to_vec();
+    a.extend(["--steps", steps, "--out", s(out), "--sample-every", "2"]);
+    a.extend(extra);
+    wgan(&a)
+}
+
+/// `--resume` with the run's own configuration flags repeated: the same command again with
+/// `--resume` added continues the run; a changed value is refused, naming the flag, the new value
+/// and the recorded one, and leaves the run as it was.
+#[test]
+fn resume_accepts_repeated_flags_and_refuses_changes() {
+    let d = tmp("resume-flags");
+    let run = d.join("run");
+    let ok = |o: Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(tiny_run(&run, "2", &[]));
+    // The first command again, with --resume (TINY repeats --dataset, --width, --nz, --batch-size,
+    // --n-critic, --device and --seed).
+    ok(tiny_run(&run, "3", &["--resume"]));
+    // Every other configuration flag, each with the value config.json records (the defaults here,
+    // written as a user would: 1e-4 for 0.0001, 10 for 10.0).
+    let same = [
+        "--resume",
+        "--loss",
+        "wgan-gp",
+        "--penalty",
+        "two-sided",
+        "--lambda",
+        "10",
+        "--clip",
+        "0.01",
+        "--lr",
+        "1e-4",
+        "--betas",
+        "0,0.9",
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "--critic-norm",
+        "layer",
+        "--init",
+        "dcgan",
+    ];
+    ok(tiny_run(&run, "4", &same));
+    let lines = |r: &Path| std::fs::read_to_string(r.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(lines(&run), 4);
+    let cfg = run.join("config.json");
+    let cfg_before = std::fs::read(&cfg).unwrap();
+    // Real changes are refused with the flag, the new value and the recorded one.
+    let changed: [(&[&str], &[&str]); 9] = [
+        (&["--seed", "6"], &["--seed 6", "records --seed 5"]),
+        (&["--lr", "2e-4"], &["--lr 0.0002", "records --lr 0.0001"]),
+        (&["--betas", "0.5,0.9"], &["--betas 0.5,0.9", "records --betas 0,0.9"]),
+        (&["--batch-size", "5"], &["--batch-size 5", "records --batch-size 4"]),
+        (&["--width", "3"], &["--width 3", "records --width 2"]),
+        (&["--dataset", "8gaussians"], &["--dataset 8gaussians", "records --dataset mnist"]),
+        (&["--loss", "wgan"], &["--loss wgan", "records --loss wgan-gp"]),
+        (&["--wgan-schedule"], &["--wgan-schedule on", "records --wgan-schedule off"]),
+        (&["--data", "x.idx"], &["--data x.idx", "records no --data"]),
+    ];
+    for (flags, needles) in changed {
+        // TINY's flags, less the one being changed (clap refuses a flag given twice).
+        let mut a = vec!["train"];
+        for pair in TINY[1..].chunks(2).filter(|p| p[0] != flags[0]) {
+            a.extend(pair);
+        }
+        a.extend(["--steps", "6", "--out", s(&run), "--resume"]);
+        a.extend(flags);
+        let mut n = needles.to_vec();
+        n.extend([s(&cfg), "keeps its configuration", "--steps"]);
+        fails(&wgan(&a), &n);
+    }
+    assert_eq!(lines(&run), 4, "a refused resume trained");
+    assert_eq!(std::fs::read(&cfg).unwrap(), cfg_before, "a refused resume rewrote config.json");
+    // --data: the same file by another spelling is the same; another file is a change.
+    let (idx, other) = (d.join("digits.idx"), d.join("other.idx"));
+    write(&idx, &idx_images(16, 28, 28));
+    write(&other, &idx_images(16, 28, 28));
+    let run2 = d.join("run2");
+    ok(tiny_run(&run2, "1", &["--data", s(&idx)]));
+    let respelt = d.join(".").join("digits.idx");
+    ok(tiny_run(&run2, "2", &["--resume", "--data", s(&respelt)]));
+    fails(
+        &tiny_run(&run2, "3", &["--resume", "--data", s(&other)]),
+        &[&format!("--data {}", s(&other)), &format!("records --data {}", s(&idx))],
+    );
+    assert_eq!(lines(&run2), 2);
+    no_temp_files(&d);
+}
+
+/// `wgan train --resume` with no --out continues runs/latest, where `wgan train` writes.
+#[test]
+fn resume_defaults_to_the_default_run_folder() {
+    let d = tmp("resume-default");
+    let in_d = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wgan"))
+            .args(args)
+            .current_dir(&d)
+            .env_remove("WGAN_ABORT_AFTER_STEP")
+            .output()
+            .unwrap()
+    };
+    let with = |steps: &'static str, more: &[&'static str]| {
+        let mut a: Vec<&str> = TINY.to_vec();
+        a.extend(["--steps", steps]);
+        a.extend(more);
+        a
+    };
+    let o = in_d(&with("2", &[]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(d.join("runs/latest/config.json").is_file());
+    let o = in_d(&with("3", &["--resume"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics = std::fs::read_to_string(d.join("runs/latest/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+    // Without a run there, the message names the file it looked for.
+    std::fs::remove_dir_all(d.join("runs")).unwrap();
+    fails(&in_d(&["train", "--resume"]), &["--resume", "runs/latest/config.json"]);
+}
+
 #[test]
 fn invalid_flags() {
     let d = tmp("flags");

@@ -184,6 +184,9 @@ pub struct TrainConfig {
     pub profile: bool,
 }
 
+/// The run folder when `--out` is not given (a fresh run and `--resume` alike).
+pub const DEFAULT_OUT: &str = "runs/latest";
+
 fn graph_default() -> bool {
     true
 }
@@ -307,7 +310,7 @@ impl TrainOptions {
             seed: self.seed.unwrap_or(0),
             device: self.device.unwrap_or_else(|| "auto".into()),
             precision: self.precision.unwrap_or_default(),
-            out: self.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
+            out: self.out.unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
             sample_every: self.sample_every.unwrap_or(if toy { 250 } else { 50 }),
             checkpoint_every: self.checkpoint_every.unwrap_or(if toy { 500 } else { 100 }),
             version: env!("CARGO_PKG_VERSION").to_string(),
