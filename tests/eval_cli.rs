@@ -43,7 +43,8 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-fn tiny_mnist(out: &Path, extra: &[&str]) {
+/// Trains the tiny MNIST run; returns its stderr.
+fn tiny_mnist(out: &Path, extra: &[&str]) -> String {
     let mut a = vec![
         "train",
         "--dataset",
@@ -66,14 +67,16 @@ fn tiny_mnist(out: &Path, extra: &[&str]) {
         s(out),
     ];
     a.extend(extra);
-    ok(&wgan(&a));
+    let o = wgan(&a);
+    ok(&o);
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
 fn mnist_run_logs_scores_and_eval_prints_every_metric_with_its_floor() {
     let d = tmp("mnist");
     let run = d.join("run");
-    tiny_mnist(&run, &[]);
+    let stderr = tiny_mnist(&run, &[]);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -83,6 +86,19 @@ fn mnist_run_logs_scores_and_eval_prints_every_metric_with_its_floor() {
         let sample_step = l["step"].as_u64().unwrap() % 2 == 0;
         for k in ["inception_score", "fid", "classes_covered", "class_kl"] {
             assert_eq!(l[k].is_number(), sample_step, "{k} in {l}");
+        }
+    }
+    // The progress line (one per step here: 4 steps, not a terminal) carries the FID of the latest
+    // sample step once there is one: none at step 1, step 2's at steps 2 and 3, step 4's at 4.
+    let fid_at = |i: usize| format!("FID {}", wgan::progress::format_value(lines[i]["fid"].as_f64().unwrap()));
+    let expect = [None, Some(fid_at(1)), Some(fid_at(1)), Some(fid_at(3))];
+    for (i, want) in expect.iter().enumerate() {
+        let prefix = format!("step {}/4 ", i + 1);
+        let line =
+            stderr.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix:?} line:\n{stderr}"));
+        match want {
+            Some(f) => assert!(line.ends_with(f.as_str()), "{line:?} should end with {f:?}"),
+            None => assert!(!line.contains("FID"), "{line:?} shows an FID before any was measured"),
         }
     }
     let is = lines[1]["inception_score"].as_f64().unwrap();

@@ -257,7 +257,12 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             .and_then(|_| metrics.flush())
             .context(|| format!("cannot write {}", metrics_path.display()))?;
         history.push((step, v.wdist));
-        bar.update(step, &[("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)]);
+        // MNIST runs: the FID of the latest sample step (also after a resume, from metrics.jsonl).
+        let mut fields = vec![("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)];
+        if let Some(&(_, fid)) = fid_history.last() {
+            fields.push(("FID", fid));
+        }
+        bar.update(step, &fields);
         if step % cfg.checkpoint_every == 0 || last_step {
             snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
         }
