@@ -138,20 +138,37 @@ struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in --out (default runs/latest) from its checkpoint. Configuration flags may be
-    /// repeated with the values the run recorded; only --steps, --device, --precision, --sample-every
-    /// and --checkpoint-every may change.
+    /// repeated with the values the run recorded; only --steps, --time-limit, --snapshot-at, --device,
+    /// --precision, --sample-every and --checkpoint-every may change.
     #[arg(long)]
     resume: bool,
     #[arg(long)]
     sample_every: Option<u64>,
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// Keep a copy of the checkpoint in RUN/checkpoints/t{S}s/ when the training time reaches each of
+    /// these times (90, 90s, 1.5m, 1h; comma-separated). Training time is the steps' own time,
+    /// without sample pictures, FID probes and checkpoints.
+    #[arg(long, value_parser = parse_times)]
+    snapshot_at: Option<Times>,
+    /// Stop once the training time reaches this (90, 90s, 1.5m, 1h), or at --steps, whichever comes
+    /// first.
+    #[arg(long, value_parser = wgan::train::config::parse_seconds)]
+    time_limit: Option<f64>,
     /// on | off: capture the step into CUDA graphs and replay them (CUDA devices; default on).
     #[arg(long, value_parser = parse_on_off)]
     graph: Option<bool>,
     /// Print kernel launches, allocations and host time per step (also WGAN_PROFILE=1).
     #[arg(long)]
     profile: bool,
+}
+
+/// `--snapshot-at`'s list (one clap value, not several).
+#[derive(Clone, Debug)]
+struct Times(Vec<f64>);
+
+fn parse_times(s: &str) -> std::result::Result<Times, String> {
+    wgan::train::config::parse_seconds_list(s).map(Times)
 }
 
 fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
@@ -241,8 +258,9 @@ fn train(a: TrainArgs) -> Result<()> {
     if explicit_precision && matches!(dev, Device::Cpu(_)) && cfg.precision != wgan::backend::Precision::F32 {
         eprintln!("note: --precision {} applies to CUDA devices; the CPU backend computes in f32", cfg.precision);
     }
+    let limit = cfg.time_limit.map(|t| format!(" (or {t} s of training)")).unwrap_or_default();
     eprintln!(
-        "training {} on {} ({}), {} generator steps, device {}, output {}",
+        "training {} on {} ({}), {} generator steps{limit}, device {}, output {}",
         cfg.loss.title(),
         cfg.dataset.name(),
         if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist {
@@ -298,6 +316,8 @@ fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
         out: a.out,
         sample_every: a.sample_every,
         checkpoint_every: a.checkpoint_every,
+        snapshot_at: a.snapshot_at.map(|t| t.0).unwrap_or_default(),
+        time_limit: a.time_limit,
         graph: a.graph,
         profile: a.profile,
     }
@@ -349,6 +369,12 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
     if let Some(s) = a.checkpoint_every {
         cfg.checkpoint_every = s;
     }
+    if let Some(Times(v)) = a.snapshot_at {
+        cfg.snapshot_at = wgan::train::config::sorted_times(v);
+    }
+    if let Some(t) = a.time_limit {
+        cfg.time_limit = Some(t);
+    }
     if let Some(g) = a.graph {
         cfg.graph = g;
     }
@@ -365,7 +391,7 @@ struct SameAs<'a> {
 
 impl SameAs<'_> {
     const MAY_CHANGE: &'static str =
-        "only --steps, --device, --precision, --sample-every and --checkpoint-every may change";
+        "only --steps, --time-limit, --snapshot-at, --device, --precision, --sample-every and --checkpoint-every may change";
 
     /// Accepts `given` when it is absent or equal to `recorded`; refuses a change, naming the flag,
     /// the new value and the recorded one.

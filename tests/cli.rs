@@ -270,6 +270,65 @@ fn resume_accepts_repeated_flags_and_refuses_changes() {
     no_temp_files(&d);
 }
 
+/// The step counters and training time (the sum of metrics.jsonl's `seconds`) of a run.
+fn clock(run: &Path) -> Vec<f64> {
+    let mut t = 0.0;
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            t += serde_json::from_str::<serde_json::Value>(l).unwrap()["seconds"].as_f64().unwrap();
+            t
+        })
+        .collect()
+}
+
+fn checkpoint_step(dir: &Path) -> usize {
+    let (ts, _) = read_safetensors(&dir.join("state.safetensors")).unwrap();
+    ts.iter().find(|t| t.name == "step").unwrap().as_i64().unwrap()[0] as usize
+}
+
+/// `--time-limit` stops at the first step that reaches it; `--snapshot-at` keeps a checkpoint at
+/// the first step that reaches each time; both go on counting after `--resume`.
+#[test]
+fn time_limit_and_snapshots_follow_training_time() {
+    let d = tmp("clock");
+    let run = d.join("run");
+    let train = |extra: &[&str]| {
+        let mut a: Vec<&str> = TINY.to_vec();
+        a.extend(["--steps", "1000000", "--sample-every", "1000000", "--out", s(&run)]);
+        a.extend(extra);
+        let o = wgan(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = train(&["--time-limit", "0.3s", "--snapshot-at", "0.2,0.1,0.1"]);
+    assert!(err.contains("time limit"), "{err}");
+    let t = clock(&run);
+    let n = t.len();
+    assert!(n < 1000000 && t[n - 1] >= 0.3 && (n < 2 || t[n - 2] < 0.3), "stopped at step {n}, {:?}", &t[n - 2..]);
+    assert_eq!(checkpoint_step(&run.join("checkpoint")), n);
+    // The first step whose training time reaches each point.
+    let first_at = |p: f64| t.iter().position(|&x| x >= p).unwrap() + 1;
+    for (name, p) in [("t0.1s", 0.1), ("t0.2s", 0.2)] {
+        assert_eq!(checkpoint_step(&run.join("checkpoints").join(name)), first_at(p), "{name}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["snapshot_at"].to_string(), cfg["time_limit"].as_f64()), ("[0.1,0.2]".to_string(), Some(0.3)));
+    // Resumed with a later limit and another point: the clock goes on from the run's time.
+    train(&["--resume", "--time-limit", "0.45", "--snapshot-at", "0.4"]);
+    let t = clock(&run);
+    let m = t.len();
+    assert!(m > n && t[m - 1] >= 0.45 && t[m - 2] < 0.45, "resumed run stopped at step {m}");
+    let first_at = |p: f64| t.iter().position(|&x| x >= p).unwrap() + 1;
+    assert_eq!(checkpoint_step(&run.join("checkpoints/t0.4s")), first_at(0.4));
+    // Resumed without a new limit: the time is already up, so nothing is trained.
+    let err = train(&["--resume"]);
+    assert!(err.contains("already has"), "{err}");
+    assert_eq!(clock(&run).len(), m);
+}
+
 /// `wgan train --resume` with no --out continues runs/latest, where `wgan train` writes.
 #[test]
 fn resume_defaults_to_the_default_run_folder() {
@@ -322,6 +381,8 @@ fn invalid_flags() {
         (vec!["train", "--device", "tpu", "--out", o], vec!["--device"]),
         (vec!["train", "--dataset", "cifar10", "--out", o], vec!["--data"]),
         (vec!["train", "--resume", "--out", s(&nothing)], vec!["--resume"]),
+        (vec!["train", "--time-limit", "0", "--out", o], vec!["--time-limit", "positive time"]),
+        (vec!["train", "--snapshot-at", "1m,soon", "--out", o], vec!["--snapshot-at", "\"soon\""]),
         (vec!["sample", "--from", s(&missing), "--out", s(&xpng)], vec!["missing", "no such file"]),
         (vec!["sample", "--from", s(&d), "--out", s(&xtxt)], vec![".png or .csv"]),
     ];

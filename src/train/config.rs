@@ -173,6 +173,16 @@ pub struct TrainConfig {
     pub out: PathBuf,
     pub sample_every: u64,
     pub checkpoint_every: u64,
+    /// Points of training time, in seconds, at which a copy of the checkpoint is kept in
+    /// `RUN/checkpoints/t{S}s/` (`--snapshot-at`; [`snapshot_name`]). Training time is the sum of
+    /// the generator steps' own durations (metrics.jsonl's `seconds`): sample pictures, FID probes
+    /// and checkpoints are not counted. Sorted, without repeats.
+    #[serde(default)]
+    pub snapshot_at: Vec<f64>,
+    /// Stop once the training time reaches this many seconds (`--time-limit`), or at `steps`,
+    /// whichever comes first.
+    #[serde(default)]
+    pub time_limit: Option<f64>,
     /// The crate version that wrote this configuration.
     pub version: String,
     /// Capture the training step into CUDA graphs and replay them (`--graph on|off`, default on;
@@ -218,6 +228,10 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     pub sample_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
+    /// `--snapshot-at`: seconds of training time.
+    pub snapshot_at: Vec<f64>,
+    /// `--time-limit`: seconds of training time.
+    pub time_limit: Option<f64>,
     /// `--graph on|off` (None: on).
     pub graph: Option<bool>,
     pub profile: bool,
@@ -313,6 +327,8 @@ impl TrainOptions {
             out: self.out.unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
             sample_every: self.sample_every.unwrap_or(if toy { 250 } else { 50 }),
             checkpoint_every: self.checkpoint_every.unwrap_or(if toy { 500 } else { 100 }),
+            snapshot_at: sorted_times(self.snapshot_at),
+            time_limit: self.time_limit,
             version: env!("CARGO_PKG_VERSION").to_string(),
             graph: self.graph.unwrap_or(true),
             profile: self.profile || profile_from_env(),
@@ -320,6 +336,40 @@ impl TrainOptions {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// Times sorted, each once.
+pub fn sorted_times(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v
+}
+
+/// A time as `--snapshot-at` and `--time-limit` take it: `90` or `90s` (seconds), `1.5m`
+/// (minutes), `1h` (hours); positive and finite.
+pub fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
+    let t = text.trim();
+    let (num, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        _ => (t, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * scale),
+        _ => Err(format!("expected a positive time such as 90, 90s, 1.5m or 1h, got {text:?}")),
+    }
+}
+
+/// Comma-separated times (`1m,2m,5m`), as `--snapshot-at` takes them.
+pub fn parse_seconds_list(text: &str) -> std::result::Result<Vec<f64>, String> {
+    text.split(',').map(parse_seconds).collect()
+}
+
+/// The folder name, under `RUN/checkpoints/`, of the snapshot kept at `seconds` of training time:
+/// `t60s`, `t1.5s`.
+pub fn snapshot_name(seconds: f64) -> String {
+    format!("t{seconds}s")
 }
 
 /// `WGAN_PROFILE=1` asks for `--profile`.
@@ -355,6 +405,12 @@ impl TrainConfig {
         }
         if self.nz == 0 {
             crate::bail!("--nz 0: the latent size must be at least 1");
+        }
+        if let Some(bad) = self.snapshot_at.iter().find(|&&v| !(v.is_finite() && v > 0.0)) {
+            crate::bail!("--snapshot-at {bad}: expected positive times of training (seconds)");
+        }
+        if let Some(t) = self.time_limit.filter(|&v| !(v.is_finite() && v > 0.0)) {
+            crate::bail!("--time-limit {t}: expected a positive time of training (seconds)");
         }
         if self.sample_every == 0 || self.checkpoint_every == 0 {
             crate::bail!("--sample-every and --checkpoint-every must be at least 1");
