@@ -229,7 +229,7 @@ fn resume_accepts_repeated_flags_and_refuses_changes() {
     let cfg = run.join("config.json");
     let cfg_before = std::fs::read(&cfg).unwrap();
     // Real changes are refused with the flag, the new value and the recorded one.
-    let changed: [(&[&str], &[&str]); 9] = [
+    let changed: [(&[&str], &[&str]); 10] = [
         (&["--seed", "6"], &["--seed 6", "records --seed 5"]),
         (&["--lr", "2e-4"], &["--lr 0.0002", "records --lr 0.0001"]),
         (&["--betas", "0.5,0.9"], &["--betas 0.5,0.9", "records --betas 0,0.9"]),
@@ -239,6 +239,7 @@ fn resume_accepts_repeated_flags_and_refuses_changes() {
         (&["--loss", "wgan"], &["--loss wgan", "records --loss wgan-gp"]),
         (&["--wgan-schedule"], &["--wgan-schedule on", "records --wgan-schedule off"]),
         (&["--data", "x.idx"], &["--data x.idx", "records no --data"]),
+        (&["--preset", "dcgan-w32"], &["--preset dcgan-w32", "records --preset (none)"]),
     ];
     for (flags, needles) in changed {
         // TINY's flags, less the one being changed (clap refuses a flag given twice).
@@ -268,6 +269,29 @@ fn resume_accepts_repeated_flags_and_refuses_changes() {
     );
     assert_eq!(lines(&run2), 2);
     no_temp_files(&d);
+}
+
+/// `--preset`: the default job by name, and the WGAN-GP paper's MNIST settings; flags given beside
+/// a preset win.
+#[test]
+fn presets_resolve_to_their_configurations() {
+    use wgan::nn::arch::CriticNorm;
+    use wgan::train::config::Preset;
+    use wgan::train::{Loss, TrainOptions};
+    let plain = TrainOptions::default().resolve().unwrap();
+    let named = TrainOptions { preset: Some(Preset::DcganW32), ..Default::default() }.resolve().unwrap();
+    assert_eq!(named.preset, Some(Preset::DcganW32));
+    assert_eq!(wgan::train::TrainConfig { preset: None, ..named }, plain, "dcgan-w32 is the default job");
+    let g = TrainOptions { preset: Some(Preset::GanMnist), ..Default::default() }.resolve().unwrap();
+    assert_eq!(
+        (g.loss, g.width, g.batch_size, g.nz, g.lr, g.betas, g.lambda, g.n_critic, g.critic_norm, g.steps),
+        (Loss::WganGp, 64, 50, 128, 1e-4, (0.5, 0.9), 10.0, 5, CriticNorm::None, 200_000)
+    );
+    assert_eq!((g.dataset, g.image_size, g.channels), (wgan::train::DatasetKind::Mnist, 28, 1));
+    let mine = TrainOptions { preset: Some(Preset::GanMnist), width: Some(32), steps: Some(10), ..Default::default() }
+        .resolve()
+        .unwrap();
+    assert_eq!((mine.width, mine.steps, mine.batch_size, mine.betas), (32, 10, 50, (0.5, 0.9)));
 }
 
 /// The step counters and training time (the sum of metrics.jsonl's `seconds`) of a run.
@@ -382,6 +406,16 @@ fn invalid_flags() {
         (vec!["train", "--dataset", "cifar10", "--out", o], vec!["--data"]),
         (vec!["train", "--resume", "--out", s(&nothing)], vec!["--resume"]),
         (vec!["train", "--time-limit", "0", "--out", o], vec!["--time-limit", "positive time"]),
+        (vec!["train", "--preset", "gan_mnist", "--out", o], vec!["--preset", "dcgan-w32 or gan-mnist"]),
+        (
+            vec!["train", "--preset", "gan-mnist", "--dataset", "swissroll", "--out", o],
+            vec!["--preset gan-mnist", "toy"],
+        ),
+        (vec!["train", "--preset", "gan-mnist", "--image-size", "32", "--out", o], vec!["--preset gan-mnist", "28×28"]),
+        (
+            vec!["train", "--preset", "dcgan-w32", "--loss", "wgan", "--out", o],
+            vec!["--preset dcgan-w32", "--loss wgan"],
+        ),
         (vec!["train", "--snapshot-at", "1m,soon", "--out", o], vec!["--snapshot-at", "\"soon\""]),
         (vec!["sample", "--from", s(&missing), "--out", s(&xpng)], vec!["missing", "no such file"]),
         (vec!["sample", "--from", s(&d), "--out", s(&xtxt)], vec![".png or .csv"]),

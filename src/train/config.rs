@@ -136,6 +136,108 @@ impl std::str::FromStr for Penalty {
     }
 }
 
+/// A named configuration (`--preset`): values for the flags it names, each of which a flag given
+/// beside it still overrides. Image data only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    /// The default job as it is today: the WGAN-GP paper's Algorithm 1 (Adam 1e-4, betas (0, 0.9),
+    /// λ 10, n_critic 5, batch 64) on this crate's DCGAN of width 32 with a layer-norm critic,
+    /// 400 generator steps. `wgan train` with no flags trains this.
+    #[serde(rename = "dcgan-w32")]
+    DcganW32,
+    /// The settings of the WGAN-GP paper's MNIST script (`gan_mnist.py`, MODE = 'wgan-gp'): width
+    /// (DIM) 64, batch 50, latent size 128, Adam 1e-4 with betas (0.5, 0.9) for both networks, λ 10,
+    /// 5 critic iterations, no normalisation in the critic, 200,000 generator steps. The networks
+    /// are this crate's DCGAN-28 at that width, not the script's own (see [`Preset::note`]).
+    #[serde(rename = "gan-mnist")]
+    GanMnist,
+}
+
+impl Preset {
+    pub const NAMES: &'static str = "dcgan-w32 or gan-mnist";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::DcganW32 => "dcgan-w32",
+            Preset::GanMnist => "gan-mnist",
+        }
+    }
+
+    /// What a user should know about the preset, printed when a run starts.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Preset::DcganW32 => None,
+            Preset::GanMnist => Some(
+                "gan-mnist: gan_mnist.py's hyperparameters on this crate's DCGAN-28 (4×4 transposed convolutions \
+                 with batch norm, tanh output, 4×4 critic convolutions); the script's own networks (a linear \
+                 input layer, 5×5 kernels with biases, no batch norm, sigmoid output on [0, 1] pixels, a linear \
+                 critic head) are not built here",
+            ),
+        }
+    }
+
+    /// Fills the options this preset sets and the user left unset.
+    fn apply(self, o: &mut TrainOptions) -> Result<()> {
+        let dataset = o.dataset.unwrap_or(DatasetKind::Mnist);
+        if dataset.is_toy() {
+            crate::bail!(
+                "--preset {}: presets are image configurations, and {} is a 2-D toy data set",
+                self.name(),
+                dataset.name()
+            );
+        }
+        if self == Preset::GanMnist && (dataset != DatasetKind::Mnist || o.image_size.is_some_and(|s| s != 28)) {
+            crate::bail!(
+                "--preset gan-mnist: gan_mnist.py's configuration is for 28×28 MNIST digits (--dataset mnist)"
+            );
+        }
+        if let Some(l) = o.loss.filter(|&l| l != Loss::WganGp) {
+            crate::bail!(
+                "--preset {}: a WGAN-GP configuration, and --loss {} asks for another loss",
+                self.name(),
+                shown_loss(l)
+            );
+        }
+        let (width, batch, nz, lr, betas, lambda, n_critic, norm, steps) = match self {
+            Preset::DcganW32 => (32, 64, 100, 1e-4, (0.0, 0.9), 10.0, 5, CriticNorm::Layer, 400),
+            Preset::GanMnist => (64, 50, 128, 1e-4, (0.5, 0.9), 10.0, 5, CriticNorm::None, 200_000),
+        };
+        o.loss = Some(Loss::WganGp);
+        o.width.get_or_insert(width);
+        o.batch_size.get_or_insert(batch);
+        o.nz.get_or_insert(nz);
+        o.lr.get_or_insert(lr);
+        o.betas.get_or_insert(betas);
+        o.lambda.get_or_insert(lambda);
+        o.n_critic.get_or_insert(n_critic);
+        o.critic_norm.get_or_insert(norm);
+        o.steps.get_or_insert(steps);
+        o.penalty.get_or_insert(Penalty::TwoSided);
+        o.init.get_or_insert(InitRule::Dcgan);
+        Ok(())
+    }
+}
+
+fn shown_loss(l: Loss) -> &'static str {
+    match l {
+        Loss::Wgan => "wgan",
+        Loss::WganGp => "wgan-gp",
+        Loss::Gan => "gan",
+        Loss::NsGan => "nsgan",
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "dcgan-w32" => Ok(Preset::DcganW32),
+            "gan-mnist" => Ok(Preset::GanMnist),
+            _ => Err(format!("expected {}, got {s:?}", Preset::NAMES)),
+        }
+    }
+}
+
 /// Everything a run needs, resolved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -183,6 +285,9 @@ pub struct TrainConfig {
     /// whichever comes first.
     #[serde(default)]
     pub time_limit: Option<f64>,
+    /// The `--preset` the run started from, if any (its values are in the fields above).
+    #[serde(default)]
+    pub preset: Option<Preset>,
     /// The crate version that wrote this configuration.
     pub version: String,
     /// Capture the training step into CUDA graphs and replay them (`--graph on|off`, default on;
@@ -234,6 +339,8 @@ pub struct TrainOptions {
     pub time_limit: Option<f64>,
     /// `--graph on|off` (None: on).
     pub graph: Option<bool>,
+    /// `--preset`: named values for the options left unset.
+    pub preset: Option<Preset>,
     pub profile: bool,
 }
 
@@ -243,7 +350,10 @@ impl TrainOptions {
     /// Defaults follow the papers: WGAN-GP Adam(1e-4, betas (0, 0.9)), λ = 10; WGAN RMSProp 5e-5,
     /// clip 0.01; n_critic 5. The toy data sets follow the WGAN-GP paper's gan_toy.py instead
     /// (λ = 0.1, betas (0.5, 0.9), batch 256), the configuration its toy figures come from.
-    pub fn resolve(self) -> Result<TrainConfig> {
+    pub fn resolve(mut self) -> Result<TrainConfig> {
+        if let Some(p) = self.preset {
+            p.apply(&mut self)?;
+        }
         let dataset = self.dataset.unwrap_or(DatasetKind::Mnist);
         let loss = self.loss.unwrap_or(Loss::WganGp);
         let toy = dataset.is_toy();
@@ -329,6 +439,7 @@ impl TrainOptions {
             checkpoint_every: self.checkpoint_every.unwrap_or(if toy { 500 } else { 100 }),
             snapshot_at: sorted_times(self.snapshot_at),
             time_limit: self.time_limit,
+            preset: self.preset,
             version: env!("CARGO_PKG_VERSION").to_string(),
             graph: self.graph.unwrap_or(true),
             profile: self.profile || profile_from_env(),
