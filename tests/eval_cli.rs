@@ -261,3 +261,43 @@ fn eval_refuses_clearly() {
     fails(&wgan(&["eval", "--from", s(&run), "--n", "3", "--device", "cpu"]), &["--n 3"]);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// The PyTorch side of `benches/time_to_quality.py`: `wgan_torch.py --train-mnist` trains the
+/// configuration of one of our runs against the clock and keeps generators that `wgan eval`
+/// scores like ours. Skipped without PyTorch (it is not a test requirement).
+#[test]
+fn torch_reference_generators_are_scored_by_wgan_eval() {
+    let torch = Command::new("python3").args(["-c", "import torch, safetensors"]).status();
+    if !torch.map(|s| s.success()).unwrap_or(false) {
+        return eprintln!("skipped: python3 cannot import torch and safetensors (pip install torch safetensors)");
+    }
+    let d = tmp("torch-ref");
+    let ours = d.join("ours");
+    tiny_mnist(&ours, &[]);
+    let reference = d.join("torch");
+    let o = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference/wgan_torch.py"))
+        .args(["--train-mnist", s(&ours.join("config.json")), "--device", "cpu", "--threads", "1", "--seed", "3"])
+        .args(["--snapshot-at", "0.05s", "--time-limit", "0.2s", "--out", s(&reference)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snap = reference.join("checkpoints/t0.05s");
+    let out = ok(&wgan(&["eval", "--from", s(&snap), "--n", "100", "--device", "cpu"]));
+    assert!(out.lines().any(|l| l.starts_with("FID")), "{out}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(snap.join("eval.json")).unwrap()).unwrap();
+    assert!(j["metrics"]["fid"].as_f64().is_some_and(|f| f.is_finite() && f > 0.0), "{j}");
+    // The configuration in the file's metadata is our run's, with the reference's seed.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reference.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["width"].as_u64(), cfg["seed"].as_u64()), (Some(4), Some(3)));
+    // A configuration it cannot train is refused with a message, not a traceback.
+    let o = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference/wgan_torch.py"))
+        .args(["--train-mnist", s(&d.join("absent.json")), "--time-limit", "1", "--out", s(&d.join("x"))])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("absent.json") && !err.contains("Traceback"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -822,7 +822,12 @@ def main(argv=None):
         except ValueError as e:
             print(f"error: --snapshot-at/--time-limit: {e}", file=sys.stderr)
             return 2
-        train_mnist(args.train_mnist, args.out, points, limit, args.seed, device)
+        try:
+            train_mnist(args.train_mnist, args.out, points, limit, args.seed, device)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+            print(f"error: --train-mnist {args.train_mnist}: {what}", file=sys.stderr)
+            return 2
         return 0
     if args.train_toy:
         if args.eval:
