@@ -363,7 +363,7 @@ fn kernel_dir_with_a_barrier_removed_fails_training_with_the_race() {
     let train = |dir: &std::path::Path, out: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_wgan"))
             .args(["train", "--device", "emulated", "--dataset", "8gaussians", "--steps", "1", "--batch-size", "64"])
-            .args(["--width", "32", "--n-critic", "1", "--sample-every", "0", "--out"])
+            .args(["--width", "32", "--n-critic", "1", "--sample-every", "1000", "--out"])
             .arg(tmp.join(out))
             .env("WGAN_KERNEL_DIR", dir)
             .env("WGAN_EMU_CHECK", "all")

@@ -359,6 +359,11 @@ impl Cuda {
     }
 
     /// Records an error (the first one is kept).
+    /// True once an error has been recorded (no synchronisation).
+    pub fn has_failed(&self) -> bool {
+        self.lock_error().is_some()
+    }
+
     pub(crate) fn record(&self, e: Error) {
         let mut g = self.lock_error();
         if g.is_none() {
