@@ -299,6 +299,9 @@ struct Block {
     bool abort = false;  // a check found something: the block is abandoned
 };
 
+// Usable bytes of each fiber's stack.
+constexpr uintptr_t FIBER_STACK = 64u << 10;
+
 // Stacks for the fibers of one host thread, reused by every block it runs; each stack has an
 // inaccessible guard page below it, so an overflow faults instead of corrupting a neighbour.
 struct Stacks {
@@ -307,14 +310,18 @@ struct Stacks {
     char* get(size_t i) { return base + i * each + page(); }
     size_t usable() const { return each - page(); }
     static size_t page() { return (size_t)sysconf(_SC_PAGESIZE); }
+    // The mapping: `count` stacks, then FIBER_STACK inaccessible bytes, so that everything within
+    // FIBER_STACK above a fiber's stack pointer is stack (the checks' fast path, `access`).
+    size_t bytes() const { return count * each + FIBER_STACK; }
     ~Stacks() {
-        if (base) munmap(base, count * each);
+        if (base) munmap(base, bytes());
     }
     bool reserve(size_t n) {
         if (n <= count) return true;
-        if (base) munmap(base, count * each);
-        each = (64u << 10) + page();
-        void* p = mmap(nullptr, n * each, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base) munmap(base, bytes());
+        each = FIBER_STACK + page();
+        void* p = mmap(nullptr, n * each + FIBER_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                       -1, 0);
         if (p == MAP_FAILED) {
             base = nullptr;
             count = 0;
@@ -323,6 +330,7 @@ struct Stacks {
         base = (char*)p;
         count = n;
         for (size_t i = 0; i < n; ++i) mprotect(base + i * each, page(), PROT_NONE);
+        mprotect(base + n * each, FIBER_STACK, PROT_NONE);
         return true;
     }
 };
@@ -353,15 +361,15 @@ struct Checker {
     char init_msg[512];
 };
 
-inline thread_local Fiber* t_cur = nullptr;
-inline thread_local Block* t_block = nullptr;
-inline thread_local uint3 t_block_idx;
-inline thread_local dim3 t_block_dim, t_grid_dim;
-inline thread_local Stacks t_stacks;
-inline thread_local Checker t_chk;  // zero-initialised (a leaked shadow per host thread)
+static thread_local Fiber* t_cur = nullptr;
+static thread_local Block* t_block = nullptr;
+static thread_local uint3 t_block_idx;
+static thread_local dim3 t_block_dim, t_grid_dim;
+static thread_local Stacks t_stacks;
+static thread_local Checker t_chk;  // zero-initialised (a leaked shadow per host thread)
 // A known point of the module's TLS segment: its address minus its offset is the segment's base,
 // from which the shared arrays' addresses follow.
-inline thread_local char t_anchor;
+static thread_local char t_anchor;
 
 // ---- reports ----
 // Formats a finding of check `bit` into the launch's error, stops the block and returns to the
@@ -526,8 +534,8 @@ __attribute__((noinline, cold, no_sanitize("thread"))) static void note_uninit(u
 
 // Checks the shadow record of one word against an access of kind `k` to its bytes `m` (a mask) by
 // the running thread at code address `pc`, then records the access. `shared`: shared memory.
-__attribute__((always_inline, no_sanitize("thread"))) static inline void check_rec(Rec& r, uintptr_t a, u32 m, Access k,
-                                                                                   uintptr_t pc, bool shared) {
+__attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec& r, uintptr_t a, u32 m, Access k,
+                                                                           uintptr_t pc, bool shared) {
     Checker& c = t_chk;
     const Fiber* me = t_cur;
     const u32 t = (u32)me->tid, w = (u32)me->warp, B = c.blk, E = c.bep, W = c.wep[w];
@@ -568,9 +576,6 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void check_r
     // Record the access.
     const u32 pc32 = (u32)(pc - c.mod_base - 1);
     if (k == ARead) {
-        if (r.r_blk == B && r.r_bep == E && (r.r_warps >> w & 1u) && r.r_gwep == W && (u32)(r.r_gtid >> 5) == w &&
-            (r.r_gtid == t || r.r_gmulti) && ((r.masks >> 4) & m) == m)
-            return;  // nothing new: this thread's group already read these bytes in this interval
         if (r.r_blk != B) {
             r.r_prev = r.r_blk;
             r.r_blk = B;
@@ -607,6 +612,22 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void check_r
     }
 }
 
+// The fast path: a read of bytes this thread's warp-epoch group of readers already read in this
+// interval needs no check. Sound because that group's first read of the word was checked against
+// the last write, and any write since by another thread was checked against that read (a
+// write-after-read finding), so nothing this read could find is new.
+__attribute__((always_inline, no_sanitize("thread"))) static inline void check_rec(Rec& r, uintptr_t a, u32 m, Access k,
+                                                                                   uintptr_t pc, bool shared,
+                                                                                   const Checker& c, const Fiber* me) {
+    if (k == ARead) {
+        const u32 t = (u32)me->tid, w = (u32)me->warp;
+        if (r.r_blk == c.blk && r.r_bep == c.bep && r.r_gwep == c.wep[w] && (u32)(r.r_gtid >> 5) == w &&
+            (r.r_gtid == t || r.r_gmulti) && ((r.masks >> 4) & m) == m && r.w_kind != KPending)
+            return;
+    }
+    check_rec_slow(r, a, m, k, pc, shared);
+}
+
 __attribute__((noinline, cold, no_sanitize("thread"))) static void report_misaligned(uintptr_t a, size_t size,
                                                                                      uintptr_t pc, bool shared,
                                                                                      bool outside) {
@@ -622,6 +643,11 @@ __attribute__((noinline, cold, no_sanitize("thread"))) static void report_misali
 // compiler emitted it as naturally aligned for its type (so a misaligned address is the kernel's).
 __attribute__((always_inline, no_sanitize("thread"))) static inline void access(uintptr_t a, size_t size, Access k,
                                                                                 uintptr_t pc, bool natural) {
+    // Most instrumented accesses are of the running fiber's own stack (locals, spilled registers,
+    // the kernel's by-value parameters): rejected without touching thread-local state. A fiber's
+    // stack is FIBER_STACK bytes with a guard page below the next one, so [sp, sp + FIBER_STACK)
+    // never reaches device or shared memory.
+    if (a - (uintptr_t)__builtin_frame_address(0) < FIBER_STACK) return;
     Checker& c = t_chk;
     if (!c.on) return;
     const bool shared = a - c.sh_lo < c.sh_span;
@@ -633,12 +659,13 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
     Rec* sh = shared ? c.sh : c.gsh;
     const uintptr_t off = a - base, end = off + size;
     for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
-        const uintptr_t lo = std::max<uintptr_t>(off, wd << 2), hi = std::min<uintptr_t>(end, (wd << 2) + 4);
+        // (No std::min/max here: an instrumented template is not inlined into this function.)
+        const uintptr_t lo = off > (wd << 2) ? off : wd << 2, hi = end < (wd << 2) + 4 ? end : (wd << 2) + 4;
         const u32 m = ((1u << (hi - lo)) - 1u) << (lo & 3);
         Rec& r = sh[wd];
         if (__builtin_expect(shared && !(r.flags & FValid), 0) && (c.on & CheckAlign))
             report_misaligned(a, size, pc, true, true);
-        check_rec(r, base + (wd << 2), m, k, pc, shared);
+        check_rec(r, base + (wd << 2), m, k, pc, shared, c, t_cur);
     }
 }
 
