@@ -680,9 +680,13 @@ pub(crate) use launch;
 /// A multi-line description of the CUDA setup for `wgan info`: driver, devices, NVRTC, cache.
 pub fn system_report() -> String {
     let mut out = Vec::new();
-    match driver_version() {
-        Ok(v) => {
-            out.push(format!("cuda driver: {v}"));
+    // The driver's CUDA version whether or not a GPU is usable: it decides which NVRTC fits.
+    match nvrtc::driver_cuda_version() {
+        Some(v) => out.push(format!("cuda driver: supports CUDA {}", nvrtc::cuda_version_text(v))),
+        None => out.push("cuda driver: none (libcuda.so not found)".into()),
+    }
+    match probe_driver() {
+        Ok(_) => {
             let count = drv::device::get_count().unwrap_or(0);
             for i in 0..count.max(0) {
                 let desc = drv::device::get(i)
@@ -712,9 +716,18 @@ pub fn system_report() -> String {
         }
         Err(e) => out.push(format!("cuda: unavailable ({e})")),
     }
-    match nvrtc::library() {
-        Ok((lib, (a, b))) => out.push(format!("nvrtc: {a}.{b} ({lib})")),
-        Err(e) => out.push(format!("nvrtc: unavailable ({e})")),
+    match (nvrtc::library(), nvrtc::chosen_for_driver()) {
+        (Ok((lib, (a, b))), Ok(driver)) => {
+            let why = match driver {
+                _ if std::env::var(nvrtc::NVRTC_LIB_ENV).is_ok_and(|v| v == lib) => {
+                    format!("set by {}", nvrtc::NVRTC_LIB_ENV)
+                }
+                Some(d) => format!("chosen for the driver's CUDA {}", nvrtc::cuda_version_text(d)),
+                None => "no driver to match: the first one found".into(),
+            };
+            out.push(format!("nvrtc: {a}.{b} ({lib}, {why})"))
+        }
+        (Err(e), _) | (_, Err(e)) => out.push(format!("nvrtc: unavailable ({e})")),
     }
     match kernels::cache_dir() {
         Some(d) => out.push(format!("kernel cache: {}", d.display())),
