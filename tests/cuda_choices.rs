@@ -1,11 +1,18 @@
-//! Which NVRTC library is opened for which driver (docs/CUDA.md, "Finding NVRTC"): an NVRTC of a
-//! newer CUDA major version than the driver supports makes code the driver refuses at module load,
-//! so under a driver only a fitting library is taken. The choice is a pure function of the library
-//! names and the driver's version (`nvrtc::plan`), tested here with driver versions as inputs; the
-//! last tests run the whole search against the NVRTC installed here (the CI wheel's
-//! `libnvrtc.so.13`) with a pretended driver version.
+//! Decisions the CUDA host code makes from what the machine reports, as pure functions tested
+//! with those reports as inputs (no GPU needed):
+//!
+//! - Which NVRTC library is opened for which driver (docs/CUDA.md, "Finding NVRTC"): an NVRTC of
+//!   a newer CUDA major version than the driver supports makes code the driver refuses at module
+//!   load, so under a driver only a fitting library is taken (`nvrtc::plan`). The last of these
+//!   tests run the whole search against the NVRTC installed here (the CI wheel's
+//!   `libnvrtc.so.13`) with a pretended driver version.
+//! - Which precision matrix products run at on a GPU of a given compute capability
+//!   (`precision::resolve`): TF32/BF16 need sm_80. tests/gpu_cli.rs checks the command line on
+//!   the emulator standing for an sm_75 device.
 
 use wgan::backend::cuda::nvrtc::{self, choose_for, fits, name_major, plan, NVRTC_CANDIDATES};
+use wgan::backend::precision::{default_for, resolve, sm_of, supported};
+use wgan::backend::Precision;
 
 #[test]
 fn library_names_give_their_major_version() {
@@ -125,4 +132,55 @@ fn loaded_path(name: &str) -> Option<std::path::PathBuf> {
     }
     let dirs = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
     dirs.split(':').map(|d| std::path::Path::new(d).join(name)).find(|p| p.exists())
+}
+
+#[test]
+fn architecture_names_give_the_compute_capability() {
+    assert_eq!(sm_of("sm_75"), Some(75));
+    assert_eq!(sm_of("sm_90a"), Some(90));
+    assert_eq!(sm_of("sm_120"), Some(120));
+    assert_eq!(sm_of("80"), Some(80));
+    for bad in ["", "sm_", "sm_7", "host", "sm_8x", "7.5"] {
+        assert_eq!(sm_of(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn tensor_core_precisions_need_sm_80() {
+    for p in [Precision::Tf32, Precision::Bf16] {
+        assert!(!supported(p, Some(75)) && !supported(p, Some(70)) && !supported(p, Some(61)));
+        assert!(supported(p, Some(80)) && supported(p, Some(86)) && supported(p, Some(90)) && supported(p, Some(120)));
+        assert!(supported(p, None), "the emulator runs every precision");
+    }
+    assert!(supported(Precision::F32, Some(52)));
+    assert_eq!(default_for(Some(75)), Precision::F32);
+    assert_eq!(default_for(Some(80)), Precision::Tf32);
+    assert_eq!(default_for(None), Precision::Tf32);
+}
+
+#[test]
+fn the_default_falls_back_to_f32_with_a_notice_before_sm_80() {
+    let (p, notice) = resolve(Precision::Tf32, false, Some(75)).unwrap();
+    assert_eq!(p, Precision::F32);
+    let n = notice.expect("a notice");
+    assert!(n.contains("sm_75") && n.contains("f32") && !n.contains('\n'), "{n}");
+    // A resumed run's recorded bf16 falls back the same way.
+    assert_eq!(resolve(Precision::Bf16, false, Some(70)).unwrap().0, Precision::F32);
+    // Where it is supported, the request stands and nothing is said.
+    for sm in [Some(80), Some(90), None] {
+        for p in Precision::ALL {
+            assert_eq!(resolve(p, false, sm).unwrap(), (p, None));
+            assert_eq!(resolve(p, true, sm).unwrap(), (p, None));
+        }
+    }
+    assert_eq!(resolve(Precision::F32, true, Some(61)).unwrap(), (Precision::F32, None));
+}
+
+#[test]
+fn an_explicit_tensor_core_precision_before_sm_80_is_an_error() {
+    for (p, name) in [(Precision::Tf32, "tf32"), (Precision::Bf16, "bf16")] {
+        let e = resolve(p, true, Some(75)).unwrap_err();
+        assert!(e.starts_with(&format!("--precision {name}:")), "{e}");
+        assert!(e.contains("sm_75") && e.contains("sm_80") && e.contains("--precision f32"), "{e}");
+    }
 }
