@@ -201,7 +201,8 @@ impl Cuda {
         let name = ctx.name().map_err(drv_err("reading the device name"))?;
         if ctx.has_async_alloc() {
             // Stream-ordered allocation from the device's default pool; keep freed memory in the
-            // pool (release threshold = ∞) so that steady-state steps get no memory from the driver.
+            // pool (release threshold = ∞) so that eager steps after the first get no memory from
+            // the driver. A step running from CUDA graphs lowers it again (`memory.rs`).
             // Only an optimisation: a failure costs speed, not correctness, so it is a warning.
             // SAFETY: a valid device handle; the attribute takes a u64.
             let r = unsafe {
