@@ -230,8 +230,7 @@ fn recorded_precision(run: &Path) -> String {
 /// `--precision tf32|bf16` fails before training with one line naming the flag and the sm; the
 /// default falls back to f32 with one notice, and config.json records what ran (f32). Without
 /// `WGAN_EMULATED_SM` the emulator runs the default, tf32, and records it.
-#[test]
-fn precision_follows_the_compute_capability_emulated() {
+fn precision_follows_the_compute_capability() {
     if cuda_devices::open(On::Emulator).is_none() {
         return;
     }
@@ -262,4 +261,12 @@ fn precision_follows_the_compute_capability_emulated() {
     ok(&o);
     assert!(!String::from_utf8_lossy(&o.stderr).contains("sm_75"));
     assert_eq!(recorded_precision(&new), "tf32");
+}
+
+// Emulator only (WGAN_EMULATED_SM); named `::emulated` so that GPU sessions skip it.
+mod precision_follows_the_compute_capability {
+    #[test]
+    fn emulated() {
+        super::precision_follows_the_compute_capability()
+    }
 }
