@@ -21,7 +21,9 @@
 //   cp_async_commit()    commit_group and wait_group<N>. Emulated lazily: the copy is queued per
 //   cp_async_wait<N>()   thread and performed only when a wait_group retires its group, so a read
 //                        of shared memory before the wait sees stale data here, as it may on a GPU.
-//   ldmatrix_x4(_trans)  ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16 as a warp collective.
+//   ldmatrix_x4(_trans)  ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16 as a warp collective. Like
+//                        mma.sync it converges the warp but is no memory fence: shared stores of
+//                        other lanes need a __syncwarp (or barrier) before it (checked: race).
 //
 // Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k8 / m16n8k16"), with
 // g = lane >> 2 (groupID) and t = lane & 3 (threadID_in_group):
@@ -63,17 +65,9 @@ inline u32 bf16_round_bits(float x) {
 inline u32 bf16x2_pack(float lo, float hi) { return bf16_round_bits(lo) | (bf16_round_bits(hi) << 16); }
 #endif
 
-// ---- warp-collective plumbing of the emulator ----
+// ---- the emulator's bodies of the warp collectives (runtime.hpp: WGEMU_RT, collective_*) ----
 #ifndef __CUDA_ARCH__
 namespace wgtc {
-// What each lane publishes for a collective: pointers to its fragments.
-struct Published {
-    const void* p[3];
-};
-inline thread_local Published t_pub[1024];
-inline int flat_thread() { return ::wgemu::t_cur->warp * 32 + ::wgemu::t_cur->lane; }
-// The published entry of lane `lane` of the caller's warp.
-inline const Published& of_lane(int lane) { return t_pub[::wgemu::t_cur->warp * 32 + lane]; }
 inline float f32_of(u32 b) {
     float f;
     std::memcpy(&f, &b, 4);
@@ -81,6 +75,72 @@ inline float f32_of(u32 b) {
 }
 inline double tf32_value(u32 b) { return (double)f32_of(b & 0xFFFFE000u); }
 inline double bf16_value(u32 reg, int half) { return (double)f32_of(((reg >> (16 * half)) & 0xFFFFu) << 16); }
+
+// MI·NJ m16n8k8 TF32 (BF16: m16n8k16) MMAs as a warp collective: every lane publishes its
+// fragments, waits for the warp, and computes its own four D elements per tile by reading A and B
+// from the lanes that hold them, exactly as the PTX ISA's fragment figures place them.
+template <int MI, int NJ, bool BF16>
+WGEMU_RT void mma_emu(float (&acc)[MI][NJ][4], const u32 (&a)[MI][4], const u32 (&b)[NJ][2]) {
+    const uintptr_t pc = WGEMU_PC;
+    ::wgemu::collective_publish(a, b, nullptr, pc);
+    const int lane = ::wgemu::t_cur->lane, g = lane >> 2, t = lane & 3;
+    constexpr int K = BF16 ? 16 : 8;
+    // TF32: A(r, k) of fragment i is in lane (r % 8)·4 + k % 4, register (r ≥ 8) + 2·(k ≥ 4);
+    //       B(k, n) in lane n·4 + k % 4, register (k ≥ 4).
+    // BF16: A(r, k) in lane (r % 8)·4 + (k % 8) / 2, register (r ≥ 8) + 2·(k ≥ 8), half k % 2;
+    //       B(k, n) in lane n·4 + (k % 8) / 2, register (k ≥ 8), half k % 2.
+    auto A = [&](int i, int r, int k) {
+        if (BF16) {
+            const u32(*fa)[4] = (const u32(*)[4])::wgemu::published((r & 7) * 4 + ((k & 7) >> 1), 0);
+            return bf16_value(fa[i][(r >> 3) + 2 * (k >> 3)], k & 1);
+        }
+        const u32(*fa)[4] = (const u32(*)[4])::wgemu::published((r & 7) * 4 + (k & 3), 0);
+        return tf32_value(fa[i][(r >> 3) + 2 * (k >> 2)]);
+    };
+    auto B = [&](int j, int k, int n) {
+        if (BF16) {
+            const u32(*fb)[2] = (const u32(*)[2])::wgemu::published(n * 4 + ((k & 7) >> 1), 1);
+            return bf16_value(fb[j][k >> 3], k & 1);
+        }
+        const u32(*fb)[2] = (const u32(*)[2])::wgemu::published(n * 4 + (k & 3), 1);
+        return tf32_value(fb[j][k >> 2]);
+    };
+    float d[MI][NJ][4];
+    for (int i = 0; i < MI; ++i)
+        for (int j = 0; j < NJ; ++j)
+            for (int e = 0; e < 4; ++e) {
+                const int r = g + 8 * (e >> 1), n = 2 * t + (e & 1);
+                double s = (double)acc[i][j][e];
+                for (int k = 0; k < K; ++k) s += A(i, r, k) * B(j, k, n);
+                d[i][j][e] = (float)s;
+            }
+    ::wgemu::collective_done(pc);  // every lane has read before any fragment changes
+    std::memcpy(acc, d, sizeof d);
+}
+
+// ldmatrix .x4 as a warp collective; each lane's row address is checked (shared, 16-byte
+// aligned), and each element as a read of the lane that receives it.
+template <bool TRANS>
+WGEMU_RT void ldmatrix_emu(u32 (&r)[4], const void* row_addr) {
+    const uintptr_t pc = WGEMU_PC;
+    ::wgemu::collective_publish(row_addr, nullptr, nullptr, pc);
+    ::wgemu::ldmatrix_row_check(row_addr, pc);
+    const int lane = ::wgemu::t_cur->lane;
+    u32 out[4];
+    for (int q = 0; q < 4; ++q) {
+        unsigned short e[2];
+        for (int h = 0; h < 2; ++h) {
+            const int row = TRANS ? 2 * (lane & 3) + h : lane >> 2;
+            const int col = TRANS ? lane >> 2 : 2 * (lane & 3) + h;
+            const unsigned short* src = (const unsigned short*)::wgemu::published(q * 8 + row, 0) + col;
+            ::wgemu::access_range(src, 2, ::wgemu::ARead, pc);
+            std::memcpy(&e[h], src, 2);
+        }
+        out[q] = (u32)e[0] | ((u32)e[1] << 16);
+    }
+    ::wgemu::collective_done(pc);
+    for (int q = 0; q < 4; ++q) r[q] = out[q];
+}
 }  // namespace wgtc
 #endif
 
@@ -99,31 +159,7 @@ __device__ __forceinline__ void mma_tf32(float (&acc)[MI][NJ][4], const u32 (&a)
                 : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
                 : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
 #else
-    using namespace wgtc;
-    t_pub[flat_thread()] = Published{{a, b, nullptr}};
-    ::wgemu::park(::wgemu::WaitWarp);
-    const int lane = ::wgemu::t_cur->lane, g = lane >> 2, t = lane & 3;
-    float d[MI][NJ][4];
-    // A(r, k) of fragment i: lane (r % 8)·4 + k % 4, register (r ≥ 8) + 2·(k ≥ 4).
-    auto A = [&](int i, int r, int k) {
-        const u32(*fa)[4] = (const u32(*)[4])of_lane((r & 7) * 4 + (k & 3)).p[0];
-        return tf32_value(fa[i][(r >> 3) + 2 * (k >> 2)]);
-    };
-    // B(k, n) of fragment j: lane n·4 + k % 4, register (k ≥ 4).
-    auto B = [&](int j, int k, int n) {
-        const u32(*fb)[2] = (const u32(*)[2])of_lane(n * 4 + (k & 3)).p[1];
-        return tf32_value(fb[j][k >> 2]);
-    };
-    for (int i = 0; i < MI; ++i)
-        for (int j = 0; j < NJ; ++j)
-            for (int e = 0; e < 4; ++e) {
-                const int r = g + 8 * (e >> 1), n = 2 * t + (e & 1);
-                double s = (double)acc[i][j][e];
-                for (int k = 0; k < 8; ++k) s += A(i, r, k) * B(j, k, n);
-                d[i][j][e] = (float)s;
-            }
-    ::wgemu::park(::wgemu::WaitWarp);  // every lane has read before any fragment changes
-    std::memcpy(acc, d, sizeof d);
+    wgtc::mma_emu<MI, NJ, false>(acc, a, b);
 #endif
 }
 
@@ -141,31 +177,7 @@ __device__ __forceinline__ void mma_bf16(float (&acc)[MI][NJ][4], const u32 (&a)
                 : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
                 : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
 #else
-    using namespace wgtc;
-    t_pub[flat_thread()] = Published{{a, b, nullptr}};
-    ::wgemu::park(::wgemu::WaitWarp);
-    const int lane = ::wgemu::t_cur->lane, g = lane >> 2, t = lane & 3;
-    float d[MI][NJ][4];
-    // A(r, k): lane (r % 8)·4 + (k % 8) / 2, register (r ≥ 8) + 2·(k ≥ 8), half k % 2.
-    auto A = [&](int i, int r, int k) {
-        const u32(*fa)[4] = (const u32(*)[4])of_lane((r & 7) * 4 + ((k & 7) >> 1)).p[0];
-        return bf16_value(fa[i][(r >> 3) + 2 * (k >> 3)], k & 1);
-    };
-    // B(k, n): lane n·4 + (k % 8) / 2, register (k ≥ 8), half k % 2.
-    auto B = [&](int j, int k, int n) {
-        const u32(*fb)[2] = (const u32(*)[2])of_lane(n * 4 + ((k & 7) >> 1)).p[1];
-        return bf16_value(fb[j][k >> 3], k & 1);
-    };
-    for (int i = 0; i < MI; ++i)
-        for (int j = 0; j < NJ; ++j)
-            for (int e = 0; e < 4; ++e) {
-                const int r = g + 8 * (e >> 1), n = 2 * t + (e & 1);
-                double s = (double)acc[i][j][e];
-                for (int k = 0; k < 16; ++k) s += A(i, r, k) * B(j, k, n);
-                d[i][j][e] = (float)s;
-            }
-    ::wgemu::park(::wgemu::WaitWarp);
-    std::memcpy(acc, d, sizeof d);
+    wgtc::mma_emu<MI, NJ, true>(acc, a, b);
 #endif
 }
 
@@ -186,40 +198,11 @@ __device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], const void* row_addr) {
                      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                      : "r"(s));
 #else
-    using namespace wgtc;
-    t_pub[flat_thread()] = Published{{row_addr, nullptr, nullptr}};
-    ::wgemu::park(::wgemu::WaitWarp);
-    const int lane = ::wgemu::t_cur->lane;
-    u32 out[4];
-    for (int q = 0; q < 4; ++q) {
-        unsigned short e[2];
-        for (int h = 0; h < 2; ++h) {
-            const int row = TRANS ? 2 * (lane & 3) + h : lane >> 2;
-            const int col = TRANS ? lane >> 2 : 2 * (lane & 3) + h;
-            const unsigned short* p = (const unsigned short*)of_lane(q * 8 + row).p[0];
-            e[h] = p[col];
-        }
-        out[q] = (u32)e[0] | ((u32)e[1] << 16);
-    }
-    ::wgemu::park(::wgemu::WaitWarp);
-    for (int q = 0; q < 4; ++q) r[q] = out[q];
+    wgtc::ldmatrix_emu<TRANS>(r, row_addr);
 #endif
 }
 
 // ---- cp.async ----
-#ifndef __CUDA_ARCH__
-namespace wgtc {
-struct PendingCopy {
-    void* dst;
-    const void* src;
-    int bytes, src_bytes;
-    unsigned group;
-};
-inline thread_local std::vector<PendingCopy> t_copies[1024];
-inline thread_local unsigned t_committed[1024];
-}  // namespace wgtc
-#endif
-
 // Copies BYTES (4, 8 or 16; cg needs 16) from global `src` to shared `dst`; only the first
 // `src_bytes` are read, the rest are zero (src_bytes 0: nothing is read, `src` may be any address).
 template <int BYTES>
@@ -232,9 +215,7 @@ __device__ __forceinline__ void cp_async(void* dst, const void* src, int src_byt
     else
         asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(s), "l"(src), "n"(BYTES), "r"(src_bytes));
 #else
-    using namespace wgtc;
-    const int me = flat_thread();
-    t_copies[me].push_back(PendingCopy{dst, src, BYTES, src_bytes, t_committed[me]});
+    ::wgemu::cp_async_issue(dst, src, BYTES, src_bytes, BYTES == 16);
 #endif
 }
 
@@ -242,7 +223,7 @@ __device__ __forceinline__ void cp_async_commit() {
 #ifdef __CUDA_ARCH__
     asm volatile("cp.async.commit_group;" ::);
 #else
-    ++wgtc::t_committed[wgtc::flat_thread()];
+    ::wgemu::cp_async_commit();
 #endif
 }
 
@@ -252,24 +233,6 @@ __device__ __forceinline__ void cp_async_wait() {
 #ifdef __CUDA_ARCH__
     asm volatile("cp.async.wait_group %0;" ::"n"(N));
 #else
-    using namespace wgtc;
-    const int me = flat_thread();
-    std::vector<PendingCopy>& q = t_copies[me];
-    const unsigned committed = t_committed[me];
-    size_t keep = 0;
-    for (size_t i = 0; i < q.size(); ++i) {
-        const PendingCopy& c = q[i];
-        // Group c.group is retired when fewer than N groups were committed after it; copies not
-        // yet committed stay in flight (wait_group only covers committed groups).
-        if (c.group < committed && committed - c.group > (unsigned)N) {
-            unsigned char tmp[16] = {0};
-            if (c.src_bytes > 0) std::memcpy(tmp, c.src, (size_t)std::min(c.src_bytes, c.bytes));
-            std::memcpy(c.dst, tmp, (size_t)c.bytes);
-        } else {
-            q[keep++] = c;
-        }
-    }
-    q.resize(keep);
-    if (q.empty()) t_committed[me] = 0;  // nothing in flight: restart the count (a new block may follow)
+    ::wgemu::cp_async_wait(N);
 #endif
 }

@@ -69,6 +69,12 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct TrainArgs {
+    /// A named configuration; flags given beside it override its values. dcgan-w32: the default job
+    /// (the WGAN-GP paper's Algorithm 1 on a width-32 DCGAN, 400 steps); gan-mnist: the WGAN-GP paper's
+    /// MNIST script's settings (width 64, batch 50, nz 128, Adam 1e-4 betas 0.5,0.9, no critic norm,
+    /// 200,000 steps) on this crate's DCGAN-28.
+    #[arg(long)]
+    preset: Option<wgan::train::config::Preset>,
     /// mnist | cifar10 | folder | 8gaussians | 25gaussians | swissroll
     #[arg(long)]
     dataset: Option<DatasetKind>,
@@ -137,20 +143,38 @@ struct TrainArgs {
     /// Run folder (default runs/latest).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue the run in --out from its checkpoint (only --steps, --device, --precision, --sample-every and
-    /// --checkpoint-every may change).
+    /// Continue the run in --out (default runs/latest) from its checkpoint. Configuration flags may be
+    /// repeated with the values the run recorded; only --steps, --time-limit, --snapshot-at, --device,
+    /// --precision, --sample-every and --checkpoint-every may change.
     #[arg(long)]
     resume: bool,
     #[arg(long)]
     sample_every: Option<u64>,
     #[arg(long)]
     checkpoint_every: Option<u64>,
+    /// Keep a copy of the checkpoint in RUN/checkpoints/t{S}s/ when the training time reaches each of
+    /// these times (90, 90s, 1.5m, 1h; comma-separated). Training time is the steps' own time,
+    /// without sample pictures, FID probes and checkpoints.
+    #[arg(long, value_parser = parse_times)]
+    snapshot_at: Option<Times>,
+    /// Stop once the training time reaches this (90, 90s, 1.5m, 1h), or at --steps, whichever comes
+    /// first.
+    #[arg(long, value_parser = wgan::train::config::parse_seconds)]
+    time_limit: Option<f64>,
     /// on | off: capture the step into CUDA graphs and replay them (CUDA devices; default on).
     #[arg(long, value_parser = parse_on_off)]
     graph: Option<bool>,
     /// Print kernel launches, allocations and host time per step (also WGAN_PROFILE=1).
     #[arg(long)]
     profile: bool,
+}
+
+/// `--snapshot-at`'s list (one clap value, not several).
+#[derive(Clone, Debug)]
+struct Times(Vec<f64>);
+
+fn parse_times(s: &str) -> std::result::Result<Times, String> {
+    wgan::train::config::parse_seconds_list(s).map(Times)
 }
 
 fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
@@ -236,6 +260,9 @@ fn open_device(name: &str) -> Result<Device> {
 fn train(a: TrainArgs) -> Result<()> {
     let explicit_precision = a.precision.is_some();
     let (mut cfg, start) = if a.resume { resume_config(a)? } else { (fresh_config(a)?, Start::Fresh) };
+    if let Some(note) = cfg.preset.and_then(|p| p.note()) {
+        eprintln!("note: {note}");
+    }
     let dev = open_device(&cfg.device)?;
     // config.json records the precision the run's matrix products really use.
     match &dev {
@@ -257,8 +284,9 @@ fn train(a: TrainArgs) -> Result<()> {
             cfg.precision = p;
         }
     }
+    let limit = cfg.time_limit.map(|t| format!(" (or {t} s of training)")).unwrap_or_default();
     eprintln!(
-        "training {} on {} ({}), {} generator steps, device {}, output {}",
+        "training {} on {} ({}), {} generator steps{limit}, device {}, output {}",
         cfg.loss.title(),
         cfg.dataset.name(),
         if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist {
@@ -314,47 +342,45 @@ fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
         out: a.out,
         sample_every: a.sample_every,
         checkpoint_every: a.checkpoint_every,
+        snapshot_at: a.snapshot_at.map(|t| t.0).unwrap_or_default(),
+        time_limit: a.time_limit,
         graph: a.graph,
+        preset: a.preset,
         profile: a.profile,
     }
     .resolve()
 }
 
 fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
-    let fixed: [(&str, bool); 19] = [
-        ("--dataset", a.dataset.is_some()),
-        ("--data", a.data.is_some()),
-        ("--loss", a.loss.is_some()),
-        ("--penalty", a.penalty.is_some()),
-        ("--lambda", a.lambda.is_some()),
-        ("--n-critic", a.n_critic.is_some()),
-        ("--clip", a.clip.is_some()),
-        ("--lr", a.lr.is_some()),
-        ("--betas", a.betas.is_some()),
-        ("--batch-size", a.batch_size.is_some()),
-        ("--image-size", a.image_size.is_some()),
-        ("--channels", a.channels.is_some()),
-        ("--width", a.width.is_some()),
-        ("--nz", a.nz.is_some()),
-        ("--critic-norm", a.critic_norm.is_some()),
-        ("--init", a.init.is_some()),
-        ("--wgan-schedule", a.wgan_schedule),
-        ("--seed", a.seed.is_some()),
-        ("--out", a.out.is_none()),
-    ];
-    for (flag, bad) in fixed {
-        if bad {
-            if flag == "--out" {
-                wgan::bail!("--resume needs --out RUN_FOLDER (the run to continue)");
-            }
-            wgan::bail!("{flag}: a resumed run keeps its configuration; only --steps, --device, --precision, --sample-every and --checkpoint-every may change");
-        }
-    }
-    let out = a.out.unwrap();
+    // The same folder a fresh run writes by default, so that `wgan train --resume` continues
+    // `wgan train`.
+    let out = a.out.unwrap_or_else(|| PathBuf::from(wgan::train::config::DEFAULT_OUT));
     let path = out.join("config.json");
     let text = std::fs::read_to_string(&path).context(|| format!("--resume: cannot read {}", path.display()))?;
     let mut cfg: TrainConfig = serde_json::from_str(&text)
         .context(|| format!("--resume: {} is not a wgan run configuration", path.display()))?;
+    // The configuration flags may be repeated (the same command again with --resume added), but
+    // not changed.
+    let same = SameAs { path: &path };
+    same.check("--preset", a.preset.map(Some), &cfg.preset)?;
+    same.check("--dataset", a.dataset, &cfg.dataset)?;
+    same.check_data(a.data.as_deref(), cfg.data.as_deref())?;
+    same.check("--loss", a.loss, &cfg.loss)?;
+    same.check("--penalty", a.penalty, &cfg.penalty)?;
+    same.check("--lambda", a.lambda, &cfg.lambda)?;
+    same.check("--n-critic", a.n_critic, &cfg.n_critic)?;
+    same.check("--clip", a.clip, &cfg.clip)?;
+    same.check("--lr", a.lr, &cfg.lr)?;
+    same.check("--betas", a.betas, &cfg.betas)?;
+    same.check("--batch-size", a.batch_size, &cfg.batch_size)?;
+    same.check("--image-size", a.image_size, &cfg.image_size)?;
+    same.check("--channels", a.channels, &cfg.channels)?;
+    same.check("--width", a.width, &cfg.width)?;
+    same.check("--nz", a.nz, &cfg.nz)?;
+    same.check("--critic-norm", a.critic_norm, &cfg.critic_norm)?;
+    same.check("--init", a.init, &cfg.init)?;
+    same.check("--wgan-schedule", a.wgan_schedule.then_some(true), &cfg.wgan_schedule)?;
+    same.check("--seed", a.seed, &cfg.seed)?;
     cfg.out = out;
     if let Some(s) = a.steps {
         cfg.steps = s;
@@ -371,6 +397,12 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
     if let Some(s) = a.checkpoint_every {
         cfg.checkpoint_every = s;
     }
+    if let Some(Times(v)) = a.snapshot_at {
+        cfg.snapshot_at = wgan::train::config::sorted_times(v);
+    }
+    if let Some(t) = a.time_limit {
+        cfg.time_limit = Some(t);
+    }
     if let Some(g) = a.graph {
         cfg.graph = g;
     }
@@ -378,6 +410,63 @@ fn resume_config(a: TrainArgs) -> Result<(TrainConfig, Start)> {
     cfg.version = env!("CARGO_PKG_VERSION").to_string();
     cfg.validate()?;
     Ok((cfg, Start::Resume))
+}
+
+/// Compares a configuration flag given with `--resume` to the value the run recorded.
+struct SameAs<'a> {
+    path: &'a std::path::Path,
+}
+
+impl SameAs<'_> {
+    const MAY_CHANGE: &'static str =
+        "only --steps, --time-limit, --snapshot-at, --device, --precision, --sample-every and --checkpoint-every may change";
+
+    /// Accepts `given` when it is absent or equal to `recorded`; refuses a change, naming the flag,
+    /// the new value and the recorded one.
+    fn check<T: PartialEq + serde::Serialize>(&self, flag: &str, given: Option<T>, recorded: &T) -> Result<()> {
+        match given {
+            Some(v) if v != *recorded => self.refuse(flag, &shown(&v), &shown(recorded)),
+            _ => Ok(()),
+        }
+    }
+
+    /// `--data`: the same path, or another spelling of it (relative, through a link).
+    fn check_data(&self, given: Option<&std::path::Path>, recorded: Option<&std::path::Path>) -> Result<()> {
+        let Some(g) = given else { return Ok(()) };
+        let same = recorded
+            .is_some_and(|r| r == g || matches!((r.canonicalize(), g.canonicalize()), (Ok(a), Ok(b)) if a == b));
+        if same {
+            return Ok(());
+        }
+        let old = recorded.map(|r| r.display().to_string());
+        let old = old.as_deref().unwrap_or("no --data (the embedded digits)");
+        self.refuse("--data", &g.display().to_string(), old)
+    }
+
+    fn refuse(&self, flag: &str, new: &str, old: &str) -> Result<()> {
+        let old = if old.starts_with("no ") { old.to_string() } else { format!("{flag} {old}") };
+        wgan::bail!(
+            "{flag} {new}: a resumed run keeps its configuration, and {} records {old}; {}",
+            self.path.display(),
+            Self::MAY_CHANGE
+        )
+    }
+}
+
+/// A configuration value as it is written on the command line: `wgan-gp`, `0.0001`, `0.5,0.9`.
+fn shown<T: serde::Serialize>(v: &T) -> String {
+    fn text(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(","),
+            serde_json::Value::Bool(b) => (if *b { "on" } else { "off" }).to_string(),
+            serde_json::Value::Null => "(none)".to_string(),
+            // 0 and 10 rather than serde_json's 0.0 and 10.0.
+            serde_json::Value::Number(n) if n.is_f64() => format!("{}", n.as_f64().unwrap_or(f64::NAN)),
+            other => other.to_string(),
+        }
+    }
+    text(&serde_json::to_value(v).expect("configuration values serialise"))
 }
 
 fn sample(a: SampleArgs) -> Result<()> {

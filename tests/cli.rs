@@ -159,6 +159,230 @@ fn killed_run_resumes_bitwise_identical() {
     fails(&wgan(&["train", "--resume", "--out", s(&broken), "--width", "4"]), &["--width", "keeps its configuration"]);
 }
 
+/// A tiny MNIST job (a few milliseconds a step, and its FID probe is as cheap): the toy runs spend
+/// seconds on the exact W1 of their last step.
+const TINY: &[&str] = &[
+    "train",
+    "--dataset",
+    "mnist",
+    "--width",
+    "2",
+    "--nz",
+    "4",
+    "--batch-size",
+    "4",
+    "--n-critic",
+    "1",
+    "--device",
+    "cpu",
+    "--seed",
+    "5",
+];
+
+fn tiny_run(out: &Path, steps: &str, extra: &[&str]) -> Output {
+    let mut a: Vec<&str> = TINY.to_vec();
+    a.extend(["--steps", steps, "--out", s(out), "--sample-every", "2"]);
+    a.extend(extra);
+    wgan(&a)
+}
+
+/// `--resume` with the run's own configuration flags repeated: the same command again with
+/// `--resume` added continues the run; a changed value is refused, naming the flag, the new value
+/// and the recorded one, and leaves the run as it was.
+#[test]
+fn resume_accepts_repeated_flags_and_refuses_changes() {
+    let d = tmp("resume-flags");
+    let run = d.join("run");
+    let ok = |o: Output| assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(tiny_run(&run, "2", &[]));
+    // The first command again, with --resume (TINY repeats --dataset, --width, --nz, --batch-size,
+    // --n-critic, --device and --seed).
+    ok(tiny_run(&run, "3", &["--resume"]));
+    // Every other configuration flag, each with the value config.json records (the defaults here,
+    // written as a user would: 1e-4 for 0.0001, 10 for 10.0).
+    let same = [
+        "--resume",
+        "--loss",
+        "wgan-gp",
+        "--penalty",
+        "two-sided",
+        "--lambda",
+        "10",
+        "--clip",
+        "0.01",
+        "--lr",
+        "1e-4",
+        "--betas",
+        "0,0.9",
+        "--image-size",
+        "28",
+        "--channels",
+        "1",
+        "--critic-norm",
+        "layer",
+        "--init",
+        "dcgan",
+    ];
+    ok(tiny_run(&run, "4", &same));
+    let lines = |r: &Path| std::fs::read_to_string(r.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(lines(&run), 4);
+    let cfg = run.join("config.json");
+    let cfg_before = std::fs::read(&cfg).unwrap();
+    // Real changes are refused with the flag, the new value and the recorded one.
+    let changed: [(&[&str], &[&str]); 10] = [
+        (&["--seed", "6"], &["--seed 6", "records --seed 5"]),
+        (&["--lr", "2e-4"], &["--lr 0.0002", "records --lr 0.0001"]),
+        (&["--betas", "0.5,0.9"], &["--betas 0.5,0.9", "records --betas 0,0.9"]),
+        (&["--batch-size", "5"], &["--batch-size 5", "records --batch-size 4"]),
+        (&["--width", "3"], &["--width 3", "records --width 2"]),
+        (&["--dataset", "8gaussians"], &["--dataset 8gaussians", "records --dataset mnist"]),
+        (&["--loss", "wgan"], &["--loss wgan", "records --loss wgan-gp"]),
+        (&["--wgan-schedule"], &["--wgan-schedule on", "records --wgan-schedule off"]),
+        (&["--data", "x.idx"], &["--data x.idx", "records no --data"]),
+        (&["--preset", "dcgan-w32"], &["--preset dcgan-w32", "records --preset (none)"]),
+    ];
+    for (flags, needles) in changed {
+        // TINY's flags, less the one being changed (clap refuses a flag given twice).
+        let mut a = vec!["train"];
+        for pair in TINY[1..].chunks(2).filter(|p| p[0] != flags[0]) {
+            a.extend(pair);
+        }
+        a.extend(["--steps", "6", "--out", s(&run), "--resume"]);
+        a.extend(flags);
+        let mut n = needles.to_vec();
+        n.extend([s(&cfg), "keeps its configuration", "--steps"]);
+        fails(&wgan(&a), &n);
+    }
+    assert_eq!(lines(&run), 4, "a refused resume trained");
+    assert_eq!(std::fs::read(&cfg).unwrap(), cfg_before, "a refused resume rewrote config.json");
+    // --data: the same file by another spelling is the same; another file is a change.
+    let (idx, other) = (d.join("digits.idx"), d.join("other.idx"));
+    write(&idx, &idx_images(16, 28, 28));
+    write(&other, &idx_images(16, 28, 28));
+    let run2 = d.join("run2");
+    ok(tiny_run(&run2, "1", &["--data", s(&idx)]));
+    let respelt = d.join(".").join("digits.idx");
+    ok(tiny_run(&run2, "2", &["--resume", "--data", s(&respelt)]));
+    fails(
+        &tiny_run(&run2, "3", &["--resume", "--data", s(&other)]),
+        &[&format!("--data {}", s(&other)), &format!("records --data {}", s(&idx))],
+    );
+    assert_eq!(lines(&run2), 2);
+    no_temp_files(&d);
+}
+
+/// `--preset`: the default job by name, and the WGAN-GP paper's MNIST settings; flags given beside
+/// a preset win.
+#[test]
+fn presets_resolve_to_their_configurations() {
+    use wgan::nn::arch::CriticNorm;
+    use wgan::train::config::Preset;
+    use wgan::train::{Loss, TrainOptions};
+    let plain = TrainOptions::default().resolve().unwrap();
+    let named = TrainOptions { preset: Some(Preset::DcganW32), ..Default::default() }.resolve().unwrap();
+    assert_eq!(named.preset, Some(Preset::DcganW32));
+    assert_eq!(wgan::train::TrainConfig { preset: None, ..named }, plain, "dcgan-w32 is the default job");
+    let g = TrainOptions { preset: Some(Preset::GanMnist), ..Default::default() }.resolve().unwrap();
+    assert_eq!(
+        (g.loss, g.width, g.batch_size, g.nz, g.lr, g.betas, g.lambda, g.n_critic, g.critic_norm, g.steps),
+        (Loss::WganGp, 64, 50, 128, 1e-4, (0.5, 0.9), 10.0, 5, CriticNorm::None, 200_000)
+    );
+    assert_eq!((g.dataset, g.image_size, g.channels), (wgan::train::DatasetKind::Mnist, 28, 1));
+    let mine = TrainOptions { preset: Some(Preset::GanMnist), width: Some(32), steps: Some(10), ..Default::default() }
+        .resolve()
+        .unwrap();
+    assert_eq!((mine.width, mine.steps, mine.batch_size, mine.betas), (32, 10, 50, (0.5, 0.9)));
+}
+
+/// The step counters and training time (the sum of metrics.jsonl's `seconds`) of a run.
+fn clock(run: &Path) -> Vec<f64> {
+    let mut t = 0.0;
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            t += serde_json::from_str::<serde_json::Value>(l).unwrap()["seconds"].as_f64().unwrap();
+            t
+        })
+        .collect()
+}
+
+fn checkpoint_step(dir: &Path) -> usize {
+    let (ts, _) = read_safetensors(&dir.join("state.safetensors")).unwrap();
+    ts.iter().find(|t| t.name == "step").unwrap().as_i64().unwrap()[0] as usize
+}
+
+/// `--time-limit` stops at the first step that reaches it; `--snapshot-at` keeps a checkpoint at
+/// the first step that reaches each time; both go on counting after `--resume`.
+#[test]
+fn time_limit_and_snapshots_follow_training_time() {
+    let d = tmp("clock");
+    let run = d.join("run");
+    let train = |extra: &[&str]| {
+        let mut a: Vec<&str> = TINY.to_vec();
+        a.extend(["--steps", "1000000", "--sample-every", "1000000", "--out", s(&run)]);
+        a.extend(extra);
+        let o = wgan(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = train(&["--time-limit", "0.3s", "--snapshot-at", "0.2,0.1,0.1"]);
+    assert!(err.contains("time limit"), "{err}");
+    let t = clock(&run);
+    let n = t.len();
+    assert!(n < 1000000 && t[n - 1] >= 0.3 && (n < 2 || t[n - 2] < 0.3), "stopped at step {n}, {:?}", &t[n - 2..]);
+    assert_eq!(checkpoint_step(&run.join("checkpoint")), n);
+    // The first step whose training time reaches each point.
+    let first_at = |p: f64| t.iter().position(|&x| x >= p).unwrap() + 1;
+    for (name, p) in [("t0.1s", 0.1), ("t0.2s", 0.2)] {
+        assert_eq!(checkpoint_step(&run.join("checkpoints").join(name)), first_at(p), "{name}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["snapshot_at"].to_string(), cfg["time_limit"].as_f64()), ("[0.1,0.2]".to_string(), Some(0.3)));
+    // Resumed with a later limit and another point: the clock goes on from the run's time.
+    train(&["--resume", "--time-limit", "0.45", "--snapshot-at", "0.4"]);
+    let t = clock(&run);
+    let m = t.len();
+    assert!(m > n && t[m - 1] >= 0.45 && t[m - 2] < 0.45, "resumed run stopped at step {m}");
+    let first_at = |p: f64| t.iter().position(|&x| x >= p).unwrap() + 1;
+    assert_eq!(checkpoint_step(&run.join("checkpoints/t0.4s")), first_at(0.4));
+    // Resumed without a new limit: the time is already up, so nothing is trained.
+    let err = train(&["--resume"]);
+    assert!(err.contains("already has"), "{err}");
+    assert_eq!(clock(&run).len(), m);
+}
+
+/// `wgan train --resume` with no --out continues runs/latest, where `wgan train` writes.
+#[test]
+fn resume_defaults_to_the_default_run_folder() {
+    let d = tmp("resume-default");
+    let in_d = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_wgan"))
+            .args(args)
+            .current_dir(&d)
+            .env_remove("WGAN_ABORT_AFTER_STEP")
+            .output()
+            .unwrap()
+    };
+    let with = |steps: &'static str, more: &[&'static str]| {
+        let mut a: Vec<&str> = TINY.to_vec();
+        a.extend(["--steps", steps]);
+        a.extend(more);
+        a
+    };
+    let o = in_d(&with("2", &[]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(d.join("runs/latest/config.json").is_file());
+    let o = in_d(&with("3", &["--resume"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics = std::fs::read_to_string(d.join("runs/latest/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+    // Without a run there, the message names the file it looked for.
+    std::fs::remove_dir_all(d.join("runs")).unwrap();
+    fails(&in_d(&["train", "--resume"]), &["--resume", "runs/latest/config.json"]);
+}
+
 #[test]
 fn invalid_flags() {
     let d = tmp("flags");
@@ -181,6 +405,18 @@ fn invalid_flags() {
         (vec!["train", "--device", "tpu", "--out", o], vec!["--device"]),
         (vec!["train", "--dataset", "cifar10", "--out", o], vec!["--data"]),
         (vec!["train", "--resume", "--out", s(&nothing)], vec!["--resume"]),
+        (vec!["train", "--time-limit", "0", "--out", o], vec!["--time-limit", "positive time"]),
+        (vec!["train", "--preset", "gan_mnist", "--out", o], vec!["--preset", "dcgan-w32 or gan-mnist"]),
+        (
+            vec!["train", "--preset", "gan-mnist", "--dataset", "swissroll", "--out", o],
+            vec!["--preset gan-mnist", "toy"],
+        ),
+        (vec!["train", "--preset", "gan-mnist", "--image-size", "32", "--out", o], vec!["--preset gan-mnist", "28×28"]),
+        (
+            vec!["train", "--preset", "dcgan-w32", "--loss", "wgan", "--out", o],
+            vec!["--preset dcgan-w32", "--loss wgan"],
+        ),
+        (vec!["train", "--snapshot-at", "1m,soon", "--out", o], vec!["--snapshot-at", "\"soon\""]),
         (vec!["sample", "--from", s(&missing), "--out", s(&xpng)], vec!["missing", "no such file"]),
         (vec!["sample", "--from", s(&d), "--out", s(&xtxt)], vec![".png or .csv"]),
     ];

@@ -43,7 +43,8 @@ fn names(dir: &Path) -> Vec<String> {
     v
 }
 
-fn tiny_mnist(out: &Path, extra: &[&str]) {
+/// Trains the tiny MNIST run; returns its stderr.
+fn tiny_mnist(out: &Path, extra: &[&str]) -> String {
     let mut a = vec![
         "train",
         "--dataset",
@@ -66,14 +67,16 @@ fn tiny_mnist(out: &Path, extra: &[&str]) {
         s(out),
     ];
     a.extend(extra);
-    ok(&wgan(&a));
+    let o = wgan(&a);
+    ok(&o);
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]
 fn mnist_run_logs_scores_and_eval_prints_every_metric_with_its_floor() {
     let d = tmp("mnist");
     let run = d.join("run");
-    tiny_mnist(&run, &[]);
+    let stderr = tiny_mnist(&run, &[]);
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -83,6 +86,19 @@ fn mnist_run_logs_scores_and_eval_prints_every_metric_with_its_floor() {
         let sample_step = l["step"].as_u64().unwrap() % 2 == 0;
         for k in ["inception_score", "fid", "classes_covered", "class_kl"] {
             assert_eq!(l[k].is_number(), sample_step, "{k} in {l}");
+        }
+    }
+    // The progress line (one per step here: 4 steps, not a terminal) carries the FID of the latest
+    // sample step once there is one: none at step 1, step 2's at steps 2 and 3, step 4's at 4.
+    let fid_at = |i: usize| format!("FID {}", wgan::progress::format_value(lines[i]["fid"].as_f64().unwrap()));
+    let expect = [None, Some(fid_at(1)), Some(fid_at(1)), Some(fid_at(3))];
+    for (i, want) in expect.iter().enumerate() {
+        let prefix = format!("step {}/4 ", i + 1);
+        let line =
+            stderr.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("no {prefix:?} line:\n{stderr}"));
+        match want {
+            Some(f) => assert!(line.ends_with(f.as_str()), "{line:?} should end with {f:?}"),
+            None => assert!(!line.contains("FID"), "{line:?} shows an FID before any was measured"),
         }
     }
     let is = lines[1]["inception_score"].as_f64().unwrap();
@@ -243,5 +259,45 @@ fn eval_refuses_clearly() {
     assert!(run.join("eval.json").is_file());
     // Too few samples.
     fails(&wgan(&["eval", "--from", s(&run), "--n", "3", "--device", "cpu"]), &["--n 3"]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The PyTorch side of `benches/time_to_quality.py`: `wgan_torch.py --train-mnist` trains the
+/// configuration of one of our runs against the clock and keeps generators that `wgan eval`
+/// scores like ours. Skipped without PyTorch (it is not a test requirement).
+#[test]
+fn torch_reference_generators_are_scored_by_wgan_eval() {
+    let torch = Command::new("python3").args(["-c", "import torch, safetensors"]).status();
+    if !torch.map(|s| s.success()).unwrap_or(false) {
+        return eprintln!("skipped: python3 cannot import torch and safetensors (pip install torch safetensors)");
+    }
+    let d = tmp("torch-ref");
+    let ours = d.join("ours");
+    tiny_mnist(&ours, &[]);
+    let reference = d.join("torch");
+    let o = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference/wgan_torch.py"))
+        .args(["--train-mnist", s(&ours.join("config.json")), "--device", "cpu", "--threads", "1", "--seed", "3"])
+        .args(["--snapshot-at", "0.05s", "--time-limit", "0.2s", "--out", s(&reference)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snap = reference.join("checkpoints/t0.05s");
+    let out = ok(&wgan(&["eval", "--from", s(&snap), "--n", "100", "--device", "cpu"]));
+    assert!(out.lines().any(|l| l.starts_with("FID")), "{out}");
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(snap.join("eval.json")).unwrap()).unwrap();
+    assert!(j["metrics"]["fid"].as_f64().is_some_and(|f| f.is_finite() && f > 0.0), "{j}");
+    // The configuration in the file's metadata is our run's, with the reference's seed.
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reference.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["width"].as_u64(), cfg["seed"].as_u64()), (Some(4), Some(3)));
+    // A configuration it cannot train is refused with a message, not a traceback.
+    let o = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference/wgan_torch.py"))
+        .args(["--train-mnist", s(&d.join("absent.json")), "--time-limit", "1", "--out", s(&d.join("x"))])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("absent.json") && !err.contains("Traceback"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }

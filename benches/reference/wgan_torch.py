@@ -635,6 +635,133 @@ def train_toy(steps, device, eval_steps, loss, seed, dataset="8gaussians", init=
 
 
 # ----------------------------------------------------------------------------------------------
+# Training on the embedded MNIST digits against a clock (benches/time_to_quality.sh)
+# ----------------------------------------------------------------------------------------------
+
+EMBEDDED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "mnist10k",
+                              "images-idx3-ubyte.gz")
+
+
+def load_idx_images(path):
+    """An IDX image file (gzip'd or not) as a float32 tensor [N, 1, H, W] in [−1, 1], b/127.5 − 1 as
+    the crate's `src/data`."""
+    import gzip
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 16 or raw[:4] != b"\x00\x00\x08\x03":
+        raise ValueError(f"{path}: not an IDX image file (magic {raw[:4].hex()})")
+    n, h, w = (int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(3))
+    if len(raw) != 16 + n * h * w:
+        raise ValueError(f"{path}: {len(raw) - 16} pixel bytes for {n}×{h}×{w} images")
+    x = torch.frombuffer(bytearray(raw[16:]), dtype=torch.uint8).view(n, 1, h, w)
+    return x.float() / 127.5 - 1.0
+
+
+def parse_seconds(text):
+    """'90', '90s', '1.5m', '1h' → seconds (as `wgan train --snapshot-at`)."""
+    t = text.strip()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(t[-1:], None)
+    v = float(t[:-1] if scale else t) * (scale or 1.0)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{text!r}: expected a positive time such as 90, 90s, 1.5m or 1h")
+    return v
+
+
+def snapshot_name(secs):
+    """The folder name of a snapshot, as `wgan train` names it: t60s, t1.5s."""
+    return f"t{secs:g}s"
+
+
+def train_mnist(config_path, out, snapshot_at, time_limit, seed, device, data_path=None):
+    """Trains the DCGAN of a `wgan train` run's config.json (same architecture, loss, optimizer,
+    batch, λ and n_critic) on the embedded MNIST digits, keeping the generator at each point of
+    training time in OUT/checkpoints/t{S}s/generator.safetensors (a PyTorch state dict with the
+    configuration in its metadata, as the crate writes it, so `wgan eval --from` scores it).
+
+    Training time is the sum of the generator steps' own durations, as `wgan train` counts it for
+    --snapshot-at and --time-limit: saving snapshots is not counted."""
+    from safetensors.torch import save_file
+    with open(config_path) as f:
+        cfg_json = json.load(f)
+    if cfg_json["dataset"] != "mnist" or cfg_json.get("data"):
+        raise ValueError(f"{config_path}: --train-mnist trains on the embedded MNIST digits; this run is "
+                         f"{cfg_json['dataset']} {cfg_json.get('data') or ''}")
+    if cfg_json["loss"] != "wgan-gp":
+        raise ValueError(f"{config_path}: --train-mnist trains WGAN-GP; this run is {cfg_json['loss']}")
+    torch.manual_seed(seed)
+    size, nc, width, nz = cfg_json["image_size"], cfg_json["channels"], cfg_json["width"], cfg_json["nz"]
+    G = DCGANGenerator(size, nc, width, nz)
+    D = DCGANCritic(size, nc, width, cfg_json["critic_norm"])
+    init_weights(G, cfg_json.get("init", "dcgan")), init_weights(D, cfg_json.get("init", "dcgan"))
+    G.to(device), D.to(device)
+    G.train(), D.train()
+    betas = tuple(cfg_json["betas"])
+    optG = torch.optim.Adam(G.parameters(), lr=cfg_json["lr"], betas=betas)
+    optD = torch.optim.Adam(D.parameters(), lr=cfg_json["lr"], betas=betas)
+    prime_grads(G, D)
+    if cfg_json["penalty"] != "two-sided":
+        raise ValueError(f"{config_path}: --train-mnist has the two-sided penalty only")
+    batch, n_critic = cfg_json["batch_size"], cfg_json["n_critic"]
+    cfg = dict(loss="wgan-gp", batch=batch, n_critic=n_critic, nz=nz, lam=cfg_json["lambda"])
+    images = load_idx_images(data_path or EMBEDDED_MNIST)
+    if images.shape[2] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = images.to(device)
+    n = images.shape[0]
+    # Batches in a fresh random order each epoch, each critic iteration a new batch (as the crate).
+    order, pos = torch.randperm(n), 0
+
+    def next_reals():
+        nonlocal order, pos
+        out = []
+        for _ in range(n_critic):
+            if pos + batch > n:
+                order, pos = torch.randperm(n), 0
+            out.append(images[order[pos:pos + batch]])
+            pos += batch
+        return torch.stack(out)
+
+    os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+    run_cfg = dict(cfg_json, seed=seed, out=out, version=f"torch {torch.__version__}")
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(run_cfg, f, indent=2)
+    pending = sorted(set(snapshot_at))
+    limit = time_limit if time_limit else (pending[-1] if pending else None)
+    if limit is None:
+        raise ValueError("--train-mnist needs --snapshot-at or --time-limit")
+    print(f"train-mnist: WGAN-GP DCGAN-{size} width {width}, batch {batch}, n_critic {n_critic}, "
+          f"λ {cfg['lam']}, Adam {cfg_json['lr']} betas {betas}, init {cfg_json.get('init')}, critic norm "
+          f"{cfg_json['critic_norm']}; seed {seed}, threads {torch.get_num_threads()}, device {device}; "
+          f"snapshots at {pending} s, stop at {limit} s of training", file=sys.stderr, flush=True)
+    clock, step = 0.0, 0
+    with open(os.path.join(out, "metrics.jsonl"), "w") as metrics:
+        while clock < limit:
+            t = time.perf_counter()
+            reals = next_reals()
+            loss_d, loss_g = generator_step(G, D, optG, optD, reals, cfg)
+            loss_d, loss_g = loss_d.item(), loss_g.item()
+            secs = time.perf_counter() - t
+            clock += secs
+            step += 1
+            metrics.write(json.dumps(dict(step=step, critic_loss=loss_d, gen_loss=loss_g, seconds=secs,
+                                          train_seconds=clock)) + "\n")
+            if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+                raise RuntimeError(f"step {step}: non-finite loss (critic {loss_d}, generator {loss_g})")
+            while pending and clock >= pending[0]:
+                p = pending.pop(0)
+                d = os.path.join(out, "checkpoints", snapshot_name(p))
+                os.makedirs(d, exist_ok=True)
+                meta = {"format": "wgan-checkpoint-1", "role": "generator", "step": str(step),
+                        "config": json.dumps(run_cfg), "train_seconds": f"{clock:.3f}"}
+                state = {k: v.detach().to("cpu").contiguous() for k, v in G.state_dict().items()}
+                save_file(state, os.path.join(d, "generator.safetensors"), metadata=meta)
+                print(f"kept {d} (step {step}, {clock:.1f} s of training)", file=sys.stderr, flush=True)
+    print(f"done: {step} steps in {clock:.1f} s of training", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -667,6 +794,14 @@ def main(argv=None):
     ap.add_argument("--clip-start", default="clamped", choices=["clamped", "unclamped"],
                     help="--train-toy with --loss wgan: clamp the fresh critic before its first iteration (the "
                     "WGAN code, as `wgan train`) or only after each update (gan_toy.py's order)")
+    ap.add_argument("--train-mnist", metavar="CONFIG_JSON", default=None,
+                    help="train the DCGAN of this `wgan train` run configuration on the embedded MNIST digits "
+                         "against a clock, keeping generators at --snapshot-at (benches/time_to_quality.sh)")
+    ap.add_argument("--snapshot-at", default="", help="--train-mnist: training times (90, 90s, 1.5m, 1h; "
+                                                      "comma-separated) at which to keep the generator")
+    ap.add_argument("--time-limit", default=None, help="--train-mnist: stop after this much training time "
+                                                      "(default: the last --snapshot-at)")
+    ap.add_argument("--out", default=None, help="--train-mnist: the run folder to write")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -677,6 +812,23 @@ def main(argv=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2
+    if args.train_mnist:
+        if not args.out:
+            print("error: --train-mnist needs --out RUN_FOLDER", file=sys.stderr)
+            return 2
+        try:
+            points = [parse_seconds(x) for x in args.snapshot_at.split(",") if x.strip()]
+            limit = parse_seconds(args.time_limit) if args.time_limit else None
+        except ValueError as e:
+            print(f"error: --snapshot-at/--time-limit: {e}", file=sys.stderr)
+            return 2
+        try:
+            train_mnist(args.train_mnist, args.out, points, limit, args.seed, device)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
+            print(f"error: --train-mnist {args.train_mnist}: {what}", file=sys.stderr)
+            return 2
+        return 0
     if args.train_toy:
         if args.eval:
             eval_steps = {int(x) for x in args.eval.split(",")}

@@ -177,6 +177,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn check(&self) -> crate::Result<()> {
         Ok(())
     }
+    /// True once a failure has been recorded (what `check` would report), without waiting for the
+    /// device: lets a step stop issuing work after a failed launch instead of running on tensors
+    /// that a failed op left empty. Always false on the CPU.
+    fn failed(&self) -> bool {
+        false
+    }
 
     // ---- elementwise ----
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Self::Tensor;

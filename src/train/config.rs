@@ -136,6 +136,108 @@ impl std::str::FromStr for Penalty {
     }
 }
 
+/// A named configuration (`--preset`): values for the flags it names, each of which a flag given
+/// beside it still overrides. Image data only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    /// The default job as it is today: the WGAN-GP paper's Algorithm 1 (Adam 1e-4, betas (0, 0.9),
+    /// λ 10, n_critic 5, batch 64) on this crate's DCGAN of width 32 with a layer-norm critic,
+    /// 400 generator steps. `wgan train` with no flags trains this.
+    #[serde(rename = "dcgan-w32")]
+    DcganW32,
+    /// The settings of the WGAN-GP paper's MNIST script (`gan_mnist.py`, MODE = 'wgan-gp'): width
+    /// (DIM) 64, batch 50, latent size 128, Adam 1e-4 with betas (0.5, 0.9) for both networks, λ 10,
+    /// 5 critic iterations, no normalisation in the critic, 200,000 generator steps. The networks
+    /// are this crate's DCGAN-28 at that width, not the script's own (see [`Preset::note`]).
+    #[serde(rename = "gan-mnist")]
+    GanMnist,
+}
+
+impl Preset {
+    pub const NAMES: &'static str = "dcgan-w32 or gan-mnist";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::DcganW32 => "dcgan-w32",
+            Preset::GanMnist => "gan-mnist",
+        }
+    }
+
+    /// What a user should know about the preset, printed when a run starts.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            Preset::DcganW32 => None,
+            Preset::GanMnist => Some(
+                "gan-mnist: gan_mnist.py's hyperparameters on this crate's DCGAN-28 (4×4 transposed convolutions \
+                 with batch norm, tanh output, 4×4 critic convolutions); the script's own networks (a linear \
+                 input layer, 5×5 kernels with biases, no batch norm, sigmoid output on [0, 1] pixels, a linear \
+                 critic head) are not built here",
+            ),
+        }
+    }
+
+    /// Fills the options this preset sets and the user left unset.
+    fn apply(self, o: &mut TrainOptions) -> Result<()> {
+        let dataset = o.dataset.unwrap_or(DatasetKind::Mnist);
+        if dataset.is_toy() {
+            crate::bail!(
+                "--preset {}: presets are image configurations, and {} is a 2-D toy data set",
+                self.name(),
+                dataset.name()
+            );
+        }
+        if self == Preset::GanMnist && (dataset != DatasetKind::Mnist || o.image_size.is_some_and(|s| s != 28)) {
+            crate::bail!(
+                "--preset gan-mnist: gan_mnist.py's configuration is for 28×28 MNIST digits (--dataset mnist)"
+            );
+        }
+        if let Some(l) = o.loss.filter(|&l| l != Loss::WganGp) {
+            crate::bail!(
+                "--preset {}: a WGAN-GP configuration, and --loss {} asks for another loss",
+                self.name(),
+                shown_loss(l)
+            );
+        }
+        let (width, batch, nz, lr, betas, lambda, n_critic, norm, steps) = match self {
+            Preset::DcganW32 => (32, 64, 100, 1e-4, (0.0, 0.9), 10.0, 5, CriticNorm::Layer, 400),
+            Preset::GanMnist => (64, 50, 128, 1e-4, (0.5, 0.9), 10.0, 5, CriticNorm::None, 200_000),
+        };
+        o.loss = Some(Loss::WganGp);
+        o.width.get_or_insert(width);
+        o.batch_size.get_or_insert(batch);
+        o.nz.get_or_insert(nz);
+        o.lr.get_or_insert(lr);
+        o.betas.get_or_insert(betas);
+        o.lambda.get_or_insert(lambda);
+        o.n_critic.get_or_insert(n_critic);
+        o.critic_norm.get_or_insert(norm);
+        o.steps.get_or_insert(steps);
+        o.penalty.get_or_insert(Penalty::TwoSided);
+        o.init.get_or_insert(InitRule::Dcgan);
+        Ok(())
+    }
+}
+
+fn shown_loss(l: Loss) -> &'static str {
+    match l {
+        Loss::Wgan => "wgan",
+        Loss::WganGp => "wgan-gp",
+        Loss::Gan => "gan",
+        Loss::NsGan => "nsgan",
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "dcgan-w32" => Ok(Preset::DcganW32),
+            "gan-mnist" => Ok(Preset::GanMnist),
+            _ => Err(format!("expected {}, got {s:?}", Preset::NAMES)),
+        }
+    }
+}
+
 /// Everything a run needs, resolved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -173,6 +275,19 @@ pub struct TrainConfig {
     pub out: PathBuf,
     pub sample_every: u64,
     pub checkpoint_every: u64,
+    /// Points of training time, in seconds, at which a copy of the checkpoint is kept in
+    /// `RUN/checkpoints/t{S}s/` (`--snapshot-at`; [`snapshot_name`]). Training time is the sum of
+    /// the generator steps' own durations (metrics.jsonl's `seconds`): sample pictures, FID probes
+    /// and checkpoints are not counted. Sorted, without repeats.
+    #[serde(default)]
+    pub snapshot_at: Vec<f64>,
+    /// Stop once the training time reaches this many seconds (`--time-limit`), or at `steps`,
+    /// whichever comes first.
+    #[serde(default)]
+    pub time_limit: Option<f64>,
+    /// The `--preset` the run started from, if any (its values are in the fields above).
+    #[serde(default)]
+    pub preset: Option<Preset>,
     /// The crate version that wrote this configuration.
     pub version: String,
     /// Capture the training step into CUDA graphs and replay them (`--graph on|off`, default on;
@@ -183,6 +298,9 @@ pub struct TrainConfig {
     #[serde(skip)]
     pub profile: bool,
 }
+
+/// The run folder when `--out` is not given (a fresh run and `--resume` alike).
+pub const DEFAULT_OUT: &str = "runs/latest";
 
 fn graph_default() -> bool {
     true
@@ -215,8 +333,14 @@ pub struct TrainOptions {
     pub out: Option<PathBuf>,
     pub sample_every: Option<u64>,
     pub checkpoint_every: Option<u64>,
+    /// `--snapshot-at`: seconds of training time.
+    pub snapshot_at: Vec<f64>,
+    /// `--time-limit`: seconds of training time.
+    pub time_limit: Option<f64>,
     /// `--graph on|off` (None: on).
     pub graph: Option<bool>,
+    /// `--preset`: named values for the options left unset.
+    pub preset: Option<Preset>,
     pub profile: bool,
 }
 
@@ -226,7 +350,10 @@ impl TrainOptions {
     /// Defaults follow the papers: WGAN-GP Adam(1e-4, betas (0, 0.9)), λ = 10; WGAN RMSProp 5e-5,
     /// clip 0.01; n_critic 5. The toy data sets follow the WGAN-GP paper's gan_toy.py instead
     /// (λ = 0.1, betas (0.5, 0.9), batch 256), the configuration its toy figures come from.
-    pub fn resolve(self) -> Result<TrainConfig> {
+    pub fn resolve(mut self) -> Result<TrainConfig> {
+        if let Some(p) = self.preset {
+            p.apply(&mut self)?;
+        }
         let dataset = self.dataset.unwrap_or(DatasetKind::Mnist);
         let loss = self.loss.unwrap_or(Loss::WganGp);
         let toy = dataset.is_toy();
@@ -307,9 +434,12 @@ impl TrainOptions {
             seed: self.seed.unwrap_or(0),
             device: self.device.unwrap_or_else(|| "auto".into()),
             precision: self.precision.unwrap_or_default(),
-            out: self.out.unwrap_or_else(|| PathBuf::from("runs/latest")),
+            out: self.out.unwrap_or_else(|| PathBuf::from(DEFAULT_OUT)),
             sample_every: self.sample_every.unwrap_or(if toy { 250 } else { 50 }),
             checkpoint_every: self.checkpoint_every.unwrap_or(if toy { 500 } else { 100 }),
+            snapshot_at: sorted_times(self.snapshot_at),
+            time_limit: self.time_limit,
+            preset: self.preset,
             version: env!("CARGO_PKG_VERSION").to_string(),
             graph: self.graph.unwrap_or(true),
             profile: self.profile || profile_from_env(),
@@ -317,6 +447,40 @@ impl TrainOptions {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// Times sorted, each once.
+pub fn sorted_times(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    v
+}
+
+/// A time as `--snapshot-at` and `--time-limit` take it: `90` or `90s` (seconds), `1.5m`
+/// (minutes), `1h` (hours); positive and finite.
+pub fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
+    let t = text.trim();
+    let (num, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        _ => (t, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * scale),
+        _ => Err(format!("expected a positive time such as 90, 90s, 1.5m or 1h, got {text:?}")),
+    }
+}
+
+/// Comma-separated times (`1m,2m,5m`), as `--snapshot-at` takes them.
+pub fn parse_seconds_list(text: &str) -> std::result::Result<Vec<f64>, String> {
+    text.split(',').map(parse_seconds).collect()
+}
+
+/// The folder name, under `RUN/checkpoints/`, of the snapshot kept at `seconds` of training time:
+/// `t60s`, `t1.5s`.
+pub fn snapshot_name(seconds: f64) -> String {
+    format!("t{seconds}s")
 }
 
 /// `WGAN_PROFILE=1` asks for `--profile`.
@@ -352,6 +516,12 @@ impl TrainConfig {
         }
         if self.nz == 0 {
             crate::bail!("--nz 0: the latent size must be at least 1");
+        }
+        if let Some(bad) = self.snapshot_at.iter().find(|&&v| !(v.is_finite() && v > 0.0)) {
+            crate::bail!("--snapshot-at {bad}: expected positive times of training (seconds)");
+        }
+        if let Some(t) = self.time_limit.filter(|&v| !(v.is_finite() && v > 0.0)) {
+            crate::bail!("--time-limit {t}: expected a positive time of training (seconds)");
         }
         if self.sample_every == 0 || self.checkpoint_every == 0 {
             crate::bail!("--sample-every and --checkpoint-every must be at least 1");

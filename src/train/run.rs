@@ -195,6 +195,9 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     atomic_write(&out.join("config.json"), serde_json::to_string_pretty(cfg).expect("config serialises").as_bytes())?;
     let metrics_path = out.join("metrics.jsonl");
     let mut history = read_history(&metrics_path, progress.step)?;
+    // Training time so far (a resumed run goes on counting), and the snapshots still to keep.
+    let mut train_secs = read_train_seconds(&metrics_path, progress.step);
+    let mut snapshots: Vec<f64> = cfg.snapshot_at.iter().copied().filter(|&p| p > train_secs).collect();
     let mut fid_history = crate::eval::probe::read_fid_history(&metrics_path, progress.step);
     let mut metrics = open_metrics(&metrics_path, &history)?;
     // MNIST runs: IS, FID and class coverage at each sample step (src/eval/probe.rs).
@@ -205,8 +208,13 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
     let mut bar = crate::progress::Progress::new(cfg.steps, progress.step);
     let t0 = Instant::now();
     let mut last = None;
+    let mut done = progress.step;
     let abort_after: Option<u64> = std::env::var("WGAN_ABORT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
     for step in progress.step + 1..=cfg.steps {
+        if cfg.time_limit.is_some_and(|limit| train_secs >= limit) {
+            bar.message(&format!("time limit: the run already has {train_secs:.1} s of training"));
+            break;
+        }
         let ts = Instant::now();
         let shape = feed.batch_shape(cfg.batch_size);
         let (stats, prof) = gan.train_step_profiled(&shape, |be, dst| feed.fill(be, dst, cfg.batch_size));
@@ -216,6 +224,7 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
         }
         let v = stats.read(&be);
         let secs = ts.elapsed().as_secs_f64();
+        train_secs += secs;
         if let Some(what) = non_finite(&v) {
             bar.finish();
             let kept = match snapshot::find(&ckpt_dir) {
@@ -234,7 +243,8 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             "seconds": secs,
             "samples_per_sec": (cfg.batch_size * stats.critic_iters) as f64 / secs.max(1e-9),
         });
-        let last_step = step == cfg.steps;
+        let time_up = cfg.time_limit.is_some_and(|limit| train_secs >= limit);
+        let last_step = step == cfg.steps || time_up;
         if step % cfg.sample_every == 0 || last_step {
             let ev = write_samples(&gan, cfg, &fixed_noise, &samples_dir, step)?;
             if let Some((w1, captured, total)) = ev {
@@ -257,9 +267,19 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             .and_then(|_| metrics.flush())
             .context(|| format!("cannot write {}", metrics_path.display()))?;
         history.push((step, v.wdist));
-        bar.update(step, &[("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)]);
+        // MNIST runs: the FID of the latest sample step (also after a resume, from metrics.jsonl).
+        let mut fields = vec![("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)];
+        if let Some(&(_, fid)) = fid_history.last() {
+            fields.push(("FID", fid));
+        }
+        bar.update(step, &fields);
         if step % cfg.checkpoint_every == 0 || last_step {
             snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
+        }
+        while snapshots.first().is_some_and(|&p| train_secs >= p) {
+            let dir = out.join("checkpoints").join(super::config::snapshot_name(snapshots.remove(0)));
+            snapshot::save(&dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
+            bar.message(&format!("kept {} (step {step}, {train_secs:.1} s of training)", dir.display()));
         }
         if step % cfg.sample_every == 0 || last_step {
             if fid_history.is_empty() {
@@ -269,14 +289,19 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             }
         }
         last = Some(v);
+        done = step;
         if abort_after == Some(step) {
             // Test hook: die like a killed process, without any cleanup.
             std::process::abort();
         }
+        if time_up && step < cfg.steps {
+            bar.message(&format!("time limit: {train_secs:.1} s of training reached at step {step}"));
+            break;
+        }
     }
     bar.finish();
     let (w1, modes) = if cfg.dataset.is_toy() { final_eval(&gan, cfg)? } else { (None, None) };
-    Ok(RunSummary { out, steps: cfg.steps, last, seconds: t0.elapsed().as_secs_f64(), w1, modes })
+    Ok(RunSummary { out, steps: done, last, seconds: t0.elapsed().as_secs_f64(), w1, modes })
 }
 
 /// `--profile`: what one step issued to the device and the host time it took.
@@ -350,6 +375,16 @@ fn read_history(path: &Path, upto: u64) -> Result<Vec<(u64, f64)>> {
         }
     }
     Ok(h)
+}
+
+/// Training time of the steps in metrics.jsonl up to `upto`: the sum of their `seconds`.
+fn read_train_seconds(path: &Path, upto: u64) -> f64 {
+    let Ok(text) = std::fs::read_to_string(path) else { return 0.0 };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["step"].as_u64().is_some_and(|s| s <= upto))
+        .filter_map(|v| v["seconds"].as_f64())
+        .sum()
 }
 
 /// Opens metrics.jsonl for appending; on resume, first drops lines past the checkpoint (steps the

@@ -184,11 +184,18 @@ impl<B: Backend> Gan<B> {
         self.prepare_device(real_shape);
         let iters = self.critic_iters();
         let real = self.dev.as_ref().expect("prepared").real.clone();
+        // After a failed launch (recorded by the backend, reported by the caller's `check`), no
+        // more work is issued: later ops would run on the empty tensors a failed op leaves.
         for _ in 0..iters {
+            if self.be.failed() {
+                break;
+            }
             fill_real(&self.be, &real);
             self.run_phase(Phase::Critic);
         }
-        self.run_phase(Phase::Generator);
+        if !self.be.failed() {
+            self.run_phase(Phase::Generator);
+        }
         self.gen_steps += 1;
         self.steps_in_process += 1;
         let s = &self.dev.as_ref().expect("prepared").stats;

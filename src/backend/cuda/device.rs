@@ -246,19 +246,29 @@ impl Cuda {
     /// host code asks (the precisions it can run, `Cuda::sm`), e.g. `sm_75` to test the f32
     /// fallback of a pre-Ampere GPU; the kernels still run on the CPU.
     pub fn emulated() -> Result<Cuda> {
+        Self::emulated_with(super::emu::EmuOptions::from_env()?)
+    }
+
+    /// The host emulator with the given checks and schedule (instead of `WGAN_EMU_CHECK` and
+    /// `WGAN_EMU_SCHEDULE`), standing for the device of `WGAN_EMULATED_SM` when set.
+    pub fn emulated_with(opts: super::emu::EmuOptions) -> Result<Cuda> {
         let sm = match std::env::var(EMULATED_SM_ENV) {
             Ok(v) if !v.is_empty() => Some(crate::backend::precision::sm_of(&v).ok_or_else(|| {
                 Error(format!("{EMULATED_SM_ENV}={v}: expected a compute capability such as sm_75 or sm_90"))
             })?),
             _ => None,
         };
-        Cuda::emulated_as(sm)
+        Self::emulated_as_with(sm, opts)
     }
 
     /// [`Cuda::emulated`] standing for a device of compute capability `sm` (major·10 + minor, e.g.
     /// 75) where the host code asks; None: no device in particular (every precision runs).
     pub fn emulated_as(sm: Option<u32>) -> Result<Cuda> {
-        let emu = Emulator::new()?;
+        Self::emulated_as_with(sm, super::emu::EmuOptions::from_env()?)
+    }
+
+    fn emulated_as_with(sm: Option<u32>, opts: super::emu::EmuOptions) -> Result<Cuda> {
+        let emu = Emulator::with_options(opts)?;
         let mut name = format!("host emulator, {}", emu.describe());
         if let Some(s) = sm {
             name += &format!(", standing for sm_{s}");
@@ -409,6 +419,11 @@ impl Cuda {
     }
 
     /// Records an error (the first one is kept).
+    /// True once an error has been recorded (no synchronisation).
+    pub fn has_failed(&self) -> bool {
+        self.lock_error().is_some()
+    }
+
     pub(crate) fn record(&self, e: Error) {
         let mut g = self.lock_error();
         if g.is_none() {
@@ -498,9 +513,10 @@ impl Cuda {
                 let mut view = s.slice_mut(0..data.len());
                 g.stream.memcpy_htod(data, &mut view).map_err(drv_err("host-to-device copy"))
             }
-            (Buffer::Host(h), Exec::Host(_)) => {
+            (Buffer::Host(h), Exec::Host(e)) => {
                 // SAFETY: bounds checked above; nothing else runs while the emulator copies.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), h.addr() as *mut f32, data.len()) };
+                e.note_upload(h.addr(), data.len());
                 Ok(())
             }
             _ => Err(Error::msg("CUDA host-to-device copy: buffer of another device")),
@@ -531,9 +547,10 @@ impl Cuda {
                 .result()
                 .map_err(drv_err("host-to-device copy"))
             }
-            Exec::Host(_) => {
+            Exec::Host(e) => {
                 // SAFETY: bounds checked above; nothing else runs while the emulator copies.
                 unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut f32, data.len()) };
+                e.note_upload(at, data.len());
                 Ok(())
             }
         }
@@ -585,9 +602,9 @@ impl Cuda {
                 unsafe { drv::memcpy_dtod_async(dst, src, n * 4, g.stream.cu_stream()) }
                     .map_err(drv_err("device-to-device copy"))
             }
-            Exec::Host(_) => {
+            Exec::Host(e) => {
                 // SAFETY: both ranges lie inside live buffers (checked by the caller).
-                unsafe { std::ptr::copy(src as *const f32, dst as *mut f32, n) };
+                unsafe { e.copy(dst, src, n) };
                 Ok(())
             }
         }

@@ -6,9 +6,11 @@
 //! options, the NVRTC version and the architecture; files carry a checksummed header, are written
 //! through a temporary file and a rename, and a file that fails its check is recompiled.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use crate::Result;
+use crate::{Error, Result};
 
 use super::nvrtc;
 
@@ -97,6 +99,48 @@ impl Module {
     }
 }
 
+/// The kernel sources of `$WGAN_KERNEL_DIR`, when set: every module and header read from that
+/// directory once per process instead of the copies embedded at build time (kernel development,
+/// and tools that check a modified kernel without a rebuild). A missing file is an error.
+fn overrides() -> Result<Option<&'static HashMap<&'static str, String>>> {
+    static O: OnceLock<std::result::Result<Option<HashMap<&'static str, String>>, String>> = OnceLock::new();
+    let r = O.get_or_init(|| {
+        let Some(dir) = std::env::var_os("WGAN_KERNEL_DIR").filter(|d| !d.is_empty()).map(PathBuf::from) else {
+            return Ok(None);
+        };
+        let files = Module::ALL.iter().map(|m| m.file()).chain(HEADERS.iter().map(|(n, _)| *n));
+        let mut map = HashMap::new();
+        for f in files {
+            let p = dir.join(f);
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                format!("WGAN_KERNEL_DIR={}: cannot read kernels/{f} there ({}: {e}); the directory must hold every kernel file", dir.display(), p.display())
+            })?;
+            map.insert(f, text);
+        }
+        Ok(Some(map))
+    });
+    match r {
+        Ok(m) => Ok(m.as_ref()),
+        Err(e) => Err(Error(e.clone())),
+    }
+}
+
+/// The source of module `m`: from `$WGAN_KERNEL_DIR` when set, else the embedded copy.
+pub fn module_source(m: Module) -> Result<&'static str> {
+    Ok(match overrides()? {
+        Some(o) => o[m.file()].as_str(),
+        None => m.source(),
+    })
+}
+
+/// The headers every module may include, from `$WGAN_KERNEL_DIR` when set, else embedded.
+pub fn headers() -> Result<Vec<(&'static str, &'static str)>> {
+    Ok(match overrides()? {
+        Some(o) => HEADERS.iter().map(|(n, _)| (*n, o[n].as_str())).collect(),
+        None => HEADERS.to_vec(),
+    })
+}
+
 /// NVRTC options for an architecture such as "sm_90". Warnings are switched on wherever NVRTC
 /// offers a switch (spills, local memory, member-initialiser order); the CI test fails on any.
 pub fn options(arch: &str) -> Vec<String> {
@@ -115,7 +159,7 @@ pub fn options(arch: &str) -> Vec<String> {
 
 /// Compiles one module to a CUBIN for `arch`, without touching any cache.
 pub fn compile(m: Module, arch: &str) -> Result<nvrtc::Compiled> {
-    nvrtc::compile(m.file(), m.source(), HEADERS, &options(arch), nvrtc::Output::Cubin)
+    nvrtc::compile(m.file(), module_source(m)?, &headers()?, &options(arch), nvrtc::Output::Cubin)
 }
 
 /// Compiles every kernel file for `arch` (e.g. "sm_80") and returns (file, NVRTC log) pairs.
@@ -156,8 +200,11 @@ fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
 pub fn cache_key(m: Module, arch: &str, nvrtc_version: (i32, i32)) -> String {
     let opts = options(arch).join(" ");
     let ver = format!("{}.{}", nvrtc_version.0, nvrtc_version.1);
-    let mut parts: Vec<&[u8]> = vec![m.source().as_bytes(), opts.as_bytes(), ver.as_bytes(), arch.as_bytes()];
-    for (n, t) in HEADERS {
+    // A missing override file is reported by `compile`; the key then falls back to the embedded text.
+    let source = module_source(m).unwrap_or(m.source());
+    let headers = headers().unwrap_or_else(|_| HEADERS.to_vec());
+    let mut parts: Vec<&[u8]> = vec![source.as_bytes(), opts.as_bytes(), ver.as_bytes(), arch.as_bytes()];
+    for (n, t) in &headers {
         parts.push(n.as_bytes());
         parts.push(t.as_bytes());
     }

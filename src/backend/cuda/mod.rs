@@ -11,7 +11,7 @@
 //! See docs/CUDA.md for library discovery, the kernel cache and the allocator.
 
 mod device;
-mod emu;
+pub mod emu;
 mod fused;
 mod graph;
 pub mod kernels;
@@ -25,6 +25,7 @@ mod tc;
 mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
+pub use emu::{Checks, EmuOptions, Schedule};
 pub use graph::{DeviceCounts, GraphFailure};
 pub use kernels::{cache_dir, compile_all};
 pub use memory::MemoryUse;

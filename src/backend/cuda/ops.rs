@@ -848,6 +848,9 @@ impl Backend for Cuda {
     fn check(&self) -> crate::Result<()> {
         Cuda::check(self)
     }
+    fn failed(&self) -> bool {
+        self.has_failed()
+    }
     fn synchronize(&self) {
         if let Err(e) = self.sync() {
             self.record(e);

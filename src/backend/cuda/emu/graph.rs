@@ -135,7 +135,7 @@ impl Recording {
                     // SAFETY: both ranges were checked against live buffers at capture; buffers
                     // allocated in the capture are kept by this recording, the others must outlive
                     // the graph (CUDA's rule too).
-                    unsafe { std::ptr::copy(*src as *const f32, *dst as *mut f32, *n) };
+                    unsafe { emu.copy(*dst, *src, *n) };
                 }
             }
         }

@@ -23,10 +23,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 
+pub mod check;
 mod graph;
+mod runner;
+pub use check::{Checks, EmuOptions, Schedule};
+pub use runner::{Arg, DevBuf, SourceRunner};
 pub(crate) use graph::{CaptureWatch, Recording};
+use check::{LaunchCtx, SharedTable};
+pub use check::kernel_inventory;
 
-use super::kernels::{self, Module, HEADERS};
+use super::kernels::{self, Module};
 use super::nvrtc::{dlopen, last_dl_error, sym, RTLD_NOW};
 use crate::{Error, Result};
 
@@ -35,7 +41,27 @@ const RUNTIME: &str = include_str!("runtime.hpp");
 
 /// Flags for every module. -O2 because the emulated kernels run the test suite's real shapes;
 /// warnings are on so that host-only problems (e.g. a narrowing the device compiler accepts) show.
-const FLAGS: &[&str] = &["-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wno-unknown-pragmas"];
+/// Symbols are hidden and never STB_GNU_UNIQUE: each module keeps its own runtime state and its own
+/// copy of a `__shared__` array of a template both modules instantiate (a unique symbol would bind
+/// every module to the first one loaded), so the checks find each module's arrays where its symbol
+/// table says. The entry points are exported explicitly (runtime.hpp's WGEMU_ENTRY).
+const FLAGS: &[&str] = &[
+    "-std=c++17",
+    "-O2",
+    "-fPIC",
+    "-shared",
+    "-Wall",
+    "-Wno-unknown-pragmas",
+    "-fno-gnu-unique",
+    "-fvisibility=hidden",
+];
+
+/// Added for a checked module: ThreadSanitizer's instrumentation (the hooks are runtime.hpp's, its
+/// run-time library is never linked), line tables for reports, no auto-vectorisation (so a 16-byte
+/// access hook is a 16-byte access of the kernel, not four floats the compiler merged) and no
+/// scalar replacement of aggregates (so a float4 load stays one 16-byte access, alignment checked).
+const CHECKED_FLAGS: &[&str] =
+    &["-fsanitize=thread", "--param", "tsan-instrument-func-entry-exit=0", "-g1", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-sra"];
 
 /// FLAGS, plus `-mfma` where this CPU has FMA: the kernels' `fmaf` then becomes one instruction
 /// instead of a call into libm (the same correctly rounded result; a fused multiply-add as on
@@ -62,11 +88,14 @@ struct LaunchDims {
     block: [u32; 3],
 }
 
-type Entry = unsafe extern "C" fn(*const LaunchDims, *mut *mut c_void, *mut c_char, usize) -> c_int;
+type Entry = unsafe extern "C" fn(*const LaunchDims, *mut *mut c_void, *mut c_char, usize, *mut LaunchCtx) -> c_int;
 
-/// One compiled module: its entry points by kernel name. The library is never closed.
+/// One compiled module: its entry points by kernel name, and for a checked build its file (for
+/// source lines) and shared arrays. The library is never closed.
 struct Lib {
     entries: HashMap<String, Entry>,
+    so: PathBuf,
+    shared: Option<SharedTable>,
 }
 
 // SAFETY: entry points are plain C functions of a library that stays loaded; the runtime keeps its
@@ -74,10 +103,12 @@ struct Lib {
 unsafe impl Send for Lib {}
 unsafe impl Sync for Lib {}
 
-/// Host memory standing in for one device allocation: `len` floats between two guard zones.
+/// Host memory standing in for one device allocation: `len` floats between two guard zones (from
+/// the checked emulator's arena, or the heap).
 pub(crate) struct HostStore {
     base: *mut f32,
     len: usize,
+    arena: bool,
     /// The emulator's capture state, told when this buffer is freed.
     watch: Arc<CaptureWatch>,
 }
@@ -88,11 +119,23 @@ unsafe impl Send for HostStore {}
 unsafe impl Sync for HostStore {}
 
 impl HostStore {
-    fn new(len: usize, fill: f32, watch: Arc<CaptureWatch>) -> Arc<HostStore> {
-        let mut v = vec![f32::from_bits(GUARD_BITS); len + 2 * GUARD];
+    fn new(len: usize, fill: f32, watch: Arc<CaptureWatch>, checked: bool) -> Arc<HostStore> {
+        let total = len + 2 * GUARD;
+        if let Some(p) = check::arena().filter(|_| checked).and_then(|a| a.alloc(total * 4)) {
+            let base = p as *mut f32;
+            // SAFETY: the arena gave `total` floats of zeroed, writable memory.
+            let all = unsafe { std::slice::from_raw_parts_mut(base, total) };
+            all.fill(f32::from_bits(GUARD_BITS));
+            all[GUARD..GUARD + len].fill(fill);
+            // The elements are allocated but not initialised: the fill is poison (or zeros standing
+            // in for the undefined contents of fresh device memory), never data.
+            check::arena().unwrap().mark_valid(base as u64 + (GUARD * 4) as u64, len * 4);
+            return Arc::new(HostStore { base, len, arena: true, watch });
+        }
+        let mut v = vec![f32::from_bits(GUARD_BITS); total];
         v[GUARD..GUARD + len].fill(fill);
         let base = Box::into_raw(v.into_boxed_slice()) as *mut f32;
-        Arc::new(HostStore { base, len, watch })
+        Arc::new(HostStore { base, len, arena: false, watch })
     }
     pub fn len(&self) -> usize {
         self.len
@@ -114,6 +157,12 @@ impl HostStore {
 impl Drop for HostStore {
     fn drop(&mut self) {
         self.watch.on_free();
+        if self.arena {
+            if let Some(a) = check::arena() {
+                a.free(self.base as *mut u8, (self.len + 2 * GUARD) * 4);
+            }
+            return;
+        }
         // SAFETY: `base` came from Box::into_raw of a boxed slice of this length.
         unsafe { drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.base, self.len + 2 * GUARD))) };
     }
@@ -125,7 +174,9 @@ pub(crate) struct Emulator {
     cxx: String,
     cxx_version: String,
     dir: PathBuf,
-    libs: Mutex<HashMap<&'static str, Arc<Lib>>>,
+    /// What launches check, and the schedule.
+    opts: EmuOptions,
+    libs: Mutex<HashMap<(&'static str, bool), Arc<Lib>>>,
     buffers: Mutex<Vec<Weak<HostStore>>>,
     /// Whether a graph capture is running (buffers report their frees to it).
     pub(crate) watch: Arc<CaptureWatch>,
@@ -186,7 +237,7 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 impl Emulator {
-    pub fn new() -> Result<Emulator> {
+    pub fn with_options(opts: EmuOptions) -> Result<Emulator> {
         let (cxx, cxx_version) = find_compiler()?;
         let dir = match kernels::cache_dir() {
             Some(d) => d.join("host"),
@@ -197,73 +248,114 @@ impl Emulator {
             cxx,
             cxx_version,
             dir,
+            opts,
             libs: Mutex::new(HashMap::new()),
             buffers: Mutex::new(Vec::new()),
             watch: Arc::new(CaptureWatch::default()),
         })
     }
 
-    /// The compiler, e.g. "c++ (g++ (Debian 12.2.0-14) 12.2.0)".
+    /// The compiler, e.g. "c++ (g++ (Debian 12.2.0-14) 12.2.0)", and the checks when any.
     pub fn describe(&self) -> String {
-        format!("{} ({})", self.cxx, self.cxx_version)
+        let mut d = format!("{} ({})", self.cxx, self.cxx_version);
+        if self.opts.checks.any() {
+            d += &format!(", checks {}", self.opts.checks.describe());
+        }
+        if self.opts.schedule != Schedule::Forward {
+            d += &format!(", schedule {}", self.opts.schedule.describe());
+        }
+        d
     }
 
-    /// A buffer of `n` floats, each set to `fill`.
+    /// A buffer of `n` floats, each set to `fill` (not initialised, for the init check).
     pub fn alloc(&self, n: usize, fill: f32) -> Arc<HostStore> {
-        let s = HostStore::new(n, fill, self.watch.clone());
+        let s = HostStore::new(n, fill, self.watch.clone(), self.opts.checks.any());
         self.buffers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&s));
         s
     }
 
-    /// The compiled kernel file `file` (source text `source`), built on first use.
+    /// Host data was written to [addr, addr + 4·n): those words are initialised (init check).
+    pub fn note_upload(&self, addr: u64, n: usize) {
+        if let Some(a) = check::arena().filter(|a| self.opts.checks.any() && a.contains(addr, n * 4)) {
+            a.mark_init(addr, n * 4);
+        }
+    }
+
+    /// A device-to-device copy of `n` floats (ranges may overlap: a memmove), carrying the
+    /// source's "initialised" bits along.
+    ///
+    /// # Safety
+    /// Both ranges must lie inside live buffers of this emulator.
+    pub unsafe fn copy(&self, dst: u64, src: u64, n: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::copy(src as *const f32, dst as *mut f32, n) };
+        if let Some(a) = check::arena().filter(|_| self.opts.checks.any()) {
+            a.copy_init(dst, src, n * 4);
+        }
+    }
+
+    /// The compiled kernel file `file` (source text `source`), built on first use; instrumented
+    /// for the checks when the emulator has any.
     fn lib(&self, file: &'static str, source: &str) -> Result<Arc<Lib>> {
+        let checked = self.opts.checks.any();
         let mut libs = self.libs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = libs.get(file) {
+        if let Some(l) = libs.get(&(file, checked)) {
             return Ok(l.clone());
         }
-        let l = Arc::new(self.load_or_build(file, source)?);
-        libs.insert(file, l.clone());
+        let l = Arc::new(self.load_or_build(file, source, checked)?);
+        libs.insert((file, checked), l.clone());
         Ok(l)
     }
 
-    fn key(&self, source: &str) -> String {
+    fn build_flags(checked: bool) -> Vec<&'static str> {
+        let mut f = flags();
+        if checked {
+            f.extend_from_slice(CHECKED_FLAGS);
+        }
+        f
+    }
+
+    fn key(&self, source: &str, checked: bool) -> Result<String> {
+        let headers = kernels::headers()?;
         let mut parts: Vec<&[u8]> = vec![source.as_bytes(), RUNTIME.as_bytes(), self.cxx_version.as_bytes()];
-        let flags = flags();
+        let flags = Self::build_flags(checked);
         for f in &flags {
             parts.push(f.as_bytes());
         }
-        for (n, t) in HEADERS {
+        for (n, t) in &headers {
             parts.push(n.as_bytes());
             parts.push(t.as_bytes());
         }
-        format!("{:016x}", fnv1a(&parts))
+        Ok(format!("{:016x}", fnv1a(&parts)))
     }
 
-    fn load_or_build(&self, file: &str, source: &str) -> Result<Lib> {
+    fn load_or_build(&self, file: &str, source: &str, checked: bool) -> Result<Lib> {
         let stem = file.trim_end_matches(".cu");
-        let so = self.dir.join(format!("{stem}-{}.so", self.key(source)));
+        let tag = if checked { "-checked" } else { "" };
+        let so = self.dir.join(format!("{stem}{tag}-{}.so", self.key(source, checked)?));
         if so.exists() {
-            if let Ok(l) = open(&so) {
+            if let Ok(l) = open(&so, checked) {
                 return Ok(l);
             }
         }
-        self.build(file, source, &so)?;
-        open(&so).map_err(|e| Error(format!("CUDA host emulator: loading {}: {e}", so.display())))
+        self.build(file, source, &so, checked)?;
+        open(&so, checked).map_err(|e| Error(format!("CUDA host emulator: loading {}: {e}", so.display())))
     }
 
     /// Compiles module `m` into the shared library `so` (through a private work folder and a rename).
-    fn build(&self, file: &str, source: &str, so: &Path) -> Result<()> {
+    fn build(&self, file: &str, source: &str, so: &Path, checked: bool) -> Result<()> {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let work = self.dir.join(format!("build-{}-{seq}", std::process::id()));
-        let r = self.build_in(file, source, so, &work);
+        let r = self.build_in(file, source, so, &work, checked);
         let _ = std::fs::remove_dir_all(&work);
         r
     }
 
-    fn build_in(&self, file: &str, source: &str, so: &Path, work: &Path) -> Result<()> {
+    fn build_in(&self, file: &str, source: &str, so: &Path, work: &Path, checked: bool) -> Result<()> {
         std::fs::create_dir_all(work).map_err(io(work))?;
-        for (name, text) in HEADERS.iter().chain([(file, source), ("runtime.hpp", RUNTIME)].iter()) {
+        let headers = kernels::headers()?;
+        for (name, text) in headers.iter().map(|(n, t)| (*n, t.as_ref())).chain([(file, source), ("runtime.hpp", RUNTIME)]) {
             let p = work.join(name);
             std::fs::write(&p, text).map_err(io(&p))?;
         }
@@ -281,19 +373,35 @@ impl Emulator {
         };
         // Preprocess without the runtime, so `__global__` survives to be found.
         let pre = run(&os(&["-E", "-P", "-x", "c++", file]))?;
+        if pre.contains("extern __shared__") {
+            return Err(Error(format!(
+                "CUDA host emulator: kernels/{file} uses dynamic shared memory (`extern __shared__`), which the emulator does not model; use a fixed-size __shared__ array"
+            )));
+        }
         let names = kernel_names(&pre);
         let mut wrapper = format!("#include \"{file}\"\n");
         for n in &names {
             wrapper += &format!("WGEMU_ENTRY({n})\n");
         }
-        wrapper += &format!("extern \"C\" const char wgemu_names[] = \"{}\";\n", names.join(" "));
+        wrapper += &format!(
+            "extern \"C\" __attribute__((visibility(\"default\"))) const char wgemu_names[] = \"{}\";\n",
+            names.join(" ")
+        );
         let wp = work.join("entries.cpp");
         std::fs::write(&wp, wrapper).map_err(io(&wp))?;
+        // Compile, then link without the flags: a checked module must not pull in the sanitizer's
+        // run-time library (its hooks are runtime.hpp's).
         let tmp = work.join("module.so");
-        let mut args = os(&flags());
-        args.extend(os(&["-include", "runtime.hpp", "entries.cpp", "-o"]));
-        args.push(tmp.clone().into_os_string());
-        let log = run(&args)?;
+        let obj = work.join("module.o");
+        let mut args = os(&Self::build_flags(checked));
+        args.extend(os(&["-c", "-include", "runtime.hpp", "entries.cpp", "-o"]));
+        args.push(obj.clone().into_os_string());
+        let mut log = run(&args)?;
+        let mut link = os(&["-shared", "-fPIC"]);
+        link.push(obj.into_os_string());
+        link.extend(os(&["-ldl", "-o"]));
+        link.push(tmp.clone().into_os_string());
+        log += &run(&link)?;
         if log.contains("warning") {
             return Err(Error(format!("CUDA host emulator: kernels/{file} compiles with warnings:\n{log}")));
         }
@@ -311,7 +419,7 @@ impl Emulator {
         block: (u32, u32, u32),
         args: &mut [*mut c_void],
     ) -> Result<()> {
-        let lib = self.lib(m.file(), m.source())?;
+        let lib = self.lib(m.file(), kernels::module_source(m)?)?;
         self.run(&lib, m.file(), name, grid, block, args)
     }
 
@@ -329,13 +437,31 @@ impl Emulator {
             .get(name)
             .ok_or_else(|| Error(format!("CUDA host emulator: no kernel {name} in kernels/{file}")))?;
         let dims = LaunchDims { grid: [grid.0, grid.1, grid.2], block: [block.0, block.1, block.2] };
-        let mut err = vec![0 as c_char; 512];
-        // SAFETY: `args` match the kernel's parameters (the caller's contract, as for a GPU launch).
-        let rc = unsafe { entry(&dims, args.as_mut_ptr(), err.as_mut_ptr(), err.len()) };
+        let mut err = vec![0 as c_char; 1024];
+        let cname = CString::new(name).unwrap_or_default();
+        let blocks = grid.0 as u64 * grid.1 as u64 * grid.2 as u64;
+        let mut ctx = LaunchCtx::new(self.opts, lib.shared.as_ref(), &cname, blocks);
+        if self.opts.checks == Checks::ALL {
+            check::note_coverage(file, name);
+        }
+        // SAFETY: `args` match the kernel's parameters (the caller's contract, as for a GPU launch);
+        // `ctx` and its tables outlive the call.
+        let rc = unsafe { entry(&dims, args.as_mut_ptr(), err.as_mut_ptr(), err.len(), &mut ctx) };
         if rc != 0 {
             // SAFETY: the runtime wrote a NUL-terminated message into `err`.
-            let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
-            return Err(Error(format!("CUDA host emulator: {name}: {msg}")));
+            let mut msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();
+            let n = (ctx.npc as usize).min(2);
+            if n > 0 {
+                let lines = check::source_lines(&lib.so, &ctx.pc[..n]);
+                for (i, l) in lines.iter().enumerate() {
+                    msg = msg.replace(&format!("@{i}@"), l);
+                }
+            }
+            let schedule = match self.opts.schedule {
+                Schedule::Forward => String::new(),
+                s => format!(" [schedule {}: replay with WGAN_EMU_SCHEDULE={}]", s.describe(), s.describe()),
+            };
+            return Err(Error(format!("CUDA host emulator: {name} in kernels/{file}: {msg}{schedule}")));
         }
         // Check every live buffer's guards, forgetting the buffers that have been freed.
         let mut broken = None;
@@ -365,8 +491,8 @@ fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
 }
 
-/// Opens a compiled module and binds each kernel it lists.
-fn open(so: &Path) -> std::result::Result<Lib, String> {
+/// Opens a compiled module and binds each kernel it lists (and, checked, reads its shared arrays).
+fn open(so: &Path, checked: bool) -> std::result::Result<Lib, String> {
     let c = CString::new(so.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: loading a library this emulator compiled; its initialisers only set up statics.
     let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW) };
@@ -383,7 +509,8 @@ fn open(so: &Path) -> std::result::Result<Lib, String> {
         // SAFETY: every wgemu_entry_* has the `Entry` signature (WGEMU_ENTRY in runtime.hpp).
         entries.insert(n.to_string(), unsafe { std::mem::transmute::<*mut c_void, Entry>(p) });
     }
-    Ok(Lib { entries })
+    let shared = if checked { Some(check::shared_table(so).map_err(|e| e.0)?) } else { None };
+    Ok(Lib { entries, so: so.to_path_buf(), shared })
 }
 
 #[cfg(test)]
@@ -424,7 +551,7 @@ extern "C" __global__ void neighbour(float* synced, float* unsynced, i64 n) {
 "#;
 
     fn emulator() -> Option<Emulator> {
-        match Emulator::new() {
+        match Emulator::with_options(EmuOptions::default()) {
             Ok(e) => Some(e),
             Err(e) if std::env::var("WGAN_REQUIRE_EMULATOR").as_deref() == Ok("1") => panic!("{e}"),
             Err(e) => {
