@@ -398,3 +398,23 @@ fn kernel_dir_missing_a_file_is_a_clear_error() {
     assert!(err.contains("WGAN_KERNEL_DIR") && err.contains("cannot read kernels/"), "{err}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The benchmark ceilings (never launched by the emulated backend, which cannot time): the real
+/// kernels of kernels/peak.cu and kernels/gemm_tc.cu run clean under every check.
+#[test]
+fn benchmark_ceiling_kernels_run_clean_under_checks() {
+    use wgan::backend::cuda::kernels::{module_source, Module};
+    let Some(r) = checked() else { return };
+    let o = out(&r, 64);
+    // PeakParams { iters: 3, a: 1.0, b: 0.5 }
+    let params = vec![3u64, (1.0f32.to_bits() as u64) | ((0.5f32.to_bits() as u64) << 32)];
+    r.launch("peak.cu", module_source(Module::Peak).unwrap(), "fma_peak_f32", (1, 1, 1), (64, 1, 1), &[Arg::Buf(&o), Arg::Words(params)])
+        .unwrap();
+    assert!(r.read(&o).iter().all(|v| v.is_finite()));
+    for k in ["mma_peak_tf32", "mma_peak_bf16"] {
+        let o = out(&r, 64);
+        r.launch("gemm_tc.cu", module_source(Module::GemmTc).unwrap(), k, (1, 1, 1), (64, 1, 1), &[Arg::Buf(&o), Arg::I64(2)])
+            .unwrap();
+        assert!(r.read(&o).iter().all(|v| v.is_finite()), "{k}");
+    }
+}

@@ -22,6 +22,8 @@ pub enum Arg<'a> {
     I32(i32),
     U32(u32),
     F32(f32),
+    /// A by-value struct argument: its bytes, as 8-byte words.
+    Words(Vec<u64>),
 }
 
 impl SourceRunner {
@@ -61,17 +63,18 @@ impl SourceRunner {
         args: &[Arg],
     ) -> Result<()> {
         let lib = self.emu.lib(file, source)?;
-        let mut vals: Vec<u64> = args
+        let mut vals: Vec<Vec<u64>> = args
             .iter()
             .map(|a| match a {
-                Arg::Buf(b) => b.0.addr(),
-                Arg::I64(v) => *v as u64,
-                Arg::I32(v) => *v as u32 as u64,
-                Arg::U32(v) => *v as u64,
-                Arg::F32(v) => v.to_bits() as u64,
+                Arg::Buf(b) => vec![b.0.addr()],
+                Arg::I64(v) => vec![*v as u64],
+                Arg::I32(v) => vec![*v as u32 as u64],
+                Arg::U32(v) => vec![*v as u64],
+                Arg::F32(v) => vec![v.to_bits() as u64],
+                Arg::Words(w) => w.clone(),
             })
             .collect();
-        let mut ptrs: Vec<*mut c_void> = vals.iter_mut().map(|v| v as *mut u64 as *mut c_void).collect();
+        let mut ptrs: Vec<*mut c_void> = vals.iter_mut().map(|v| v.as_mut_ptr() as *mut c_void).collect();
         self.emu.run(&lib, file, kernel, grid, block, &mut ptrs)
     }
 }
