@@ -461,7 +461,13 @@ impl Emulator {
                 Schedule::Forward => String::new(),
                 s => format!(" [schedule {}: replay with WGAN_EMU_SCHEDULE={}]", s.describe(), s.describe()),
             };
-            return Err(Error(format!("CUDA host emulator: {name} in kernels/{file}: {msg}{schedule}")));
+            let e = format!("CUDA host emulator: {name} in kernels/{file}: {msg}{schedule}");
+            if ctx.found != 0 {
+                // Also on stderr, as compute-sanitizer prints its reports: a caller that stops on an
+                // earlier symptom (a test's shape assertion) must not hide the finding.
+                eprintln!("{e}");
+            }
+            return Err(Error(e));
         }
         // Check every live buffer's guards, forgetting the buffers that have been freed.
         let mut broken = None;
