@@ -6,7 +6,7 @@
 //
 // What is emulated, and how:
 //   tf32_round(x)        cvt.rna.tf32.f32: round to nearest, ties away from zero, to 10 mantissa
-//                        bits (the low 13 bits of the f32 become zero). Inf and NaN pass unchanged.
+//                        bits (the low 13 bits of the f32 become zero). Inf passes unchanged; NaN too, here, but the PTX ISA leaves the result for a NaN unspecified (only .satfinite promises a NaN).
 //   bf16x2_pack(lo, hi)  cvt.rn.bf16x2.f32 d, hi, lo: each rounded to bf16, nearest, ties to even;
 //                        `lo` in bits 0..15, `hi` in bits 16..31 (a NaN becomes the quiet NaN 0x7FC0).
 //   mma_tf32<MI, NJ>     MI×NJ independent mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, and

@@ -259,13 +259,30 @@ fn open_device(name: &str) -> Result<Device> {
 
 fn train(a: TrainArgs) -> Result<()> {
     let explicit_precision = a.precision.is_some();
-    let (cfg, start) = if a.resume { resume_config(a)? } else { (fresh_config(a)?, Start::Fresh) };
+    let (mut cfg, start) = if a.resume { resume_config(a)? } else { (fresh_config(a)?, Start::Fresh) };
     if let Some(note) = cfg.preset.and_then(|p| p.note()) {
         eprintln!("note: {note}");
     }
     let dev = open_device(&cfg.device)?;
-    if explicit_precision && matches!(dev, Device::Cpu(_)) && cfg.precision != wgan::backend::Precision::F32 {
-        eprintln!("note: --precision {} applies to CUDA devices; the CPU backend computes in f32", cfg.precision);
+    // config.json records the precision the run's matrix products really use.
+    match &dev {
+        Device::Cpu(_) => {
+            if explicit_precision && cfg.precision != wgan::backend::Precision::F32 {
+                eprintln!(
+                    "note: --precision {} applies to CUDA devices; the CPU backend computes in f32",
+                    cfg.precision
+                );
+            }
+            cfg.precision = wgan::backend::Precision::F32;
+        }
+        Device::Cuda(be) => {
+            let (p, notice) =
+                wgan::backend::precision::resolve(cfg.precision, explicit_precision, be.sm()).map_err(wgan::Error)?;
+            if let Some(n) = notice {
+                eprintln!("{n}");
+            }
+            cfg.precision = p;
+        }
     }
     let limit = cfg.time_limit.map(|t| format!(" (or {t} s of training)")).unwrap_or_default();
     eprintln!(

@@ -203,3 +203,70 @@ fn toy_run_and_sample(on: On) {
 }
 
 on_gpu_and_emulator!(mnist_run_resumes_bitwise_identical, toy_run_and_sample);
+
+/// A one-step MNIST run of the smallest model on the emulator (about 5 s; a toy run spends 30 s in
+/// its exact W1), standing for a device of compute capability `sm` when given
+/// (`WGAN_EMULATED_SM`), with `extra` flags (no `WGAN_TEST_PRECISION`: these tests choose it).
+fn emulated_small_run(out: &Path, sm: Option<&str>, extra: &[&str]) -> Output {
+    let mut c = Command::new(binary());
+    c.args(["train", "--dataset", "mnist", "--width", "4", "--batch-size", "4", "--n-critic", "1"])
+        .args(["--steps", "1", "--seed", "2", "--device", "emulated", "--out", s(out)])
+        .args(extra)
+        .env_remove("WGAN_ABORT_AFTER_STEP");
+    match sm {
+        Some(v) => c.env("WGAN_EMULATED_SM", v),
+        None => c.env_remove("WGAN_EMULATED_SM"),
+    };
+    c.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", binary().display()))
+}
+
+fn recorded_precision(run: &Path) -> String {
+    let text = std::fs::read_to_string(run.join("config.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["precision"].as_str().unwrap_or_else(|| panic!("no precision in {text}")).to_string()
+}
+
+/// TF32/BF16 tensor cores need sm_80. On the emulator standing for an sm_75 GPU, an explicit
+/// `--precision tf32|bf16` fails before training with one line naming the flag and the sm; the
+/// default falls back to f32 with one notice, and config.json records what ran (f32). Without
+/// `WGAN_EMULATED_SM` the emulator runs the default, tf32, and records it.
+fn precision_follows_the_compute_capability() {
+    if cuda_devices::open(On::Emulator).is_none() {
+        return;
+    }
+    let d = tmp("precision", On::Emulator);
+    for p in ["tf32", "bf16"] {
+        let out = d.join(format!("explicit-{p}"));
+        let o = emulated_small_run(&out, Some("sm_75"), &["--precision", p]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "--precision {p} on sm_75 must fail: {err}");
+        assert!(err.contains(&format!("--precision {p}:")) && err.contains("sm_75"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.join("checkpoint").exists(), "nothing may be trained: {err}");
+    }
+    let o = emulated_small_run(&d.join("bad-sm"), Some("banana"), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("WGAN_EMULATED_SM=banana"), "{err}");
+
+    let old = d.join("sm75");
+    let o = emulated_small_run(&old, Some("sm_75"), &[]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let notices: Vec<&str> = err.lines().filter(|l| l.contains("sm_75") && l.contains("f32")).collect();
+    assert_eq!(notices.len(), 1, "one notice of the f32 fallback: {err}");
+    assert_eq!(recorded_precision(&old), "f32");
+
+    let new = d.join("any");
+    let o = emulated_small_run(&new, None, &[]);
+    ok(&o);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("sm_75"));
+    assert_eq!(recorded_precision(&new), "tf32");
+}
+
+// Emulator only (WGAN_EMULATED_SM); named `::emulated` so that GPU sessions skip it.
+mod precision_follows_the_compute_capability {
+    #[test]
+    fn emulated() {
+        super::precision_follows_the_compute_capability()
+    }
+}

@@ -7,7 +7,7 @@
 mod cuda_devices;
 
 use cuda_devices::On;
-use wgan::backend::cuda::Cuda;
+use wgan::backend::cuda::{Cuda, GraphFailure};
 use wgan::backend::Backend;
 use wgan::train::{DatasetKind, Gan, Loss, TrainOptions};
 
@@ -162,6 +162,64 @@ fn run(on: On, opts: &TrainOptions, graph: bool, steps: usize) -> Option<RunResu
     }
     let (counts, iters) = last.unwrap();
     Some((state(&gan), scalars, counts, iters))
+}
+
+/// What a run with an injected graph failure ends with: checkpoint state, step scalars, whether
+/// graphs are still on, and the device memory after the last step.
+type FailedRun = (Vec<Vec<u32>>, Vec<u64>, bool, wgan::backend::cuda::MemoryUse);
+
+/// Runs `steps` steps with graphs on, the graph operation `at` failing after `skip` successes.
+fn run_failing(on: On, opts: &TrainOptions, steps: usize, at: GraphFailure, skip: usize) -> Option<FailedRun> {
+    let be = cuda_devices::open(on)?;
+    let cfg = opts.clone().resolve().unwrap();
+    let mut gan = cfg.build(be.clone()).unwrap();
+    be.fail_graph(at, skip);
+    let mut source = wgan::train::run::Source::open(&cfg, 0).unwrap();
+    let shape = source.batch_shape(cfg.batch_size);
+    let mut scalars = vec![];
+    let mut memory = None;
+    for _ in 0..steps {
+        let (s, p) = gan.train_step_profiled(&shape, |be, dst| source.fill(be, dst, cfg.batch_size));
+        be.check().unwrap_or_else(|e| panic!("{at:?} after {skip}: the run must go on: {e}"));
+        let v = s.read(&be);
+        scalars.extend([v.critic_loss.to_bits(), v.wdist.to_bits(), v.gen_loss.to_bits()]);
+        memory = p.memory;
+    }
+    Some((state(&gan), scalars, gan.graph, memory.expect("the CUDA backend reports its memory")))
+}
+
+/// A failed graph operation leaves training on the eager path with exactly the results of
+/// `--graph off`: a capture that cannot start, one that fails at its end (instantiation), the first
+/// launch of a new graph, the generator's capture after the critic's graph already ran, and a
+/// replay once both graphs run (toy WGAN-GP, 2 critic iterations: step 2 captures and launches the
+/// critic graph (launch 0), replays it (1), captures and launches the generator graph (2); step 3
+/// replays the critic graph (3)). The run's graphs are dropped and the pool keeps freed memory for
+/// the eager steps again.
+fn failed_graphs_fall_back_to_eager_bitwise(on: On) {
+    let opts = toy(Loss::WganGp);
+    let steps = 4;
+    let Some((want, want_scalars, _, _)) = run(on, &opts, false, steps) else { return };
+    let cases = [
+        (GraphFailure::Begin, 0),
+        (GraphFailure::End, 0),
+        (GraphFailure::Launch, 0),
+        (GraphFailure::End, 1),
+        (GraphFailure::Launch, 3),
+    ];
+    for (at, skip) in cases {
+        let (got, scalars, graphs_on, m) = run_failing(on, &opts, steps, at, skip).unwrap();
+        assert!(!graphs_on, "{at:?} after {skip}: graphs must be off after the failure");
+        assert_eq!(scalars, want_scalars, "{at:?} after {skip}: step scalars differ from --graph off");
+        for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+            assert!(x == y, "{at:?} after {skip}: state {i} differs from --graph off");
+        }
+        if on == On::Emulator {
+            // (On a GPU graph memory is per device, shared with other tests running.)
+            assert_eq!(m.graph_reserved, 0, "{at:?} after {skip}: the graphs were not dropped: {m:?}");
+        }
+        // Eager steps free intermediates into the pool, which keeps them for the next step.
+        assert!(m.pool_reserved > m.pool_used, "{at:?} after {skip}: the pool gives freed memory back: {m:?}");
+    }
 }
 
 fn graph_on_and_off_agree(on: On, opts: TrainOptions) {
@@ -363,6 +421,7 @@ on_gpu_and_emulator!(
     counts_launches_and_allocations,
     toy_wgan_gp_graph_on_off_bitwise,
     toy_wgan_clip_graph_on_off_bitwise,
+    failed_graphs_fall_back_to_eager_bitwise,
     mnist_dcgan_wgan_gp_graph_on_off_bitwise,
     mnist_dcgan_wgan_clip_graph_on_off_bitwise,
 );

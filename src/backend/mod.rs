@@ -415,8 +415,24 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn graph_launch(&self, id: usize) -> crate::Result<()> {
         Err(crate::Error(format!("{}: no graph {id} on this device", self.name())))
     }
+    /// Destroys graph `id` and returns its memory (when a run gives its graphs up).
+    fn graph_drop(&self, id: usize) -> crate::Result<()> {
+        let _ = id;
+        Ok(())
+    }
+    /// Whether freed device memory is kept for later allocations (true: eager steps reuse it) or
+    /// returned at synchronisation (false: for a steady state that allocates nothing, as graphs
+    /// do); false also trims what is held now. See `cuda::memory`.
+    fn keep_freed_memory(&self, keep: bool) -> crate::Result<()> {
+        let _ = keep;
+        Ok(())
+    }
     /// Launches, allocations and copies issued so far, where the device counts them.
     fn device_counts(&self) -> Option<cuda::DeviceCounts> {
+        None
+    }
+    /// The device memory held now (pool and graphs), where the device reports it.
+    fn device_memory(&self) -> Option<cuda::MemoryUse> {
         None
     }
 }

@@ -307,7 +307,25 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
 /// `--profile`: what one step issued to the device and the host time it took.
 fn profile_line(step: u64, p: &super::StepProfile, critic_iters: usize) -> String {
     let host_ms = p.host_seconds * 1e3;
-    match p.counts {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let memory = match p.memory {
+        Some(m) => {
+            let graphs = if m.graph_live_peak == m.graph_reserved {
+                format!("{:.2} MiB", mib(m.graph_reserved))
+            } else {
+                format!("{:.2}-{:.2} MiB", mib(m.graph_live_peak), mib(m.graph_reserved))
+            };
+            format!(
+                "; device memory {:.2} MiB: pool {:.2} MiB (peak {:.2} MiB, {:.2} MiB in use), graphs {graphs}",
+                mib(m.footprint()),
+                mib(m.pool_reserved),
+                mib(m.pool_peak),
+                mib(m.pool_used),
+            )
+        }
+        None => String::new(),
+    };
+    let line = match p.counts {
         Some(c) => format!(
             "profile step {step}: {} kernel launches, {} graph launches ({} kernels replayed, {} captured), {} copies, \
              {} allocations ({} bytes), {} critic iterations, host {host_ms:.2} ms",
@@ -321,7 +339,8 @@ fn profile_line(step: u64, p: &super::StepProfile, critic_iters: usize) -> Strin
             critic_iters
         ),
         None => format!("profile step {step}: {critic_iters} critic iterations, host {host_ms:.2} ms (no launch counts on this device)"),
-    }
+    };
+    line + &memory
 }
 
 fn non_finite(v: &StepValues) -> Option<&'static str> {

@@ -23,6 +23,16 @@
 //!
 //! Eager and replayed iterations issue the same kernels with the same arguments in the same order,
 //! so `--graph on` and `--graph off` give bit-identical results.
+//!
+//! Memory: once both graphs run, a step allocates nothing from the device's memory pool, so the
+//! pool is told to give back what the eager first step left in it (`Backend::keep_freed_memory`).
+//!
+//! When a capture, its instantiation or a graph launch fails, the run goes on without graphs: the
+//! captured body never ran (capture records work instead of running it), so the host's counters are
+//! put back as they were before the capture, the run's graphs are dropped (their memory
+//! returned), the pool keeps freed memory again for the eager steps, and the iteration runs
+//! eagerly. The result is bitwise that of `--graph off` (tests/gpu_graph.rs injects each failure
+//! with `Cuda::fail_graph`).
 
 use super::gan::{critic_loss, discriminator_loss, generator_loss, Gan, LossKind, StepStats, STREAM_DRAWS};
 use super::optim::OptimKind;
@@ -70,12 +80,24 @@ pub(crate) struct DeviceStep<B: Backend> {
     stats: [B::Tensor; 4],
     /// Per phase: the graph's id and how far one run advances the host counters.
     graphs: [Option<(usize, Mirrors)>; 2],
+    /// To drop the graphs with this state (a Gan dropped, a new batch shape).
+    be: B,
 }
 
-/// Launches, allocations and host time of the last `train_step_into` (where the backend counts).
+impl<B: Backend> Drop for DeviceStep<B> {
+    fn drop(&mut self) {
+        for (id, _) in self.graphs.iter_mut().filter_map(Option::take) {
+            warn_on(self.be.graph_drop(id), "dropping a graph");
+        }
+    }
+}
+
+/// Launches, allocations and host time of the last `train_step_into` (where the backend counts),
+/// and the device memory held after it (where the backend reports it).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StepProfile {
     pub counts: Option<crate::backend::cuda::DeviceCounts>,
+    pub memory: Option<crate::backend::cuda::MemoryUse>,
     pub host_seconds: f64,
 }
 
@@ -126,6 +148,8 @@ impl<B: Backend> Gan<B> {
     fn prepare_device(&mut self, shape: &[usize]) {
         let be = self.be.clone();
         if self.dev.as_ref().map_or(true, |d| be.shape(&d.real) != shape) {
+            // Graphs of another batch shape are of no further use.
+            self.dev = None;
             let one = || be.fill(&[1], 0.0);
             self.dev = Some(DeviceStep {
                 real: be.fill(shape, 0.0),
@@ -135,6 +159,7 @@ impl<B: Backend> Gan<B> {
                 synced: self.device_view(),
                 stats: [one(), one(), one(), one()],
                 graphs: [None, None],
+                be: be.clone(),
             });
         }
         let view = self.device_view();
@@ -208,23 +233,47 @@ impl<B: Backend> Gan<B> {
             return;
         }
         self.body(phase);
-        let captured = self.be.graph_capture_end().and_then(|id| self.be.graph_launch(id).map(|_| id));
+        let be = self.be.clone();
+        let captured = be.graph_capture_end().and_then(|id| match be.graph_launch(id) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                warn_on(be.graph_drop(id), "dropping a graph that failed to launch");
+                Err(e)
+            }
+        });
         match captured {
             Ok(id) => {
                 let delta = self.mirrors().minus(before);
-                self.dev.as_mut().expect("prepared").graphs[slot] = Some((id, delta));
+                let dev = self.dev.as_mut().expect("prepared");
+                dev.graphs[slot] = Some((id, delta));
+                if dev.graphs.iter().all(Option::is_some) {
+                    // From now on every iteration is a graph launch that allocates nothing from
+                    // the pool: give back what the eager first step left there.
+                    warn_on(be.keep_freed_memory(false), "trimming the memory pool");
+                }
             }
             Err(e) => {
-                // Nothing captured ran: undo the host's counters and run the iteration eagerly.
+                // Nothing captured ran: the device counters are where they were, so undo the
+                // host's counters and run the iteration eagerly (which advances both, and leaves
+                // `synced` right again).
                 self.set_mirrors(before);
                 self.give_up_graphs(&e, phase);
             }
         }
     }
 
+    /// Runs the rest of the run eagerly: drops the run's graphs (returning their memory), lets
+    /// the pool keep freed memory again for the eager steps, and runs `phase` now.
     fn give_up_graphs(&mut self, e: &crate::Error, phase: Phase) {
         eprintln!("warning: CUDA graphs disabled for this run ({e}); continuing without them");
         self.graph = false;
+        let be = self.be.clone();
+        if let Some(dev) = self.dev.as_mut() {
+            for (id, _) in dev.graphs.iter_mut().filter_map(Option::take) {
+                warn_on(be.graph_drop(id), "dropping a graph");
+            }
+        }
+        warn_on(be.keep_freed_memory(true), "letting the memory pool keep freed memory");
         self.body(phase);
     }
 
@@ -322,6 +371,15 @@ impl<B: Backend> Gan<B> {
             (Some(a), Some(b)) => Some(b.since(&a)),
             _ => None,
         };
-        (stats, StepProfile { counts, host_seconds })
+        let memory = self.be.device_memory();
+        (stats, StepProfile { counts, memory, host_seconds })
+    }
+}
+
+/// Memory management only saves memory: a failure costs memory, not correctness, so it is a
+/// warning (a failure that leaves the device broken is reported by the next `check`).
+fn warn_on(r: crate::Result<()>, what: &str) {
+    if let Err(e) = r {
+        eprintln!("warning: {what}: {e}");
     }
 }

@@ -15,6 +15,9 @@ use super::nvrtc;
 use super::ops::GemmTiles;
 use crate::{Error, Result};
 
+/// Makes [`Cuda::emulated`] stand for a device of this compute capability (e.g. `sm_75`).
+pub const EMULATED_SM_ENV: &str = "WGAN_EMULATED_SM";
+
 /// Threads per block of the 1-D kernels (`WG_BLOCK` in common.cuh).
 pub const BLOCK: u32 = 256;
 
@@ -118,6 +121,10 @@ pub(crate) struct Inner {
     pub ordinal: usize,
     pub name: String,
     pub arch: String,
+    /// Compute capability, major·10 + minor (75 for sm_75): what decides the precisions the
+    /// device can run. None under the emulator, which emulates every instruction, unless it was
+    /// told to stand for a device ([`Cuda::emulated_as`]).
+    pub sm: Option<u32>,
     pub nvrtc_version: (i32, i32),
     pub cache_dir: Option<PathBuf>,
     error: Mutex<Option<Error>>,
@@ -194,7 +201,8 @@ impl Cuda {
         let name = ctx.name().map_err(drv_err("reading the device name"))?;
         if ctx.has_async_alloc() {
             // Stream-ordered allocation from the device's default pool; keep freed memory in the
-            // pool (release threshold = ∞) so that steady-state steps get no memory from the driver.
+            // pool (release threshold = ∞) so that eager steps after the first get no memory from
+            // the driver. A step running from CUDA graphs lowers it again (`memory.rs`).
             // Only an optimisation: a failure costs speed, not correctness, so it is a warning.
             // SAFETY: a valid device handle; the attribute takes a u64.
             let r = unsafe {
@@ -214,32 +222,78 @@ impl Cuda {
             }
         }
         let gpu = Gpu { ctx, stream, modules: Mutex::new(HashMap::new()), funcs: Mutex::new(HashMap::new()) };
-        Ok(Cuda::with(Exec::Gpu(gpu), ordinal, name, format!("sm_{major}{minor}"), nvrtc_version, poison_from_env()))
+        let sm = Some((major * 10 + minor) as u32);
+        let c = Cuda::with(
+            Exec::Gpu(gpu),
+            ordinal,
+            name,
+            format!("sm_{major}{minor}"),
+            sm,
+            nvrtc_version,
+            poison_from_env(),
+        );
+        // TF32 needs sm_80: an older GPU starts at f32 (`wgan train` says so, `precision::resolve`).
+        c.set_precision(crate::backend::precision::default_for(sm));
+        Ok(c)
     }
 
     /// The host emulator: this backend's host code and the `kernels/*.cu` sources, compiled for
     /// the CPU with the system's C++ compiler and run with one fiber per CUDA thread (see
     /// `src/backend/cuda/emu/`). Slow, and for tests: it lets every kernel and launch be checked
     /// against the CPU reference without a GPU. Poisoning is on from the start.
+    ///
+    /// `WGAN_EMULATED_SM=sm_XY` makes it stand for a device of that compute capability where the
+    /// host code asks (the precisions it can run, `Cuda::sm`), e.g. `sm_75` to test the f32
+    /// fallback of a pre-Ampere GPU; the kernels still run on the CPU.
     pub fn emulated() -> Result<Cuda> {
         Self::emulated_with(super::emu::EmuOptions::from_env()?)
     }
 
     /// The host emulator with the given checks and schedule (instead of `WGAN_EMU_CHECK` and
-    /// `WGAN_EMU_SCHEDULE`).
+    /// `WGAN_EMU_SCHEDULE`), standing for the device of `WGAN_EMULATED_SM` when set.
     pub fn emulated_with(opts: super::emu::EmuOptions) -> Result<Cuda> {
-        let emu = Emulator::with_options(opts)?;
-        let name = format!("host emulator, {}", emu.describe());
-        Ok(Cuda::with(Exec::Host(emu), 0, name, "host".into(), (0, 0), true))
+        let sm = match std::env::var(EMULATED_SM_ENV) {
+            Ok(v) if !v.is_empty() => Some(crate::backend::precision::sm_of(&v).ok_or_else(|| {
+                Error(format!("{EMULATED_SM_ENV}={v}: expected a compute capability such as sm_75 or sm_90"))
+            })?),
+            _ => None,
+        };
+        Self::emulated_as_with(sm, opts)
     }
 
-    fn with(exec: Exec, ordinal: usize, name: String, arch: String, nvrtc_version: (i32, i32), poison: bool) -> Cuda {
+    /// [`Cuda::emulated`] standing for a device of compute capability `sm` (major·10 + minor, e.g.
+    /// 75) where the host code asks; None: no device in particular (every precision runs).
+    pub fn emulated_as(sm: Option<u32>) -> Result<Cuda> {
+        Self::emulated_as_with(sm, super::emu::EmuOptions::from_env()?)
+    }
+
+    fn emulated_as_with(sm: Option<u32>, opts: super::emu::EmuOptions) -> Result<Cuda> {
+        let emu = Emulator::with_options(opts)?;
+        let mut name = format!("host emulator, {}", emu.describe());
+        if let Some(s) = sm {
+            name += &format!(", standing for sm_{s}");
+        }
+        let c = Cuda::with(Exec::Host(emu), 0, name, "host".into(), sm, (0, 0), true);
+        c.set_precision(crate::backend::precision::default_for(sm));
+        Ok(c)
+    }
+
+    fn with(
+        exec: Exec,
+        ordinal: usize,
+        name: String,
+        arch: String,
+        sm: Option<u32>,
+        nvrtc_version: (i32, i32),
+        poison: bool,
+    ) -> Cuda {
         Cuda {
             inner: Arc::new(Inner {
                 exec,
                 ordinal,
                 name,
                 arch,
+                sm,
                 nvrtc_version,
                 cache_dir: kernels::cache_dir(),
                 error: Mutex::new(None),
@@ -256,6 +310,12 @@ impl Cuda {
     /// The device's architecture as NVRTC names it, e.g. "sm_90" ("host" under the emulator).
     pub fn arch(&self) -> &str {
         &self.inner.arch
+    }
+
+    /// The compute capability, major·10 + minor (e.g. 90); None under the emulator unless it stands
+    /// for a device ([`Cuda::emulated_as`]).
+    pub fn sm(&self) -> Option<u32> {
+        self.inner.sm
     }
 
     /// The device ordinal this backend was opened on.
@@ -693,9 +753,13 @@ pub(crate) use launch;
 /// A multi-line description of the CUDA setup for `wgan info`: driver, devices, NVRTC, cache.
 pub fn system_report() -> String {
     let mut out = Vec::new();
-    match driver_version() {
-        Ok(v) => {
-            out.push(format!("cuda driver: {v}"));
+    // The driver's CUDA version whether or not a GPU is usable: it decides which NVRTC fits.
+    match nvrtc::driver_cuda_version() {
+        Some(v) => out.push(format!("cuda driver: supports CUDA {}", nvrtc::cuda_version_text(v))),
+        None => out.push("cuda driver: none (libcuda.so not found)".into()),
+    }
+    match probe_driver() {
+        Ok(_) => {
             let count = drv::device::get_count().unwrap_or(0);
             for i in 0..count.max(0) {
                 let desc = drv::device::get(i)
@@ -725,9 +789,18 @@ pub fn system_report() -> String {
         }
         Err(e) => out.push(format!("cuda: unavailable ({e})")),
     }
-    match nvrtc::library() {
-        Ok((lib, (a, b))) => out.push(format!("nvrtc: {a}.{b} ({lib})")),
-        Err(e) => out.push(format!("nvrtc: unavailable ({e})")),
+    match (nvrtc::library(), nvrtc::chosen_for_driver()) {
+        (Ok((lib, (a, b))), Ok(driver)) => {
+            let why = match driver {
+                _ if std::env::var(nvrtc::NVRTC_LIB_ENV).is_ok_and(|v| v == lib) => {
+                    format!("set by {}", nvrtc::NVRTC_LIB_ENV)
+                }
+                Some(d) => format!("chosen for the driver's CUDA {}", nvrtc::cuda_version_text(d)),
+                None => "no driver to match: the first one found".into(),
+            };
+            out.push(format!("nvrtc: {a}.{b} ({lib}, {why})"))
+        }
+        (Err(e), _) | (_, Err(e)) => out.push(format!("nvrtc: unavailable ({e})")),
     }
     match kernels::cache_dir() {
         Some(d) => out.push(format!("kernel cache: {}", d.display())),

@@ -78,6 +78,8 @@ pub(crate) struct Counters {
     pub captured_allocs: AtomicU64,
     pub captured_alloc_bytes: AtomicU64,
     pub copies: AtomicU64,
+    /// The emulator's model of the default memory pool (`memory.rs`).
+    pub pool: std::sync::Mutex<super::memory::PoolModel>,
 }
 
 impl Counters {
@@ -102,8 +104,12 @@ impl Counters {
 
 /// An instantiated graph.
 pub(crate) enum Graph {
-    Gpu { exec: GpuGraph, kernels: u64 },
-    Host(Recording),
+    Gpu {
+        exec: GpuGraph,
+        kernels: u64,
+    },
+    /// The recording and the most bytes of its allocations live at once during the capture.
+    Host(Recording, u64),
 }
 
 /// cudarc's graph holds raw driver handles and is neither Send nor Sync; the backend only touches
@@ -118,12 +124,67 @@ unsafe impl Sync for GpuGraph {}
 pub(crate) struct GraphState {
     /// Some while capturing: the recording (emulator) or the launch count so far (GPU).
     pub capture: Option<Capture>,
-    pub graphs: Vec<Graph>,
+    /// By id; None once dropped (`Cuda::graph_drop`), so that the other ids stay valid.
+    pub graphs: Vec<Option<Graph>>,
+    /// A failure to inject (`Cuda::fail_graph`): where, and how many such operations to let pass
+    /// first.
+    fail: Option<(GraphFailure, usize)>,
+}
+
+/// The graph operation that [`Cuda::fail_graph`] makes fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphFailure {
+    /// `capture_begin`: the capture does not start.
+    Begin,
+    /// `capture_end`: the capture ends (the stream leaves capture mode) and the graph is discarded.
+    End,
+    /// `graph_launch`: the graph is not launched.
+    Launch,
+}
+
+impl GraphState {
+    /// Whether the operation `at` is to fail now (counting it down otherwise).
+    fn injected(&mut self, at: GraphFailure) -> bool {
+        match &mut self.fail {
+            Some((f, 0)) if *f == at => {
+                self.fail = None;
+                true
+            }
+            Some((f, n)) if *f == at => {
+                *n -= 1;
+                false
+            }
+            _ => false,
+        }
+    }
+}
+
+fn injected_error(at: GraphFailure) -> Error {
+    Error(format!("CUDA graph {at:?}: failure injected by Cuda::fail_graph (a test)"))
 }
 
 pub(crate) enum Capture {
     Gpu { kernels: u64 },
-    Host(Recording),
+    Host(Recording, LivePeak),
+}
+
+/// The allocations of an emulated capture, to know the most bytes of them live at once: what the
+/// graph needs where it reuses memory freed earlier in it, as CUDA may (the recording keeps every
+/// allocation apart, so its bytes are the most it can need).
+#[derive(Default)]
+pub(crate) struct LivePeak {
+    allocs: Vec<(std::sync::Weak<super::emu::HostStore>, u64)>,
+    peak: u64,
+}
+
+impl LivePeak {
+    /// An allocation made in the capture: the recording holds one reference to it, so it is live
+    /// while anything else holds another.
+    fn on_alloc(&mut self, h: &std::sync::Arc<super::emu::HostStore>) {
+        self.allocs.push((std::sync::Arc::downgrade(h), h.len() as u64 * 4));
+        let live: u64 = self.allocs.iter().filter(|(w, _)| w.strong_count() > 1).map(|(_, b)| b).sum();
+        self.peak = self.peak.max(live);
+    }
 }
 
 impl Cuda {
@@ -151,12 +212,22 @@ impl Cuda {
         self.inner.counters.read()
     }
 
+    /// Test hook: the graph operation `at` fails with an error after `skip` more such operations
+    /// have succeeded (0: the next one), once, as a failure of the driver would (on a GPU too:
+    /// a capture is still ended). For tests of the fallback to eager execution.
+    pub fn fail_graph(&self, at: GraphFailure, skip: usize) {
+        self.graph_state().fail = Some((at, skip));
+    }
+
     /// Starts capturing the stream into a graph. Queued work is finished first.
     pub fn capture_begin(&self) -> Result<()> {
         self.sync()?;
         let mut st = self.graph_state();
         if st.capture.is_some() {
             return Err(Error::msg("CUDA graph capture: a capture is already running"));
+        }
+        if st.injected(GraphFailure::Begin) {
+            return Err(injected_error(GraphFailure::Begin));
         }
         match &self.inner.exec {
             Exec::Gpu(g) => {
@@ -168,7 +239,7 @@ impl Cuda {
             Exec::Host(e) => {
                 e.watch.foreign_frees.store(0, Ordering::Relaxed);
                 e.watch.capturing.store(true, Ordering::Relaxed);
-                st.capture = Some(Capture::Host(Recording::default()));
+                st.capture = Some(Capture::Host(Recording::default(), LivePeak::default()));
             }
         }
         Ok(())
@@ -190,7 +261,7 @@ impl Cuda {
                 exec.upload().map_err(drv_err("cuGraphUpload"))?;
                 Graph::Gpu { exec: GpuGraph(exec), kernels }
             }
-            (Capture::Host(rec), Exec::Host(e)) => {
+            (Capture::Host(rec, live), Exec::Host(e)) => {
                 e.watch.capturing.store(false, Ordering::Relaxed);
                 let freed = e.watch.foreign_frees.swap(0, Ordering::Relaxed);
                 if freed > 0 {
@@ -198,21 +269,55 @@ impl Cuda {
                         "CUDA graph capture: {freed} buffer(s) allocated before the capture were freed inside it (a free node the graph does not own)"
                     )));
                 }
-                Graph::Host(rec)
+                Graph::Host(rec, live.peak)
             }
             _ => return Err(Error::msg("CUDA graph capture: device mismatch")),
         };
-        st.graphs.push(graph);
+        if st.injected(GraphFailure::End) {
+            return Err(injected_error(GraphFailure::End)); // the graph is dropped here
+        }
+        st.graphs.push(Some(graph));
         Ok(st.graphs.len() - 1)
+    }
+
+    /// Destroys graph `id` and returns its memory to the driver (`cuDeviceGraphMemTrim`). The id
+    /// is not reused; launching it is an error.
+    pub fn graph_drop(&self, id: usize) -> Result<()> {
+        let dropped = {
+            let mut st = self.graph_state();
+            st.graphs.get_mut(id).and_then(Option::take)
+        };
+        if dropped.is_some() {
+            drop(dropped); // cuGraphExecDestroy (deferred by the driver while a launch runs)
+            self.trim_graph_memory()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of memory the live graphs own as the emulator keeps them (every allocation apart), and
+    /// the sum over the graphs of the most bytes each had live at once; (0, 0) on a GPU, where
+    /// [`Cuda::memory`] asks the driver.
+    pub(crate) fn graph_bytes(&self) -> (u64, u64) {
+        (self.graph_state().graphs.iter().flatten()).fold((0, 0), |(all, live), g| match g {
+            Graph::Gpu { .. } => (all, live),
+            Graph::Host(r, peak) => (all + r.bytes(), live + peak),
+        })
     }
 
     /// Replays graph `id` on the stream.
     pub fn graph_launch(&self, id: usize) -> Result<()> {
-        let st = self.graph_state();
+        let mut st = self.graph_state();
         if st.capture.is_some() {
             return Err(Error::msg("CUDA graph launch inside a capture is not supported"));
         }
-        let g = st.graphs.get(id).ok_or_else(|| Error(format!("CUDA graph launch: no graph {id}")))?;
+        if st.injected(GraphFailure::Launch) {
+            return Err(injected_error(GraphFailure::Launch));
+        }
+        let g = st
+            .graphs
+            .get(id)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| Error(format!("CUDA graph launch: no graph {id}")))?;
         let c = &self.inner.counters;
         Counters::bump(&c.graph_launches, 1);
         match (g, &self.inner.exec) {
@@ -221,7 +326,7 @@ impl Cuda {
                 Counters::bump(&c.replayed_kernels, *kernels);
                 exec.0.launch().map_err(drv_err("cuGraphLaunch"))
             }
-            (Graph::Host(rec), Exec::Host(e)) => {
+            (Graph::Host(rec, _), Exec::Host(e)) => {
                 Counters::bump(&c.replayed_kernels, rec.kernels() as u64);
                 rec.replay(e)
             }
@@ -232,18 +337,18 @@ impl Cuda {
     /// (kernel nodes, bytes of graph-owned memory) of graph `id`; bytes are known under the
     /// emulator only (0 on a GPU).
     pub fn graph_size(&self, id: usize) -> Option<(u64, u64)> {
-        match self.graph_state().graphs.get(id)? {
+        match self.graph_state().graphs.get(id)?.as_ref()? {
             Graph::Gpu { kernels, .. } => Some((*kernels, 0)),
-            Graph::Host(r) => Some((r.kernels() as u64, r.bytes())),
+            Graph::Host(r, _) => Some((r.kernels() as u64, r.bytes())),
         }
     }
 
     /// The kernel names of graph `id` in launch order (known under the emulator only: None on a
     /// GPU): what `examples/step_launches` breaks a step's count down by.
     pub fn graph_kernel_names(&self, id: usize) -> Option<Vec<&'static str>> {
-        match self.graph_state().graphs.get(id)? {
+        match self.graph_state().graphs.get(id)?.as_ref()? {
             Graph::Gpu { .. } => None,
-            Graph::Host(r) => Some(r.kernel_names()),
+            Graph::Host(r, _) => Some(r.kernel_names()),
         }
     }
 
@@ -273,7 +378,7 @@ impl Cuda {
                 Counters::bump(&c.captured_launches, 1);
                 false
             }
-            Some(Capture::Host(rec)) => {
+            Some(Capture::Host(rec, _)) => {
                 Counters::bump(&c.captured_launches, 1);
                 // SAFETY: the caller's contract.
                 unsafe { rec.launch(m, name, grid, (block, 1, 1), args, sizes) };
@@ -290,12 +395,16 @@ impl Cuda {
             None => {
                 Counters::bump(&c.allocs, 1);
                 Counters::bump(&c.alloc_bytes, n as u64 * 4);
+                if let Some(h) = host {
+                    c.pool.lock().unwrap_or_else(|p| p.into_inner()).on_alloc(h);
+                }
             }
             Some(cap) => {
                 Counters::bump(&c.captured_allocs, 1);
                 Counters::bump(&c.captured_alloc_bytes, n as u64 * 4);
-                if let (Capture::Host(rec), Some(h)) = (cap, host) {
+                if let (Capture::Host(rec, live), Some(h)) = (cap, host) {
                     rec.keep(h.clone());
+                    live.on_alloc(h);
                 }
             }
         }
@@ -311,7 +420,7 @@ impl Cuda {
                 false
             }
             Some(Capture::Gpu { .. }) => false,
-            Some(Capture::Host(rec)) => {
+            Some(Capture::Host(rec, _)) => {
                 rec.copy(dst, src, n);
                 true
             }

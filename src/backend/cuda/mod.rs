@@ -16,6 +16,7 @@ mod fused;
 mod graph;
 pub mod kernels;
 mod logistic;
+mod memory;
 pub mod nvrtc;
 mod ops;
 pub mod params;
@@ -24,7 +25,8 @@ mod tc;
 mod timing;
 
 pub use device::{device_info, driver_version, system_report, Cuda, CudaTensor};
-pub use graph::DeviceCounts;
 pub use emu::{Checks, EmuOptions, Schedule};
+pub use graph::{DeviceCounts, GraphFailure};
 pub use kernels::{cache_dir, compile_all};
+pub use memory::MemoryUse;
 pub use ops::GemmTiles;

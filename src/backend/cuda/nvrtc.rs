@@ -2,10 +2,18 @@
 //!
 //! cudarc 0.19 built for the pinned `cuda-12080` feature searches `libnvrtc.so`, `libnvrtc.so.12`,
 //! `.so.11`, … but never `libnvrtc.so.13`, the only name a CUDA 13 runtime install (or the
-//! `nvidia-cuda-nvrtc` wheel) provides. So this module `dlopen`s NVRTC itself, trying in order:
-//! `$WGAN_NVRTC_LIB` (a file name or full path), `libnvrtc.so.13`, `libnvrtc.so.12`, `libnvrtc.so`,
-//! `libnvrtc.so.11.2`, `libnvrtc.so.11.1`, `libnvrtc.so.11.0`. The dynamic loader searches
-//! `LD_LIBRARY_PATH`, the ld.so cache and the default directories for each bare name.
+//! `nvidia-cuda-nvrtc` wheel) provides. So this module `dlopen`s NVRTC itself: first
+//! `$WGAN_NVRTC_LIB` (a file name or full path, an explicit choice used whatever its version), then
+//! the names of [`NVRTC_CANDIDATES`] in the order [`plan`] gives for the installed driver. The
+//! dynamic loader searches `LD_LIBRARY_PATH`, the ld.so cache and the default directories for each
+//! bare name.
+//!
+//! Why the driver matters: an NVRTC of a newer CUDA major version than the driver supports (NVRTC
+//! 13 under a 12.x driver, i.e. a driver before 580) makes CUBIN and PTX that the driver refuses at
+//! module load, long after the library was chosen. So where a driver library is installed,
+//! `cuDriverGetVersion` is read first and only an NVRTC whose major version the driver supports is
+//! taken (the unversioned `libnvrtc.so` is opened and its `nvrtcVersion` checked). Without a driver
+//! (a CPU-only machine compiling for CI, the host emulator) the first library found is taken.
 //! Only the handful of functions needed to compile a program to CUBIN/PTX are bound; the library
 //! is never closed.
 
@@ -18,6 +26,7 @@ extern "C" {
     pub(crate) fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
     fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
     fn dlerror() -> *mut c_char;
+    fn dlclose(handle: *mut c_void) -> c_int;
 }
 
 pub(crate) const RTLD_NOW: c_int = 2;
@@ -28,9 +37,62 @@ type NvrtcResult = c_int;
 /// The environment variable naming the NVRTC library to open first (a file name or a full path).
 pub const NVRTC_LIB_ENV: &str = "WGAN_NVRTC_LIB";
 
-/// Library names tried after `$WGAN_NVRTC_LIB`, newest first.
+/// Library names tried after `$WGAN_NVRTC_LIB`, newest first (see [`plan`] for the order used
+/// under a driver).
 pub const NVRTC_CANDIDATES: &[&str] =
     &["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so", "libnvrtc.so.11.2", "libnvrtc.so.11.1", "libnvrtc.so.11.0"];
+
+/// The CUDA major version a library name promises (`libnvrtc.so.12` → 12, `libnvrtc.so.11.2` →
+/// 11); None for a name without one (`libnvrtc.so`, a path), whose version is known only once it
+/// is opened.
+pub fn name_major(name: &str) -> Option<i32> {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    file.strip_prefix("libnvrtc.so.")?.split('.').next()?.parse().ok()
+}
+
+/// "12.4" for the driver version 12040 (cuDriverGetVersion's 1000·major + 10·minor).
+pub fn cuda_version_text(v: i32) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+/// True when code from NVRTC of CUDA major `nvrtc_major` loads under a driver of version `driver`
+/// (cuDriverGetVersion): the driver's major must be at least NVRTC's. Within one major a CUBIN
+/// from a newer NVRTC loads (minor version compatibility), and this backend compiles CUBINs.
+pub fn fits(nvrtc_major: i32, driver: i32) -> bool {
+    nvrtc_major <= driver / 1000
+}
+
+/// What to install when no NVRTC fits the driver of version `driver`.
+pub fn no_fit_message(driver: i32) -> String {
+    let major = driver / 1000;
+    let pip = match major {
+        11 | 12 => format!(" (pip install nvidia-cuda-nvrtc-cu{major})"),
+        m if m >= 13 => " (pip install nvidia-cuda-nvrtc)".to_string(),
+        _ => String::new(),
+    };
+    format!(
+        "the driver supports CUDA {}; install NVRTC {major}{pip} and add its directory to LD_LIBRARY_PATH (or set {NVRTC_LIB_ENV}=/path/to/libnvrtc.so.{major}), or upgrade the driver to 580+ (CUDA 13)",
+        cuda_version_text(driver)
+    )
+}
+
+/// The order in which to try the library names `candidates` under a driver of CUDA version
+/// `driver` (cuDriverGetVersion, e.g. 12040; None where no driver is installed). Pure: the
+/// decision of [`library`], tested without a GPU.
+///
+/// - No driver: the candidates as given (newest first).
+/// - A driver: only names whose major version it supports, newest first, and names without a
+///   version (checked once opened, with [`fits`]); an error saying what to install when none is
+///   left.
+pub fn plan(candidates: &[&str], driver: Option<i32>) -> std::result::Result<Vec<String>, String> {
+    let Some(d) = driver else { return Ok(candidates.iter().map(|s| s.to_string()).collect()) };
+    let names: Vec<String> =
+        candidates.iter().filter(|n| name_major(n).map_or(true, |m| fits(m, d))).map(|s| s.to_string()).collect();
+    if names.is_empty() {
+        return Err(no_fit_message(d));
+    }
+    Ok(names)
+}
 
 struct Api {
     path: String,
@@ -52,6 +114,8 @@ struct Api {
     cubin: unsafe extern "C" fn(Program, *mut c_char) -> NvrtcResult,
     ptx_size: unsafe extern "C" fn(Program, *mut usize) -> NvrtcResult,
     ptx: unsafe extern "C" fn(Program, *mut c_char) -> NvrtcResult,
+    /// The driver's CUDA version the library was chosen for (None: no driver installed).
+    driver: Option<i32>,
 }
 
 // The function pointers are plain C entry points of a library that stays loaded.
@@ -81,29 +145,37 @@ pub(crate) unsafe fn sym<T: Copy>(handle: *mut c_void, name: &str) -> std::resul
     Ok(std::mem::transmute_copy::<*mut c_void, T>(&p))
 }
 
-fn open() -> std::result::Result<Api, String> {
-    let mut names: Vec<String> = Vec::new();
-    if let Ok(v) = std::env::var(NVRTC_LIB_ENV) {
-        if !v.is_empty() {
-            names.push(v);
+/// The CUDA version the installed driver supports (cuDriverGetVersion, e.g. 12040 for 12.4), or
+/// None where no driver library can be opened (a machine without an NVIDIA driver). Needs no GPU
+/// and no cuInit.
+pub fn driver_cuda_version() -> Option<i32> {
+    static V: OnceLock<Option<i32>> = OnceLock::new();
+    *V.get_or_init(|| {
+        // SAFETY: only tries to dlopen libcuda by cudarc's list of names; cudarc panics on the
+        // first driver call without it, so nothing else is called unless it is present.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return None;
         }
+        let mut v = 0i32;
+        // SAFETY: an out-parameter; cuDriverGetVersion may be called before cuInit.
+        let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+        (r == cudarc::driver::sys::cudaError_enum::CUDA_SUCCESS && v > 0).then_some(v)
+    })
+}
+
+/// Opens `name` and binds the API; Err(why) when it cannot be opened or lacks a symbol.
+fn open_one(name: &str) -> std::result::Result<Api, String> {
+    let c = CString::new(name).map_err(|_| format!("{name} (NUL byte in the name)"))?;
+    // SAFETY: dlopen with a valid C string; the handle is intentionally never closed once used.
+    let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW) };
+    if h.is_null() {
+        return Err(format!("{name} ({})", last_dl_error()));
     }
-    names.extend(NVRTC_CANDIDATES.iter().map(|s| s.to_string()));
-    let mut tried = Vec::new();
-    for name in &names {
-        let Ok(c) = CString::new(name.as_str()) else {
-            continue;
-        };
-        // SAFETY: dlopen with a valid C string; the handle is intentionally never closed.
-        let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW) };
-        if h.is_null() {
-            tried.push(format!("{name} ({})", last_dl_error()));
-            continue;
-        }
-        // SAFETY: the symbols are NVRTC's documented C API with these signatures.
-        let api = unsafe {
-            Api {
-                path: name.clone(),
+    // SAFETY: the symbols are NVRTC's documented C API with these signatures.
+    let api = unsafe {
+        (|| -> std::result::Result<Api, String> {
+            Ok(Api {
+                path: name.to_string(),
                 version: sym(h, "nvrtcVersion")?,
                 error_string: sym(h, "nvrtcGetErrorString")?,
                 create: sym(h, "nvrtcCreateProgram")?,
@@ -115,14 +187,96 @@ fn open() -> std::result::Result<Api, String> {
                 cubin: sym(h, "nvrtcGetCUBIN")?,
                 ptx_size: sym(h, "nvrtcGetPTXSize")?,
                 ptx: sym(h, "nvrtcGetPTX")?,
+                driver: None,
+            })
+        })()
+    };
+    api.map_err(|e| {
+        // SAFETY: the handle came from dlopen above and nothing of it is kept.
+        unsafe { dlclose(h) };
+        format!("{name} ({e})")
+    })
+}
+
+/// The version an opened library reports.
+fn version_of(a: &Api) -> std::result::Result<(i32, i32), String> {
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: plain out-parameters.
+    let r = unsafe { (a.version)(&mut major, &mut minor) };
+    if r != 0 {
+        return Err(format!("{}: nvrtcVersion failed (error {r})", a.path));
+    }
+    Ok((major, minor))
+}
+
+/// Finds NVRTC: `env_override` (from `$WGAN_NVRTC_LIB`) first and unconditionally, then
+/// `candidates` in the order [`plan`] gives for `driver`, skipping a library whose version turns
+/// out newer than the driver supports.
+fn find(env_override: Option<&str>, candidates: &[&str], driver: Option<i32>) -> std::result::Result<Api, String> {
+    let mut tried = Vec::new();
+    if let Some(name) = env_override.filter(|v| !v.is_empty()) {
+        match open_one(name) {
+            Ok(mut a) => {
+                a.driver = driver;
+                return Ok(a);
+            }
+            Err(e) => tried.push(e),
+        }
+    }
+    let names = plan(candidates, driver).map_err(|e| format!("no NVRTC fits the driver: {e}"))?;
+    let mut too_new = Vec::new();
+    for name in &names {
+        let mut a = match open_one(name) {
+            Ok(a) => a,
+            Err(e) => {
+                tried.push(e);
+                continue;
             }
         };
-        return Ok(api);
+        if let Some(d) = driver {
+            let (major, minor) = match version_of(&a) {
+                Ok(v) => v,
+                Err(e) => {
+                    tried.push(e);
+                    continue;
+                }
+            };
+            if !fits(major, d) {
+                too_new.push(format!("{name} is NVRTC {major}.{minor}"));
+                continue;
+            }
+        }
+        a.driver = driver;
+        return Ok(a);
     }
-    Err(format!(
-        "NVRTC not found: install the CUDA toolkit's NVRTC (libnvrtc.so.12 or .so.13, e.g. `pip install nvidia-cuda-nvrtc`) and add its directory to LD_LIBRARY_PATH, or set {NVRTC_LIB_ENV}=/path/to/libnvrtc.so.N (tried: {})",
-        tried.join("; ")
-    ))
+    match driver {
+        Some(d) => {
+            let found = if too_new.is_empty() { String::new() } else { format!("; found {}", too_new.join(", ")) };
+            Err(format!("no NVRTC fits the driver: {}{found} (tried: {})", no_fit_message(d), tried.join("; ")))
+        }
+        None => Err(format!(
+            "NVRTC not found: install the CUDA toolkit's NVRTC (libnvrtc.so.12 or .so.13, e.g. `pip install nvidia-cuda-nvrtc`) and add its directory to LD_LIBRARY_PATH, or set {NVRTC_LIB_ENV}=/path/to/libnvrtc.so.N (tried: {})",
+            tried.join("; ")
+        )),
+    }
+}
+
+/// [`find`] without keeping the library: what [`library`] would choose among `candidates` (names
+/// or paths; [`NVRTC_CANDIDATES`] is the real list) on a machine whose driver reports `driver`
+/// (e.g. `Some(12040)`), with `env_override` standing for `$WGAN_NVRTC_LIB`. For tests.
+pub fn choose_for(
+    env_override: Option<&str>,
+    candidates: &[&str],
+    driver: Option<i32>,
+) -> Result<(String, (i32, i32))> {
+    let a = find(env_override, candidates, driver).map_err(Error)?;
+    let v = version_of(&a).map_err(Error)?;
+    Ok((a.path.clone(), v))
+}
+
+fn open() -> std::result::Result<Api, String> {
+    let env = std::env::var(NVRTC_LIB_ENV).ok();
+    find(env.as_deref(), NVRTC_CANDIDATES, driver_cuda_version())
 }
 
 fn api() -> Result<&'static Api> {
@@ -143,6 +297,12 @@ pub fn library() -> Result<(String, (i32, i32))> {
     let r = unsafe { (a.version)(&mut major, &mut minor) };
     check(a, r, "nvrtcVersion")?;
     Ok((a.path.clone(), (major, minor)))
+}
+
+/// The driver's CUDA version that the opened NVRTC was chosen for (None: chosen without a driver,
+/// the first library found).
+pub fn chosen_for_driver() -> Result<Option<i32>> {
+    Ok(api()?.driver)
 }
 
 fn check(a: &Api, r: NvrtcResult, what: &str) -> Result<()> {

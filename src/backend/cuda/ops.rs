@@ -1073,7 +1073,20 @@ impl Backend for Cuda {
     fn graph_launch(&self, id: usize) -> crate::Result<()> {
         Cuda::graph_launch(self, id)
     }
+    fn graph_drop(&self, id: usize) -> crate::Result<()> {
+        Cuda::graph_drop(self, id)
+    }
+    fn keep_freed_memory(&self, keep: bool) -> crate::Result<()> {
+        Cuda::keep_freed_memory(self, keep)
+    }
     fn device_counts(&self) -> Option<super::DeviceCounts> {
         Some(self.counts())
+    }
+    fn device_memory(&self) -> Option<super::MemoryUse> {
+        // A failure to read it is recorded like any other (Cuda::check reports it).
+        self.memory().unwrap_or_else(|e| {
+            self.record(e);
+            None
+        })
     }
 }
