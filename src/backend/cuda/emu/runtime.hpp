@@ -195,7 +195,7 @@ struct Rec {
 };
 static_assert(sizeof(Rec) == 48, "Rec layout (emu/check.rs)");
 enum : u8 { KNone = 0, KWrite = 1, KAtomic = 2, KPending = 3 };
-enum : u8 { FValid = 1, FInit = 2 };
+enum : u8 { FValid = 1, FInit = 2, FRuntime = 4 };  // FRuntime: the runtime's own thread-locals
 enum Access : u8 { ARead = 0, AWrite = 1, AAtomic = 2 };
 
 enum State { Ready, WaitBlock, WaitWarp, Done };
@@ -377,7 +377,7 @@ static thread_local char t_anchor;
 WGEMU_RT static void report(u32 bit, uintptr_t pc0, uintptr_t pc1, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
 WGEMU_RT static void park(State s);
 
-inline const char* check_name(u32 bit) {
+__attribute__((no_sanitize("thread"))) inline const char* check_name(u32 bit) {
     switch (bit) {
         case CheckRace: return "race";
         case CheckInit: return "init";
@@ -388,7 +388,7 @@ inline const char* check_name(u32 bit) {
     return "check";
 }
 
-inline uintptr_t code_off(uintptr_t pc) {
+__attribute__((no_sanitize("thread"))) inline uintptr_t code_off(uintptr_t pc) {
     Checker& c = t_chk;
     if (!c.mod_base && pc) {
         Dl_info info;
@@ -425,7 +425,7 @@ WGEMU_RT static void report(u32 bit, uintptr_t pc0, uintptr_t pc1, const char* f
 struct Who {
     char s[80];
 };
-inline Who who(int tid) {
+__attribute__((no_sanitize("thread"))) inline Who who(int tid) {
     Who w;
     const dim3 d = t_block_dim;
     snprintf(w.s, sizeof w.s, "thread (%u, %u, %u) of block (%u, %u, %u)", (unsigned)tid % d.x,
@@ -434,7 +434,7 @@ inline Who who(int tid) {
 }
 
 // The shared array holding [a, a + n), or null; `start` gets its first byte.
-inline const SharedVar* shared_var(uintptr_t a, size_t n, uintptr_t* start) {
+__attribute__((no_sanitize("thread"))) inline const SharedVar* shared_var(uintptr_t a, size_t n, uintptr_t* start) {
     Checker& c = t_chk;
     const uintptr_t base = (uintptr_t)&t_anchor - c.L->anchor_off;
     for (u32 i = 0; i < c.L->n_shared; ++i) {
@@ -449,7 +449,7 @@ inline const SharedVar* shared_var(uintptr_t a, size_t n, uintptr_t* start) {
 }
 
 // ---- the access check ----
-inline bool in_launch(u32 serial) {
+__attribute__((no_sanitize("thread"))) inline bool in_launch(u32 serial) {
     const Checker& c = t_chk;
     return serial != 0 && serial - c.L->blk_base < c.nblocks;
 }
@@ -663,8 +663,12 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
         const uintptr_t lo = off > (wd << 2) ? off : wd << 2, hi = end < (wd << 2) + 4 ? end : (wd << 2) + 4;
         const u32 m = ((1u << (hi - lo)) - 1u) << (lo & 3);
         Rec& r = sh[wd];
-        if (__builtin_expect(shared && !(r.flags & FValid), 0) && (c.on & CheckAlign))
-            report_misaligned(a, size, pc, true, true);
+        if (__builtin_expect(shared && !(r.flags & FValid), 0)) {
+            // The runtime's own thread-locals share the module's TLS segment with the arrays
+            // (threadIdx reads one): not shared memory.
+            if (r.flags & FRuntime) return;
+            if (c.on & CheckAlign) report_misaligned(a, size, pc, true, true);
+        }
         check_rec(r, base + (wd << 2), m, k, pc, shared, c, t_cur);
     }
 }
@@ -713,7 +717,7 @@ WGEMU_RT static void fiber_main() {
 }
 
 // The fiber of lane `lane` of the current fiber's warp, or null past the block's last thread.
-inline Fiber* lane_fiber(int lane) {
+__attribute__((no_sanitize("thread"))) inline Fiber* lane_fiber(int lane) {
     const size_t i = (size_t)t_cur->warp * 32 + (size_t)lane;
     return i < t_block->fibers.size() ? &t_block->fibers[i] : nullptr;
 }
@@ -778,7 +782,7 @@ WGEMU_RT static void collective_publish(const void* a, const void* b, const void
                who(me->tid).s, me->warp, t_block->fibers.size() - (size_t)me->warp * 32);
     warp_wait(0xffffffffu, OpCollective, pc);
 }
-inline const void* published(int lane, int i) { return lane_fiber(lane)->pub[i]; }
+__attribute__((no_sanitize("thread"))) inline const void* published(int lane, int i) { return lane_fiber(lane)->pub[i]; }
 // The second half of a collective: every lane has read the others' operands.
 WGEMU_RT static void collective_done(uintptr_t pc) { warp_wait(0xffffffffu, OpCollective, pc); }
 
@@ -797,7 +801,7 @@ WGEMU_RT static void ldmatrix_row_check(const void* row, uintptr_t pc) {
 }
 
 // A seeded order for one round of the scheduler (splitmix64 of the seed, kernel, block and round).
-inline u64 mix(u64 x) {
+__attribute__((no_sanitize("thread"))) inline u64 mix(u64 x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
@@ -962,6 +966,20 @@ WGEMU_RT static void check_begin(LaunchCtx* L, u32 nblocks, char* err, size_t er
             for (u32 i = 0; i < L->n_shared; ++i) {
                 const uintptr_t a0 = base + L->shared[i].off - c.sh_lo, a1 = a0 + L->shared[i].size;
                 for (uintptr_t wd = a0 >> 2; wd << 2 < a1; ++wd) c.sh[wd].flags |= FValid;
+            }
+            // The runtime's thread-locals, wherever the linker put them among the arrays.
+            const struct {
+                const void* p;
+                size_t n;
+            } rt[] = {{&t_cur, sizeof t_cur},         {&t_block, sizeof t_block},
+                      {&t_block_idx, sizeof t_block_idx}, {&t_block_dim, sizeof t_block_dim},
+                      {&t_grid_dim, sizeof t_grid_dim},   {&t_stacks, sizeof t_stacks},
+                      {&t_chk, sizeof t_chk},             {&t_anchor, sizeof t_anchor}};
+            for (const auto& v : rt) {
+                const uintptr_t a0 = (uintptr_t)v.p, a1 = a0 + v.n;
+                if (a1 <= c.sh_lo || a0 >= c.sh_lo + c.sh_span) continue;
+                const uintptr_t lo = a0 < c.sh_lo ? 0 : a0 - c.sh_lo, hi = a1 - c.sh_lo < c.sh_span ? a1 - c.sh_lo : c.sh_span;
+                for (uintptr_t wd = lo >> 2; wd << 2 < hi; ++wd) c.sh[wd].flags |= FRuntime;
             }
         }
     }
