@@ -11,14 +11,14 @@ fn main() {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: coverage file {path}: {e} (run the tests with WGAN_EMU_CHECK=all WGAN_EMU_COVERAGE={path})");
+            eprintln!(
+                "error: coverage file {path}: {e} (run the tests with WGAN_EMU_CHECK=all WGAN_EMU_COVERAGE={path})"
+            );
             std::process::exit(2);
         }
     };
-    let seen: HashSet<(String, String)> = text
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(f, k)| (f.to_string(), k.trim().to_string())))
-        .collect();
+    let seen: HashSet<(String, String)> =
+        text.lines().filter_map(|l| l.split_once(' ').map(|(f, k)| (f.to_string(), k.trim().to_string()))).collect();
     let all = match wgan::backend::cuda::emu::kernel_inventory() {
         Ok(a) => a,
         Err(e) => {
@@ -38,10 +38,17 @@ fn main() {
     }
     println!("kernels run under WGAN_EMU_CHECK=all ({path}):");
     for (f, (c, n, missing)) in &by_file {
-        println!("  kernels/{f:<16} {c:>3} of {n:>3}{}", if missing.is_empty() { String::new() } else { format!("   missing: {}", missing.join(", ")) });
+        println!(
+            "  kernels/{f:<16} {c:>3} of {n:>3}{}",
+            if missing.is_empty() { String::new() } else { format!("   missing: {}", missing.join(", ")) }
+        );
     }
     let covered = by_file.values().map(|v| v.0).sum::<usize>();
-    println!("coverage: {covered} of {} kernels ({:.0} %)", all.len(), 100.0 * covered as f64 / all.len().max(1) as f64);
+    println!(
+        "coverage: {covered} of {} kernels ({:.0} %)",
+        all.len(),
+        100.0 * covered as f64 / all.len().max(1) as f64
+    );
     if covered < all.len() {
         std::process::exit(1);
     }

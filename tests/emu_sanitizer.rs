@@ -207,10 +207,18 @@ fn early_wait_group() {
     assert_eq!(r.read(&o), want);
     // Writing into a stage a pending copy still targets.
     let o = out(&r, 32);
-    expect_finding(launch(&r, "overwrite_pending", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]), "async", "overwrite_pending");
+    expect_finding(
+        launch(&r, "overwrite_pending", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]),
+        "async",
+        "overwrite_pending",
+    );
     // A misaligned cp.async.
     let o = out(&r, 32);
-    expect_finding(launch(&r, "cp_async_misaligned", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]), "align", "cp_async_misaligned");
+    expect_finding(
+        launch(&r, "cp_async_misaligned", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]),
+        "align",
+        "cp_async_misaligned",
+    );
 }
 
 #[test]
@@ -266,9 +274,17 @@ fn warp_collectives_need_the_full_warp() {
     expect_finding(launch(&r, "ldmatrix_partial", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]), "sync", "ldmatrix_partial");
     let o = out(&r, 128);
     // ldmatrix after other lanes' shared stores without a __syncwarp: a race (it is no fence).
-    expect_finding(launch(&r, "ldmatrix_unsynced", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]), "race", "ldmatrix_unsynced");
+    expect_finding(
+        launch(&r, "ldmatrix_unsynced", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]),
+        "race",
+        "ldmatrix_unsynced",
+    );
     let o = out(&r, 128);
-    expect_finding(launch(&r, "ldmatrix_misaligned", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]), "align", "ldmatrix_misaligned");
+    expect_finding(
+        launch(&r, "ldmatrix_misaligned", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]),
+        "align",
+        "ldmatrix_misaligned",
+    );
     let o = out(&r, 128);
     launch(&r, "ldmatrix_synced", 1, 32, &[Arg::Buf(&o), Arg::Buf(&src)]).unwrap();
     // A block of 48 threads: its second warp has 16 lanes, too few for mma.sync.
@@ -359,7 +375,8 @@ fn kernel_dir_with_a_barrier_removed_fails_training_with_the_race() {
     let common = std::fs::read_to_string(bad.join("common.cuh")).unwrap();
     let marker = "    if (lane == 0) scratch[warp] = v;\n    __syncthreads();\n";
     assert!(common.contains(marker), "kernels/common.cuh changed: update this test's marker");
-    std::fs::write(bad.join("common.cuh"), common.replacen(marker, "    if (lane == 0) scratch[warp] = v;\n", 1)).unwrap();
+    std::fs::write(bad.join("common.cuh"), common.replacen(marker, "    if (lane == 0) scratch[warp] = v;\n", 1))
+        .unwrap();
     let train = |dir: &std::path::Path, out: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_wgan"))
             .args(["train", "--device", "emulated", "--dataset", "8gaussians", "--steps", "1", "--batch-size", "64"])
@@ -373,7 +390,10 @@ fn kernel_dir_with_a_barrier_removed_fails_training_with_the_race() {
     let o = train(&bad, "run-bad");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "a race must fail the run; stderr:\n{err}");
-    assert!(err.contains(": race: ") && err.contains("common.cuh:"), "the error must name the race and its line:\n{err}");
+    assert!(
+        err.contains(": race: ") && err.contains("common.cuh:"),
+        "the error must name the race and its line:\n{err}"
+    );
     assert!(!err.contains("panicked"), "a clear error, not a panic:\n{err}");
     let o = train(&good, "run-good");
     assert!(o.status.success(), "the unmodified kernels train clean:\n{}", String::from_utf8_lossy(&o.stderr));
@@ -408,13 +428,27 @@ fn benchmark_ceiling_kernels_run_clean_under_checks() {
     let o = out(&r, 64);
     // PeakParams { iters: 3, a: 1.0, b: 0.5 }
     let params = vec![3u64, (1.0f32.to_bits() as u64) | ((0.5f32.to_bits() as u64) << 32)];
-    r.launch("peak.cu", module_source(Module::Peak).unwrap(), "fma_peak_f32", (1, 1, 1), (64, 1, 1), &[Arg::Buf(&o), Arg::Words(params)])
-        .unwrap();
+    r.launch(
+        "peak.cu",
+        module_source(Module::Peak).unwrap(),
+        "fma_peak_f32",
+        (1, 1, 1),
+        (64, 1, 1),
+        &[Arg::Buf(&o), Arg::Words(params)],
+    )
+    .unwrap();
     assert!(r.read(&o).iter().all(|v| v.is_finite()));
     for k in ["mma_peak_tf32", "mma_peak_bf16"] {
         let o = out(&r, 64);
-        r.launch("gemm_tc.cu", module_source(Module::GemmTc).unwrap(), k, (1, 1, 1), (64, 1, 1), &[Arg::Buf(&o), Arg::I64(2)])
-            .unwrap();
+        r.launch(
+            "gemm_tc.cu",
+            module_source(Module::GemmTc).unwrap(),
+            k,
+            (1, 1, 1),
+            (64, 1, 1),
+            &[Arg::Buf(&o), Arg::I64(2)],
+        )
+        .unwrap();
         // (bf16 reads the tf32-rounded operands as pairs of bf16, whose low halves overflow: the
         // ceiling's values do not matter, its clean run under the checks does.)
         if k.ends_with("tf32") {

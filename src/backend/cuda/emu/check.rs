@@ -140,7 +140,10 @@ pub struct EmuOptions {
 impl EmuOptions {
     pub fn from_env() -> Result<EmuOptions> {
         let get = |k: &str| std::env::var(k).unwrap_or_default();
-        Ok(EmuOptions { checks: Checks::parse(&get("WGAN_EMU_CHECK"))?, schedule: Schedule::parse(&get("WGAN_EMU_SCHEDULE"))? })
+        Ok(EmuOptions {
+            checks: Checks::parse(&get("WGAN_EMU_CHECK"))?,
+            schedule: Schedule::parse(&get("WGAN_EMU_SCHEDULE"))?,
+        })
     }
 }
 
@@ -192,7 +195,11 @@ impl LaunchCtx {
             (true, Some(a)) => (a.lo as u64, a.size as u64, a.shadow as u64),
             _ => (0, 0, 0),
         };
-        let blk_base = if opts.checks.any() { BLOCKS.fetch_add(blocks.min(u32::MAX as u64 / 4) as u32 + 1, Ordering::Relaxed) } else { 0 };
+        let blk_base = if opts.checks.any() {
+            BLOCKS.fetch_add(blocks.min(u32::MAX as u64 / 4) as u32 + 1, Ordering::Relaxed)
+        } else {
+            0
+        };
         LaunchCtx {
             checks: if table.is_some() { opts.checks.0 } else { 0 },
             schedule,
@@ -362,7 +369,13 @@ pub(crate) fn shared_table(so: &Path) -> Result<SharedTable> {
     let section = |i: usize| -> Option<(u32, usize, usize, u32, usize)> {
         let b = shoff + i * shentsize;
         // (type, offset, size, link, entsize)
-        Some((u32_at(b + 4)?, u64_at(b + 0x18)? as usize, u64_at(b + 0x20)? as usize, u32_at(b + 0x28)?, u64_at(b + 0x38)? as usize))
+        Some((
+            u32_at(b + 4)?,
+            u64_at(b + 0x18)? as usize,
+            u64_at(b + 0x20)? as usize,
+            u32_at(b + 0x28)?,
+            u64_at(b + 0x38)? as usize,
+        ))
     };
     const SHT_SYMTAB: u32 = 2;
     const STT_TLS: u8 = 6;
@@ -392,7 +405,10 @@ pub(crate) fn shared_table(so: &Path) -> Result<SharedTable> {
                 anchor = Some(value);
             }
             // The runtime's own state (namespaces wgemu, wgtc) and the C++ library's.
-            if name.starts_with("_ZN5wgemu") || name.starts_with("_ZN4wgtc") || name.starts_with("_ZSt") || name.contains("wgemu_rz_")
+            if name.starts_with("_ZN5wgemu")
+                || name.starts_with("_ZN4wgtc")
+                || name.starts_with("_ZSt")
+                || name.contains("wgemu_rz_")
                 || name.starts_with("_ZGV")
                 || name.starts_with("__tls")
                 || sz == 0
@@ -411,7 +427,8 @@ pub(crate) fn shared_table(so: &Path) -> Result<SharedTable> {
         vars.push(SharedVarC { off: *off, size: *size, name: c.as_ptr() });
         names.push(c);
     }
-    let anchor_off = anchor.ok_or_else(|| Error(format!("CUDA host emulator: {} has no runtime anchor symbol", so.display())))?;
+    let anchor_off =
+        anchor.ok_or_else(|| Error(format!("CUDA host emulator: {} has no runtime anchor symbol", so.display())))?;
     Ok(SharedTable { vars, _names: names, anchor_off })
 }
 
@@ -481,7 +498,13 @@ pub(crate) fn source_lines(so: &Path, pcs: &[u64]) -> Vec<String> {
     }
     res.into_iter()
         .zip(pcs)
-        .map(|(f, p)| if f.is_empty() { format!("code offset {p:#x}") } else { f.into_iter().take(4).collect::<Vec<_>>().join(" ← ") })
+        .map(|(f, p)| {
+            if f.is_empty() {
+                format!("code offset {p:#x}")
+            } else {
+                f.into_iter().take(4).collect::<Vec<_>>().join(" ← ")
+            }
+        })
         .collect()
 }
 
@@ -529,7 +552,11 @@ pub fn kernel_inventory() -> Result<Vec<(String, String)>> {
                 .output()
                 .map_err(|e| Error(format!("running {cxx}: {e}")))?;
             if !out.status.success() {
-                return Err(Error(format!("preprocessing kernels/{}: {}", m.file(), String::from_utf8_lossy(&out.stderr))));
+                return Err(Error(format!(
+                    "preprocessing kernels/{}: {}",
+                    m.file(),
+                    String::from_utf8_lossy(&out.stderr)
+                )));
             }
             for k in super::kernel_names(&String::from_utf8_lossy(&out.stdout)) {
                 all.push((m.file().to_string(), k));

@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex, Weak};
 pub mod check;
 mod graph;
 mod runner;
-pub use check::{Checks, EmuOptions, Schedule};
-pub use runner::{Arg, DevBuf, SourceRunner};
-pub(crate) use graph::{CaptureWatch, Recording};
-use check::{LaunchCtx, SharedTable};
 pub use check::kernel_inventory;
+pub use check::{Checks, EmuOptions, Schedule};
+use check::{LaunchCtx, SharedTable};
+pub(crate) use graph::{CaptureWatch, Recording};
+pub use runner::{Arg, DevBuf, SourceRunner};
 
 use super::kernels::{self, Module};
 use super::nvrtc::{dlopen, last_dl_error, sym, RTLD_NOW};
@@ -60,8 +60,15 @@ const FLAGS: &[&str] = &[
 /// run-time library is never linked), line tables for reports, no auto-vectorisation (so a 16-byte
 /// access hook is a 16-byte access of the kernel, not four floats the compiler merged) and no
 /// scalar replacement of aggregates (so a float4 load stays one 16-byte access, alignment checked).
-const CHECKED_FLAGS: &[&str] =
-    &["-fsanitize=thread", "--param", "tsan-instrument-func-entry-exit=0", "-g1", "-fno-tree-vectorize", "-fno-tree-slp-vectorize", "-fno-tree-sra"];
+const CHECKED_FLAGS: &[&str] = &[
+    "-fsanitize=thread",
+    "--param",
+    "tsan-instrument-func-entry-exit=0",
+    "-g1",
+    "-fno-tree-vectorize",
+    "-fno-tree-slp-vectorize",
+    "-fno-tree-sra",
+];
 
 /// FLAGS, plus `-mfma` where this CPU has FMA: the kernels' `fmaf` then becomes one instruction
 /// instead of a call into libm (the same correctly rounded result; a fused multiply-add as on
@@ -355,7 +362,9 @@ impl Emulator {
     fn build_in(&self, file: &str, source: &str, so: &Path, work: &Path, checked: bool) -> Result<()> {
         std::fs::create_dir_all(work).map_err(io(work))?;
         let headers = kernels::headers()?;
-        for (name, text) in headers.iter().map(|(n, t)| (*n, t.as_ref())).chain([(file, source), ("runtime.hpp", RUNTIME)]) {
+        for (name, text) in
+            headers.iter().map(|(n, t)| (*n, t.as_ref())).chain([(file, source), ("runtime.hpp", RUNTIME)])
+        {
             let p = work.join(name);
             std::fs::write(&p, text).map_err(io(&p))?;
         }

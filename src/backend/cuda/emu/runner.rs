@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use super::{Emulator, EmuOptions, HostStore};
+use super::{EmuOptions, Emulator, HostStore};
 use crate::Result;
 
 /// An emulator for kernels given as source.
