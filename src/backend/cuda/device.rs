@@ -233,24 +233,6 @@ impl Cuda {
         Ok(Cuda::with(Exec::Host(emu), 0, name, "host".into(), (0, 0), true))
     }
 
-    /// What the emulator's memory profiler has counted (`WGAN_EMU_PROFILE`, [`EmuOptions::profile`]),
-    /// per kernel and source line; None on a GPU (use Nsight Compute there).
-    ///
-    /// [`EmuOptions::profile`]: super::emu::EmuOptions::profile
-    pub fn emu_profile(&self) -> Option<super::emu::Profile> {
-        match &self.inner.exec {
-            Exec::Host(e) => Some(e.profile()),
-            Exec::Gpu(_) => None,
-        }
-    }
-
-    /// Forgets what the emulator's memory profiler has counted (nothing on a GPU).
-    pub fn emu_profile_reset(&self) {
-        if let Exec::Host(e) = &self.inner.exec {
-            e.reset_profile();
-        }
-    }
-
     fn with(exec: Exec, ordinal: usize, name: String, arch: String, nvrtc_version: (i32, i32), poison: bool) -> Cuda {
         Cuda {
             inner: Arc::new(Inner {
@@ -664,6 +646,27 @@ fn image_rejected(e: &drv::DriverError) -> bool {
             | E::CUDA_ERROR_INVALID_PTX
             | E::CUDA_ERROR_INVALID_SOURCE
     )
+}
+
+/// The emulator's memory profiler (emu/profile.rs), through the backend.
+impl Cuda {
+    /// What the emulator's memory profiler has counted (`WGAN_EMU_PROFILE`, [`EmuOptions::profile`]),
+    /// per kernel and source line; None on a GPU (use Nsight Compute there).
+    ///
+    /// [`EmuOptions::profile`]: super::emu::EmuOptions::profile
+    pub fn emu_profile(&self) -> Option<super::emu::Profile> {
+        match &self.inner.exec {
+            Exec::Host(e) => Some(e.profile()),
+            Exec::Gpu(_) => None,
+        }
+    }
+
+    /// Forgets what the emulator's memory profiler has counted (nothing on a GPU).
+    pub fn emu_profile_reset(&self) {
+        if let Exec::Host(e) = &self.inner.exec {
+            e.reset_profile();
+        }
+    }
 }
 
 fn poison_from_env() -> bool {

@@ -93,7 +93,11 @@ struct Prof {
     u32 scratch_cap;
 };
 
-inline thread_local Prof t_prof;
+static thread_local Prof t_prof;
+// Whether any launch of this module has profiled, in any host thread: read first by every hook, so
+// that a module that is not profiling (the checks alone) pays a plain load, not a thread-local
+// lookup, per access. Set once, never cleared (relaxed atomics: only ever 0 → 1).
+static u32 g_prof_any;
 
 // Every function here is uninstrumented (the profiler's own memory traffic is not the kernel's, and
 // would call the hooks again); helpers are forced inline and use no std::min/max (an instrumented
@@ -333,8 +337,9 @@ WGEMU_PROF static void prof_record(u32 op, uintptr_t pc, uintptr_t a, u32 w, uin
 
 // A kernel's load or store of `size` bytes at `a` (the instrumentation's hooks).
 WGEMU_PROF_INLINE void prof_access(uintptr_t a, size_t size, bool write, uintptr_t pc) {
+    if (__builtin_expect(!__atomic_load_n(&g_prof_any, __ATOMIC_RELAXED), 1)) return;
     const Prof& p = t_prof;
-    if (__builtin_expect(!p.on, 1)) return;
+    if (!p.on) return;
     const bool shared = a - p.sh_lo < p.sh_span;
     if (!shared && a - p.ar_lo >= p.ar_span) return;  // a register spill, a parameter, host data
     if (!t_cur || !size) return;
@@ -374,6 +379,7 @@ WGEMU_PROF static void prof_begin(LaunchCtx* L, u32 nthreads) {
     Prof& p = t_prof;
     p.on = L && L->profile && nthreads;
     if (!p.on) return;
+    __atomic_store_n(&g_prof_any, 1u, __ATOMIC_RELAXED);
     L->prof_rows = nullptr;
     L->prof_n = 0;
     L->prof_failed = 0;

@@ -410,8 +410,10 @@ pub(crate) fn profile_env() -> Result<ProfileEnv> {
     })
 }
 
+/// An emulator's counts, and which tables to print of them.
+type ExitReport = (Arc<Mutex<ProfData>>, ProfileEnv);
 /// The profiles to print when the process exits (emulators made with `WGAN_EMU_PROFILE` set).
-static AT_EXIT: OnceLock<Mutex<Vec<(Arc<Mutex<ProfData>>, ProfileEnv)>>> = OnceLock::new();
+static AT_EXIT: OnceLock<Mutex<Vec<ExitReport>>> = OnceLock::new();
 
 extern "C" {
     fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
