@@ -125,6 +125,7 @@ WGEMU_RT void ldmatrix_emu(u32 (&r)[4], const void* row_addr) {
     const uintptr_t pc = WGEMU_PC;
     ::wgemu::collective_publish(row_addr, nullptr, nullptr, pc);
     ::wgemu::ldmatrix_row_check(row_addr, pc);
+    ::wgemu::prof_ldmatrix(row_addr, pc);  // the memory profiler: one 16-byte row per lane
     const int lane = ::wgemu::t_cur->lane;
     u32 out[4];
     for (int q = 0; q < 4; ++q) {

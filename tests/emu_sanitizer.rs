@@ -12,7 +12,7 @@ use wgan::backend::cuda::{Checks, EmuOptions, Schedule};
 const SRC: &str = include_str!("sanitizer/broken.cu");
 
 fn runner(checks: Checks, schedule: Schedule) -> Option<SourceRunner> {
-    match SourceRunner::new(EmuOptions { checks, schedule }) {
+    match SourceRunner::new(EmuOptions { checks, schedule, ..Default::default() }) {
         Ok(r) => Some(r),
         Err(e) if std::env::var("WGAN_REQUIRE_EMULATOR").as_deref() == Ok("1") => panic!("{e}"),
         Err(e) => {

@@ -713,6 +713,27 @@ fn image_rejected(e: &drv::DriverError) -> bool {
     )
 }
 
+/// The emulator's memory profiler (emu/profile.rs), through the backend.
+impl Cuda {
+    /// What the emulator's memory profiler has counted (`WGAN_EMU_PROFILE`, [`EmuOptions::profile`]),
+    /// per kernel and source line; None on a GPU (use Nsight Compute there).
+    ///
+    /// [`EmuOptions::profile`]: super::emu::EmuOptions::profile
+    pub fn emu_profile(&self) -> Option<super::emu::Profile> {
+        match &self.inner.exec {
+            Exec::Host(e) => Some(e.profile()),
+            Exec::Gpu(_) => None,
+        }
+    }
+
+    /// Forgets what the emulator's memory profiler has counted (nothing on a GPU).
+    pub fn emu_profile_reset(&self) {
+        if let Exec::Host(e) = &self.inner.exec {
+            e.reset_profile();
+        }
+    }
+}
+
 fn poison_from_env() -> bool {
     std::env::var("WGAN_CUDA_POISON").map(|v| v == "1").unwrap_or(false)
 }

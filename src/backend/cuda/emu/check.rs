@@ -130,11 +130,14 @@ impl Schedule {
     }
 }
 
-/// What the emulator checks and how it schedules, from `WGAN_EMU_CHECK` and `WGAN_EMU_SCHEDULE`.
+/// What the emulator checks, how it schedules and whether it profiles, from `WGAN_EMU_CHECK`,
+/// `WGAN_EMU_SCHEDULE` and `WGAN_EMU_PROFILE`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EmuOptions {
     pub checks: Checks,
     pub schedule: Schedule,
+    /// The memory profiler (emu/profile.rs): runs the instrumented modules, with or without checks.
+    pub profile: bool,
 }
 
 impl EmuOptions {
@@ -143,7 +146,13 @@ impl EmuOptions {
         Ok(EmuOptions {
             checks: Checks::parse(&get("WGAN_EMU_CHECK"))?,
             schedule: Schedule::parse(&get("WGAN_EMU_SCHEDULE"))?,
+            profile: super::profile::profile_env()? != super::profile::ProfileEnv::Off,
         })
+    }
+
+    /// Whether modules are built with the instrumentation's hooks: for the checks or the profiler.
+    pub fn instrumented(&self) -> bool {
+        self.checks.any() || self.profile
     }
 }
 
@@ -183,6 +192,11 @@ pub(crate) struct LaunchCtx {
     pub found: u32,
     pub npc: u32,
     pub pc: [u64; 2],
+    pub profile: u32,
+    pub prof_n: u32,
+    pub prof_rows: *const super::profile::ProfRowC,
+    pub prof_failed: u32,
+    pub prof_pad: u32,
 }
 
 /// Block serial numbers: never repeated, so a shadow record of an earlier launch never matches.
@@ -191,7 +205,8 @@ static BLOCKS: AtomicU32 = AtomicU32::new(1);
 impl LaunchCtx {
     pub fn new(opts: EmuOptions, table: Option<&SharedTable>, kernel: &CString, blocks: u64) -> LaunchCtx {
         let (schedule, seed) = opts.schedule.code();
-        let (arena_lo, arena_size, shadow_lo) = match (opts.checks.any(), arena()) {
+        // The profiler tells device memory by the arena too (without checks its shadow is unused).
+        let (arena_lo, arena_size, shadow_lo) = match (opts.instrumented(), arena()) {
             (true, Some(a)) => (a.lo as u64, a.size as u64, a.shadow as u64),
             _ => (0, 0, 0),
         };
@@ -215,6 +230,11 @@ impl LaunchCtx {
             found: 0,
             npc: 0,
             pc: [0; 2],
+            profile: (opts.profile && table.is_some()) as u32,
+            prof_n: 0,
+            prof_rows: std::ptr::null(),
+            prof_failed: 0,
+            prof_pad: 0,
         }
     }
 }
@@ -487,7 +507,7 @@ pub(crate) fn source_lines(so: &Path, pcs: &[u64]) -> Vec<String> {
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let lno = place.rsplit(':').next().unwrap_or("?");
-            let dir = if file == "runtime.hpp" { "src/backend/cuda/emu/" } else { "kernels/" };
+            let dir = if file == "runtime.hpp" || file == "profile.hpp" { "src/backend/cuda/emu/" } else { "kernels/" };
             if let Some(frames) = res.last_mut() {
                 frames.push(format!("{dir}{file}:{lno} ({})", func.take().unwrap_or_default()));
             }

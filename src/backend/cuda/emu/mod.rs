@@ -25,19 +25,22 @@ use std::sync::{Arc, Mutex, Weak};
 
 pub mod check;
 mod graph;
+pub mod profile;
 mod runner;
-pub use check::kernel_inventory;
 pub use check::{Checks, EmuOptions, Schedule};
-use check::{LaunchCtx, SharedTable};
-pub(crate) use graph::{CaptureWatch, Recording};
+pub use profile::{Counts, KernelProfile, MemOp, Profile, SiteProfile};
 pub use runner::{Arg, DevBuf, SourceRunner};
+pub(crate) use graph::{CaptureWatch, Recording};
+use check::{LaunchCtx, SharedTable};
+pub use check::kernel_inventory;
 
 use super::kernels::{self, Module};
 use super::nvrtc::{dlopen, last_dl_error, sym, RTLD_NOW};
 use crate::{Error, Result};
 
-/// The runtime that turns CUDA built-ins into host code.
+/// The runtime that turns CUDA built-ins into host code, and its memory profiler (which it includes).
 const RUNTIME: &str = include_str!("runtime.hpp");
+const PROFILER: &str = include_str!("profile.hpp");
 
 /// Flags for every module. -O2 because the emulated kernels run the test suite's real shapes;
 /// warnings are on so that host-only problems (e.g. a narrowing the device compiler accepts) show.
@@ -126,9 +129,11 @@ unsafe impl Send for HostStore {}
 unsafe impl Sync for HostStore {}
 
 impl HostStore {
-    fn new(len: usize, fill: f32, watch: Arc<CaptureWatch>, checked: bool) -> Arc<HostStore> {
+    /// `in_arena`: allocate in the device arena (instrumented modules tell device memory by it);
+    /// `shadow`: keep its shadow's "allocated" bits (the checks).
+    fn new(len: usize, fill: f32, watch: Arc<CaptureWatch>, in_arena: bool, shadow: bool) -> Arc<HostStore> {
         let total = len + 2 * GUARD;
-        if let Some(p) = check::arena().filter(|_| checked).and_then(|a| a.alloc(total * 4)) {
+        if let Some(p) = check::arena().filter(|_| in_arena).and_then(|a| a.alloc(total * 4)) {
             let base = p as *mut f32;
             // SAFETY: the arena gave `total` floats of zeroed, writable memory.
             let all = unsafe { std::slice::from_raw_parts_mut(base, total) };
@@ -136,7 +141,9 @@ impl HostStore {
             all[GUARD..GUARD + len].fill(fill);
             // The elements are allocated but not initialised: the fill is poison (or zeros standing
             // in for the undefined contents of fresh device memory), never data.
-            check::arena().unwrap().mark_valid(base as u64 + (GUARD * 4) as u64, len * 4);
+            if shadow {
+                check::arena().unwrap().mark_valid(base as u64 + (GUARD * 4) as u64, len * 4);
+            }
             return Arc::new(HostStore { base, len, arena: true, watch });
         }
         let mut v = vec![f32::from_bits(GUARD_BITS); total];
@@ -187,6 +194,8 @@ pub(crate) struct Emulator {
     buffers: Mutex<Vec<Weak<HostStore>>>,
     /// Whether a graph capture is running (buffers report their frees to it).
     pub(crate) watch: Arc<CaptureWatch>,
+    /// The memory profiler's counts (when `opts.profile`).
+    profile: Arc<Mutex<profile::ProfData>>,
 }
 
 /// The C++ compiler to use: `$WGAN_HOST_CXX`, else the first of c++, g++, clang++ that runs.
@@ -251,6 +260,14 @@ impl Emulator {
             None => std::env::temp_dir().join(format!("wgan-host-kernels-{}", std::process::id())),
         };
         std::fs::create_dir_all(&dir).map_err(|e| Error(format!("creating {}: {e}", dir.display())))?;
+        let data = Arc::new(Mutex::new(profile::ProfData::default()));
+        if opts.profile {
+            // Asked for through the environment: the tables are printed when the process exits.
+            match profile::profile_env()? {
+                profile::ProfileEnv::Off => {}
+                which => profile::print_at_exit_later(data.clone(), which),
+            }
+        }
         Ok(Emulator {
             cxx,
             cxx_version,
@@ -259,7 +276,19 @@ impl Emulator {
             libs: Mutex::new(HashMap::new()),
             buffers: Mutex::new(Vec::new()),
             watch: Arc::new(CaptureWatch::default()),
+            profile: data,
         })
+    }
+
+    /// What the memory profiler has counted since the emulator was made or last reset (empty
+    /// unless it profiles: `WGAN_EMU_PROFILE`, [`EmuOptions::profile`]).
+    pub fn profile(&self) -> profile::Profile {
+        self.profile.lock().unwrap_or_else(|p| p.into_inner()).profile()
+    }
+
+    /// Forgets what the profiler has counted.
+    pub fn reset_profile(&self) {
+        self.profile.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// The compiler, e.g. "c++ (g++ (Debian 12.2.0-14) 12.2.0)", and the checks when any.
@@ -271,12 +300,15 @@ impl Emulator {
         if self.opts.schedule != Schedule::Forward {
             d += &format!(", schedule {}", self.opts.schedule.describe());
         }
+        if self.opts.profile {
+            d += ", memory profiler";
+        }
         d
     }
 
     /// A buffer of `n` floats, each set to `fill` (not initialised, for the init check).
     pub fn alloc(&self, n: usize, fill: f32) -> Arc<HostStore> {
-        let s = HostStore::new(n, fill, self.watch.clone(), self.opts.checks.any());
+        let s = HostStore::new(n, fill, self.watch.clone(), self.opts.instrumented(), self.opts.checks.any());
         self.buffers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::downgrade(&s));
         s
     }
@@ -302,9 +334,9 @@ impl Emulator {
     }
 
     /// The compiled kernel file `file` (source text `source`), built on first use; instrumented
-    /// for the checks when the emulator has any.
+    /// for the checks and the profiler when the emulator has either.
     fn lib(&self, file: &'static str, source: &str) -> Result<Arc<Lib>> {
-        let checked = self.opts.checks.any();
+        let checked = self.opts.instrumented();
         let mut libs = self.libs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = libs.get(&(file, checked)) {
             return Ok(l.clone());
@@ -324,7 +356,8 @@ impl Emulator {
 
     fn key(&self, source: &str, checked: bool) -> Result<String> {
         let headers = kernels::headers()?;
-        let mut parts: Vec<&[u8]> = vec![source.as_bytes(), RUNTIME.as_bytes(), self.cxx_version.as_bytes()];
+        let mut parts: Vec<&[u8]> =
+            vec![source.as_bytes(), RUNTIME.as_bytes(), PROFILER.as_bytes(), self.cxx_version.as_bytes()];
         let flags = Self::build_flags(checked);
         for f in &flags {
             parts.push(f.as_bytes());
@@ -362,9 +395,11 @@ impl Emulator {
     fn build_in(&self, file: &str, source: &str, so: &Path, work: &Path, checked: bool) -> Result<()> {
         std::fs::create_dir_all(work).map_err(io(work))?;
         let headers = kernels::headers()?;
-        for (name, text) in
-            headers.iter().map(|(n, t)| (*n, t.as_ref())).chain([(file, source), ("runtime.hpp", RUNTIME)])
-        {
+        for (name, text) in headers.iter().map(|(n, t)| (*n, t.as_ref())).chain([
+            (file, source),
+            ("runtime.hpp", RUNTIME),
+            ("profile.hpp", PROFILER),
+        ]) {
             let p = work.join(name);
             std::fs::write(&p, text).map_err(io(&p))?;
         }
@@ -456,6 +491,21 @@ impl Emulator {
         // SAFETY: `args` match the kernel's parameters (the caller's contract, as for a GPU launch);
         // `ctx` and its tables outlive the call.
         let rc = unsafe { entry(&dims, args.as_mut_ptr(), err.as_mut_ptr(), err.len(), &mut ctx) };
+        if ctx.profile != 0 {
+            if ctx.prof_failed != 0 {
+                return Err(Error(format!(
+                    "CUDA host emulator: {name} in kernels/{file}: the memory profiler ran out of memory (its counts of this launch are incomplete)"
+                )));
+            }
+            let rows = if ctx.prof_rows.is_null() || ctx.prof_n == 0 {
+                &[][..]
+            } else {
+                // SAFETY: the runtime's table of `prof_n` rows for this launch, valid until the
+                // next launch on this thread (this one has returned).
+                unsafe { std::slice::from_raw_parts(ctx.prof_rows, ctx.prof_n as usize) }
+            };
+            self.profile.lock().unwrap_or_else(|p| p.into_inner()).add(file, name, &lib.so, rows)?;
+        }
         if rc != 0 {
             // SAFETY: the runtime wrote a NUL-terminated message into `err`.
             let mut msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned();

@@ -1,10 +1,11 @@
 //! Runs a kernel given as source text on the emulator, outside any backend: the sanitizer's
-//! self-test (tests/emu_sanitizer.rs) launches small broken kernels and their fixed twins this way.
+//! self-test (tests/emu_sanitizer.rs) launches small broken kernels and their fixed twins this way,
+//! the memory profiler's test (tests/emu_profile.rs) kernels whose counts are known by hand.
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use super::{EmuOptions, Emulator, HostStore};
+use super::{Emulator, EmuOptions, HostStore, Profile};
 use crate::Result;
 
 /// An emulator for kernels given as source.
@@ -43,6 +44,17 @@ impl SourceRunner {
     /// A fresh buffer of `n` floats, never written (NaN poison; uninitialised for the init check).
     pub fn alloc(&self, n: usize) -> DevBuf {
         DevBuf(self.emu.alloc(n, f32::NAN))
+    }
+
+    /// What the memory profiler counted since the runner was made or last reset (empty unless
+    /// its options profile: [`EmuOptions::profile`]).
+    pub fn profile(&self) -> Profile {
+        self.emu.profile()
+    }
+
+    /// Forgets what the profiler has counted.
+    pub fn reset_profile(&self) {
+        self.emu.reset_profile();
     }
 
     /// The buffer's contents.

@@ -39,6 +39,8 @@
 //          write into a destination a pending copy still targets.
 // The first finding stops the launch (its block is abandoned) and becomes the launch's error,
 // with the kernel, block, thread(s) and source lines (mod.rs maps the code addresses to lines).
+//
+// Profiled execution (WGAN_EMU_PROFILE): the same hooks feed the memory profiler, profile.hpp.
 
 #pragma once
 
@@ -160,6 +162,8 @@ struct SharedVar {
 enum : u32 { CheckRace = 1, CheckInit = 2, CheckSync = 4, CheckAlign = 8, CheckAsync = 16 };
 enum Schedule : u32 { Forward = 0, Reverse = 1, Seeded = 2 };
 
+struct ProfRow;  // profile.hpp
+
 // A launch's context, from the Rust side (mirrors `LaunchCtx` in emu/check.rs).
 struct LaunchCtx {
     u32 checks;              // CheckRace | …; 0: unchecked
@@ -176,6 +180,11 @@ struct LaunchCtx {
     u32 found;               // the check's bit, 0 = nothing
     u32 npc;                 // code addresses in `pc` (module offsets) that the message names @0@, @1@
     u64 pc[2];
+    // The memory profiler (profile.hpp): on when `profile`; at the end the runtime writes its rows
+    // (valid until the next launch on this host thread) and whether it ran out of memory.
+    u32 profile, prof_n;
+    const ProfRow* prof_rows;
+    u32 prof_failed, prof_pad;
 };
 
 // The shadow record of one 4-byte word of shared or device memory (48 bytes; emu/check.rs writes
@@ -447,6 +456,10 @@ __attribute__((no_sanitize("thread"))) inline const SharedVar* shared_var(uintpt
     }
     return nullptr;
 }
+
+}  // namespace wgemu
+#include "profile.hpp"
+namespace wgemu {
 
 // ---- the access check ----
 __attribute__((no_sanitize("thread"))) inline bool in_launch(u32 serial) {
@@ -1002,6 +1015,7 @@ WGEMU_RT static int run(const LaunchDims* d, void (*body)(void*), void* arg, cha
     }
     const u64 nblocks = (u64)d->grid[0] * d->grid[1] * d->grid[2];
     check_begin(L, (u32)nblocks, err, err_len);
+    prof_begin(L, (u32)nthreads);
     Checker& c = t_chk;
     Block b;
     b.fibers.resize(nthreads);
@@ -1070,7 +1084,9 @@ WGEMU_RT static int run(const LaunchDims* d, void (*body)(void*), void* arg, cha
                     }
                     if (done) break;
                 }
+                prof_block_end();
             }
+    prof_end(L);
     t_block = nullptr;
     t_cur = nullptr;
     if (!rc && c.init_found && L) {
@@ -1128,6 +1144,7 @@ WGEMU_RT static void cp_async_issue(void* dst, const void* src, int bytes, int s
             report(CheckAlign, pc, 0, "%s issues cp.async into %s, which is not shared memory, at @0@",
                    who(me->tid).s, where(d, false).s);
     }
+    prof_cp_async(dst, src, bytes, src_bytes, pc);
     if (c.on) {
         if (src_bytes > 0) access_range(src, (size_t)src_bytes, ARead, pc);
         access_range(dst, (size_t)bytes, AWrite, pc);  // a write of this interval (races, stage reuse)
@@ -1249,15 +1266,19 @@ WGEMU_CAS(unsigned long long)
 // ---- the instrumentation's hooks (see the header comment) ----
 #define WGEMU_HOOKS(N)                                                                                      \
     extern "C" WGEMU_HOOK void __tsan_read##N(void* p) {                                                      \
+        ::wgemu::prof_access((uintptr_t)p, N, false, WGEMU_PC);                                             \
         ::wgemu::access((uintptr_t)p, N, ::wgemu::ARead, WGEMU_PC, true);                                   \
     }                                                                                                       \
     extern "C" WGEMU_HOOK void __tsan_write##N(void* p) {                                                     \
+        ::wgemu::prof_access((uintptr_t)p, N, true, WGEMU_PC);                                              \
         ::wgemu::access((uintptr_t)p, N, ::wgemu::AWrite, WGEMU_PC, true);                                  \
     }                                                                                                       \
     extern "C" WGEMU_HOOK void __tsan_unaligned_read##N(void* p) {                                            \
+        ::wgemu::prof_access((uintptr_t)p, N, false, WGEMU_PC);                                             \
         ::wgemu::access((uintptr_t)p, N, ::wgemu::ARead, WGEMU_PC, false);                                  \
     }                                                                                                       \
     extern "C" WGEMU_HOOK void __tsan_unaligned_write##N(void* p) {                                           \
+        ::wgemu::prof_access((uintptr_t)p, N, true, WGEMU_PC);                                              \
         ::wgemu::access((uintptr_t)p, N, ::wgemu::AWrite, WGEMU_PC, false);                                 \
     }
 WGEMU_HOOKS(1)
@@ -1267,9 +1288,11 @@ WGEMU_HOOKS(8)
 WGEMU_HOOKS(16)
 #undef WGEMU_HOOKS
 extern "C" WGEMU_HOOK void __tsan_read_range(void* p, unsigned long n) {
+    ::wgemu::prof_access((uintptr_t)p, n, false, WGEMU_PC);
     ::wgemu::access_range(p, n, ::wgemu::ARead, WGEMU_PC);
 }
 extern "C" WGEMU_HOOK void __tsan_write_range(void* p, unsigned long n) {
+    ::wgemu::prof_access((uintptr_t)p, n, true, WGEMU_PC);
     ::wgemu::access_range(p, n, ::wgemu::AWrite, WGEMU_PC);
 }
 extern "C" WGEMU_HOOK void __tsan_init() {}
