@@ -297,6 +297,39 @@ fn warp_collectives_need_the_full_warp() {
     assert!(r.read(&o)[..256].iter().all(|&v| v == 8.0));
 }
 
+/// The checker lets repeated reads through on inline paths (runtime.hpp: read_inline and the
+/// `safe` map); the hazards they must still leave visible.
+#[test]
+fn repeated_reads_keep_their_hazards() {
+    let Some(r) = checked() else { return };
+    for (kernel, threads) in [("reread_collective", 32), ("reread_other_warp", 64)] {
+        let o = out(&r, threads as usize);
+        expect_finding(launch(&r, kernel, 1, threads, &[Arg::Buf(&o), Arg::I32(0)]), "race", kernel);
+        let o = out(&r, threads as usize);
+        launch(&r, kernel, 1, threads, &[Arg::Buf(&o), Arg::I32(1)]).unwrap_or_else(|e| panic!("{kernel}: {e}"));
+        let want: Vec<f32> = match kernel {
+            "reread_collective" => vec![1.0; 32],
+            _ => (0..64).map(|t| if t == 0 || t >= 32 { 5.0 } else { 0.0 }).collect(),
+        };
+        assert_eq!(r.read(&o), want, "{kernel}");
+    }
+    // A read of a pending copy's destination after the word was let through: with only the async
+    // check on (so the copy's write-after-read race is not what stops it).
+    let Some(r) = runner(Checks::parse("async").unwrap(), Schedule::Forward) else { return };
+    let src = r.upload(&[5.0; 4]);
+    let o = out(&r, 64);
+    expect_finding(
+        launch(&r, "reread_pending", 1, 64, &[Arg::Buf(&o), Arg::Buf(&src), Arg::I32(0)]),
+        "async",
+        "reread_pending",
+    );
+    let o = out(&r, 64);
+    launch(&r, "reread_pending", 1, 64, &[Arg::Buf(&o), Arg::Buf(&src), Arg::I32(1)]).unwrap();
+    let got = r.read(&o);
+    assert_eq!(got[63], 1.0 + 5.0, "the copy landed before the second read");
+    assert!(got[..63].iter().all(|&v| v == 1.0));
+}
+
 #[test]
 fn findings_do_not_depend_on_the_schedule() {
     for schedule in [Schedule::Reverse, Schedule::Seeded(7), Schedule::Seeded(12345)] {

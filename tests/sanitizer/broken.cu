@@ -212,3 +212,56 @@ extern "C" __global__ void mma_any_block(float* out, const float* a) {
     mma_tf32<1, 1>(acc, fa, fb);
     for (int e = 0; e < 4; ++e) out[threadIdx.x * 4 + e] = acc[0][0][e];
 }
+
+// ---- the checker's inline paths (runtime.hpp: read_inline, Checker::safe) ----
+// Repeated reads of a word are recorded inline, or let through on the `safe` map once two warps
+// have read it. Each kernel below is reported only if that bookkeeping is kept.
+//
+// Every lane reads word 0, then lane 0 writes it after a warp collective, which is no memory
+// fence: a write-after-read race against lanes 1…31 unless a __syncwarp orders it. Lane 0 reads
+// first and writes last, so only the record of a second reader of its warp-epoch group (made
+// inline) names the race.
+extern "C" __global__ void reread_collective(float* out, int fix) {
+    __shared__ float s[32];
+    s[threadIdx.x] = 1.0f;
+    __syncthreads();
+    const float v = s[0];
+    float acc[1][1][4] = {{{0.0f, 0.0f, 0.0f, 0.0f}}};
+    u32 fa[1][4] = {{0u, 0u, 0u, 0u}}, fb[1][2] = {{0u, 0u}};
+    mma_tf32<1, 1>(acc, fa, fb);
+    if (fix) __syncwarp();
+    if (threadIdx.x == 0) s[0] = 2.0f;
+    out[threadIdx.x] = v + acc[0][0][0];
+}
+// Lane 0 and warp 1 read word 5; lane 0 writes it after a collective: a race against warp 1 unless
+// a barrier orders it. Warp 1's reads are recorded only inline (its bit of the record's readers).
+extern "C" __global__ void reread_other_warp(float* out, int fix) {
+    __shared__ float s[64];
+    s[threadIdx.x] = (float)threadIdx.x;
+    __syncthreads();
+    float v = 0.0f;
+    if (threadIdx.x == 0 || threadIdx.x >= 32) v = s[5];
+    float acc[1][1][4] = {{{0.0f, 0.0f, 0.0f, 0.0f}}};
+    u32 fa[1][4] = {{0u, 0u, 0u, 0u}}, fb[1][2] = {{0u, 0u}};
+    mma_tf32<1, 1>(acc, fa, fb);
+    if (fix) __syncthreads();
+    if (threadIdx.x == 0) s[5] = -1.0f;
+    out[threadIdx.x] = v + acc[0][0][0];
+}
+// Word 0 is read by both warps (its next reads pass on the `safe` map), then thread 63 copies into
+// it with cp.async and reads it before the wait: an async finding, which must not pass on the map.
+extern "C" __global__ void reread_pending(float* out, const float* in, int fix) {
+    __shared__ float s[64];
+    const int t = threadIdx.x;
+    s[t] = 1.0f;
+    __syncthreads();
+    float v = s[0];
+    if (t == 63) {
+        cp_async<4>(&s[0], in, 4);
+        cp_async_commit();
+        if (fix) cp_async_wait<0>();
+        v += s[0];
+        cp_async_wait<0>();
+    }
+    out[t] = v;
+}

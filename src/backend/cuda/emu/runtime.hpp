@@ -359,6 +359,12 @@ struct Checker {
     uintptr_t sh_lo, sh_span;   // the module's shared arrays on this host thread
     Rec* sh;                    // their shadow, one Rec per word (sh_cap bytes' worth)
     size_t sh_cap;
+    // Shared words every read of which needs no check in the current interval: `safe[word] == iv`
+    // (see read_inline). `iv` numbers the intervals of this host thread's blocks, never
+    // repeating, so nothing needs clearing at a barrier; a 4-byte entry per word keeps a staged
+    // tile's map in the L1 cache where its 48-byte records are not.
+    u32* safe;
+    u32 iv, iv_serial;
     uintptr_t ar_lo, ar_span;   // device memory
     Rec* gsh;
     uintptr_t mod_base;         // load address of this module (code offsets in reports)
@@ -565,7 +571,7 @@ __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec&
     const u32 t = (u32)me->tid, w = (u32)me->warp, B = c.blk, E = c.bep, W = c.wep[w];
     const u32 on = c.on;
     if (__builtin_expect(!(r.flags & FValid), 0) && (on & CheckAlign) && !shared) report_hazard(r, a, k, pc, shared, 0);
-    if (__builtin_expect(r.w_kind == KPending, 0) && (on & CheckAsync) && (r.masks & m & 15))
+    if (__builtin_expect(r.w_kind == KPending, 0) && r.w_blk == B && (on & CheckAsync) && (r.masks & m & 15))
         report_hazard(r, a, k, pc, shared, 1);
     if (k != AWrite && (on & CheckInit) && !c.init_found) {
         const bool uninit = shared ? (r.w_blk != B || ((r.flags >> 4) & m) != m) : !(r.flags & FInit);
@@ -622,10 +628,12 @@ __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec&
         }
         r.r_pc = pc32;
     } else {
-        if (shared)
+        if (shared) {
             r.flags = (u8)((r.w_blk == B ? r.flags : (r.flags & 15)) | (m << 4));
-        else
+            c.safe[(a - c.sh_lo) >> 2] = 0;  // its reads are checked again (a cp.async too: pending)
+        } else {
             r.flags |= FInit;
+        }
         r.w_blk = B;
         r.w_bep = E;
         r.w_wep = W;
@@ -636,33 +644,47 @@ __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec&
     }
 }
 
-// The fast paths, for reads of bytes already read in this block's interval (the same block epoch)
-// and not the target of a pending copy. Such a read needs no check when
-// - this thread's warp-epoch group of readers already read them: that group's first read was
-//   checked against the last write, and any write since by another thread was checked against
+// The inline path of a read of bytes already read in this block's interval (the same block epoch)
+// and not the target of a pending copy. Returns false when the read needs check_rec_slow: the
+// interval's first read of the word (it resets the record's reads and answers the init check),
+// or a read after a write of this interval. Otherwise the read needs no check, because
+// - this thread's warp-epoch group of readers already read these bytes: that group's first read
+//   was checked against the last write, and any write since by another thread was checked against
 //   that read (a write-after-read finding), so nothing this read could find is new; or
-// - two or more warps read them in this interval and the last write is older than the interval:
-//   the read cannot race with that write, and any write to come in this interval is already a
-//   write-after-read hazard against a warp other than the writer's, whoever writes. Only the
-//   reading warp's bit is recorded (it names the readers in a report). This is the common case of
-//   a tile staged in shared memory and then read by every warp (a GEMM's operand fragments).
-// The init check needs nothing either: its answer for these bytes was found by the first read.
-__attribute__((always_inline, no_sanitize("thread"))) static inline bool read_needs_no_check(Rec& r, u32 m, const Checker& c,
-                                                                                            const Fiber* me) {
+// - the last write is older than the interval, so the read cannot race with it (a write by
+//   another block of this launch was reported at the interval's first read, or, coming later,
+//   against that read), and the init check's answer is the first read's.
+// In the second case the read is recorded as check_rec_slow would (its warp, its warp-epoch
+// group) for the write-after-read checks to come. Once two warps have read all four bytes, any
+// write to come in the interval is a write-after-read hazard against a warp other than the
+// writer's, whoever writes, so no later read can add anything: `safe` (the word's entry in
+// Checker::safe, shared memory only) is then marked, and the next reads pass on it alone. This is
+// the common case of a tile staged in shared memory and read by every warp (GEMM operands).
+__attribute__((always_inline, no_sanitize("thread"))) static inline bool read_inline(Rec& r, u32 m, const Checker& c,
+                                                                                    const Fiber* me, u32* safe,
+                                                                                    uintptr_t pc) {
     if (r.r_blk != c.blk || r.r_bep != c.bep || ((r.masks >> 4) & m) != m || r.w_kind == KPending) return false;
-    const u32 t = (u32)me->tid, w = (u32)me->warp;
-    if (r.r_gwep == c.wep[w] && (u32)(r.r_gtid >> 5) == w && (r.r_gtid == t || r.r_gmulti)) return true;
-    if ((r.r_warps & (r.r_warps - 1)) && !(r.w_blk == c.blk && r.w_bep == c.bep)) {
-        r.r_warps |= 1u << w;
-        return true;
+    const u32 t = (u32)me->tid, w = (u32)me->warp, W = c.wep[w];
+    const bool group = r.r_gwep == W && (u32)(r.r_gtid >> 5) == w;
+    if (group && (r.r_gtid == t || r.r_gmulti)) return true;
+    if (r.w_blk == c.blk && r.w_bep == c.bep) return false;
+    r.r_warps |= 1u << w;
+    if (group) {
+        r.r_gmulti = 1;
+    } else {
+        r.r_gwep = W;
+        r.r_gtid = (u16)t;
+        r.r_gmulti = 0;
+        r.r_pc = (u32)(pc - c.mod_base - 1);
     }
-    return false;
+    if (safe && (r.r_warps & (r.r_warps - 1)) && (r.masks >> 4) == 15) *safe = c.iv;
+    return true;
 }
 
 __attribute__((always_inline, no_sanitize("thread"))) static inline void check_rec(Rec& r, uintptr_t a, u32 m, Access k,
                                                                                    uintptr_t pc, bool shared,
                                                                                    Checker& c, const Fiber* me) {
-    if (k == ARead && read_needs_no_check(r, m, c, me)) return;
+    if (k == ARead && read_inline(r, m, c, me, shared ? &c.safe[(a - c.sh_lo) >> 2] : nullptr, pc)) return;
     check_rec_slow(r, a, m, k, pc, shared, c, me);
 }
 
@@ -700,7 +722,7 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
     const uintptr_t off = a - base, end = off + size;
     // The common case first: a read within one word that needs no check (`size` is a constant).
     if (k == ARead && size <= 4 && (off & 3) + size <= 4 &&
-        read_needs_no_check(sh[off >> 2], ((1u << size) - 1u) << (off & 3), c, me))
+        read_inline(sh[off >> 2], ((1u << size) - 1u) << (off & 3), c, me, shared ? &c.safe[off >> 2] : nullptr, pc))
         return;
     for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
         // (No std::min/max here: an instrumented template is not inlined into this function.)
@@ -941,6 +963,7 @@ WGEMU_RT static bool release(Block& b, size_t nthreads, bool* done, char* err, s
         for (Fiber& f : b.fibers)
             if (f.state == WaitBlock) f.state = Ready;
         c.bep = ++c.clock;
+        c.iv = ++c.iv_serial;
         for (u32& e : c.wep) e = c.bep;
         return true;
     }
@@ -1010,7 +1033,15 @@ WGEMU_RT static void check_begin(LaunchCtx* L, u32 nblocks, char* err, size_t er
             // marked allocated (the red zones between them are not); block serials keep the
             // records of earlier blocks from matching.
             std::free(c.sh);
+            std::free(c.safe);
             c.sh = (Rec*)std::calloc(c.sh_span / 4, sizeof(Rec));
+            c.safe = (u32*)std::calloc(c.sh_span / 4, sizeof(u32));
+            if (!c.sh || !c.safe) {
+                std::free(c.sh);
+                std::free(c.safe);
+                c.sh = nullptr;
+                c.safe = nullptr;
+            }
             c.sh_cap = c.sh ? c.sh_span : 0;
             if (!c.sh) {
                 snprintf(err, err_len, "could not allocate the shadow of %zu bytes of shared memory", (size_t)c.sh_span);
@@ -1080,6 +1111,7 @@ WGEMU_RT static int run(const LaunchDims* d, void (*body)(void*), void* arg, cha
                 c.blk = L ? L->blk_base + (u32)serial : 0;
                 c.clock = 1;
                 c.bep = 1;
+                c.iv = ++c.iv_serial;
                 for (u32& e : c.wep) e = 1;
                 b.abort = false;
                 for (size_t i = 0; i < nthreads; ++i) {
@@ -1310,22 +1342,72 @@ WGEMU_CAS(unsigned long long)
 #undef WGEMU_CAS
 
 // ---- the instrumentation's hooks (see the header comment) ----
+namespace wgemu {
+// The general path of a hook: everything but the common cases of `hook` below.
+__attribute__((noinline, no_sanitize("thread"))) static void access_outlined(uintptr_t a, size_t size, Access k,
+                                                                            uintptr_t pc, bool natural) {
+    access(a, size, k, pc, natural);
+}
+__attribute__((noinline, cold, no_sanitize("thread"))) static void prof_access_outlined(uintptr_t a, size_t size,
+                                                                                       bool write, uintptr_t pc) {
+    prof_access(a, size, write, pc);
+}
+
+// A read within one word that needs nothing more: not of shared or device memory, or a read that
+// `read_inline` records. Its state is in the caller's registers, so the hook that
+// inlines it needs no stack frame when it returns true.
+__attribute__((always_inline, no_sanitize("thread"))) static inline bool read_done(uintptr_t a, size_t n, bool natural, uintptr_t pc,
+                                                                                   Checker& c) {
+    if (natural && (a & (n - 1))) return false;
+    uintptr_t off = a - c.sh_lo;
+    Rec* sh = c.sh;
+    u32* safe = nullptr;
+    if (off < c.sh_span) {
+        safe = &c.safe[off >> 2];
+        if (*safe == c.iv) return true;
+    } else {
+        off = a - c.ar_lo;
+        if (off >= c.ar_span) return true;  // a register spill, a parameter, host data
+        sh = c.gsh;
+    }
+    if ((off & 3) + n > 4) return false;
+    const Fiber* const me = t_cur;
+    if (!me) return true;
+    return read_inline(sh[off >> 2], ((1u << n) - 1u) << (off & 3), c, me, safe, pc);
+}
+
+// A hook's body: the common cases inline (the fiber's own stack, an unchecked launch, a read that
+// needs no check), the rest in `access_outlined`. The stack pointer stands for the frame: a fiber's
+// stack is followed by FIBER_STACK inaccessible bytes, so [sp, sp + FIBER_STACK) is stack.
+template <size_t N, Access K, bool NATURAL>
+__attribute__((always_inline, no_sanitize("thread"))) static inline void hook(uintptr_t a, uintptr_t pc) {
+    if (__builtin_expect(__atomic_load_n(&g_prof_any, __ATOMIC_RELAXED), 0)) prof_access_outlined(a, N, K != ARead, pc);
+#if defined(__x86_64__)
+    uintptr_t sp;
+    __asm__("movq %%rsp, %0" : "=r"(sp));
+#else
+    const uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+#endif
+    if (a - sp < FIBER_STACK) return;
+    Checker* const cp = wgemu_tls_chk;  // null unless a checked launch runs on this host thread
+    if (!cp) return;
+    if (K == ARead && N <= 4 && read_done(a, N, NATURAL, pc, *cp)) return;
+    access_outlined(a, N, K, pc, NATURAL);
+}
+}  // namespace wgemu
+
 #define WGEMU_HOOKS(N)                                                                                      \
     extern "C" WGEMU_HOOK void __tsan_read##N(void* p) {                                                      \
-        ::wgemu::prof_access((uintptr_t)p, N, false, WGEMU_PC);                                             \
-        ::wgemu::access((uintptr_t)p, N, ::wgemu::ARead, WGEMU_PC, true);                                   \
+        ::wgemu::hook<N, ::wgemu::ARead, true>((uintptr_t)p, WGEMU_PC);                                     \
     }                                                                                                       \
     extern "C" WGEMU_HOOK void __tsan_write##N(void* p) {                                                     \
-        ::wgemu::prof_access((uintptr_t)p, N, true, WGEMU_PC);                                              \
-        ::wgemu::access((uintptr_t)p, N, ::wgemu::AWrite, WGEMU_PC, true);                                  \
+        ::wgemu::hook<N, ::wgemu::AWrite, true>((uintptr_t)p, WGEMU_PC);                                    \
     }                                                                                                       \
     extern "C" WGEMU_HOOK void __tsan_unaligned_read##N(void* p) {                                            \
-        ::wgemu::prof_access((uintptr_t)p, N, false, WGEMU_PC);                                             \
-        ::wgemu::access((uintptr_t)p, N, ::wgemu::ARead, WGEMU_PC, false);                                  \
+        ::wgemu::hook<N, ::wgemu::ARead, false>((uintptr_t)p, WGEMU_PC);                                    \
     }                                                                                                       \
     extern "C" WGEMU_HOOK void __tsan_unaligned_write##N(void* p) {                                           \
-        ::wgemu::prof_access((uintptr_t)p, N, true, WGEMU_PC);                                              \
-        ::wgemu::access((uintptr_t)p, N, ::wgemu::AWrite, WGEMU_PC, false);                                 \
+        ::wgemu::hook<N, ::wgemu::AWrite, false>((uintptr_t)p, WGEMU_PC);                                   \
     }
 WGEMU_HOOKS(1)
 WGEMU_HOOKS(2)
