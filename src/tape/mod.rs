@@ -12,6 +12,7 @@
 
 mod epilogue;
 mod ops;
+mod sync;
 mod vjp;
 
 use crate::backend::{numel, Backend, ConvParams, Group, PenaltyKind};
@@ -83,6 +84,11 @@ pub(crate) enum Op {
     /// (a, b, y, ta, tb, slope): leaky_relu_backward(op(a)·op(b), y, slope), one GEMM with its
     /// epilogue (`Backend::matmul_gated`); y is piecewise constant (no gradient).
     MatMulGated(Var, Var, Var, bool, bool, f64),
+    /// (x, eps): batch norm's normalisation over every rank's rows (`Tape::sync_normalize`); the
+    /// node's `aux` holds the global statistics.
+    SyncNormalize(Var),
+    /// (g, x): its backward; the node's `aux` holds the statistics of the forward.
+    SyncNormalizeBackward(Var, Var),
 }
 
 impl Op {
@@ -104,6 +110,8 @@ impl Op {
             GroupAffineLeakyRelu(a, b, c, _, _) => vec![a, b, c],
             CriticInput(a, b, e) => [a, b].into_iter().chain(e).collect(),
             LinearAct(a, b, c, _) | MatMulGated(a, b, c, _, _, _) => vec![a, b, c],
+            SyncNormalize(a) => vec![a],
+            SyncNormalizeBackward(a, b) => vec![a, b],
         }
     }
 
@@ -145,11 +153,13 @@ pub struct Tape<B: Backend> {
     pub(crate) backend: B,
     pub(crate) nodes: Vec<Node<B>>,
     grad_enabled: bool,
+    /// Batch norm over every rank's rows (data-parallel training, `sync.rs`); None: this rank's.
+    pub(crate) sync: Option<std::sync::Arc<crate::dist::Comm>>,
 }
 
 impl<B: Backend> Tape<B> {
     pub fn new(backend: B) -> Self {
-        Tape { backend, nodes: Vec::new(), grad_enabled: true }
+        Tape { backend, nodes: Vec::new(), grad_enabled: true, sync: None }
     }
 
     pub fn backend(&self) -> &B {
