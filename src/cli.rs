@@ -311,6 +311,13 @@ fn train(a: TrainArgs) -> Result<()> {
             cfg.precision = p;
         }
     }
+    // GPUs under mpirun: the gradients' all-reduce through NCCL on the training stream.
+    #[cfg(feature = "nccl")]
+    if let (Some(c), Device::Cuda(be)) = (&comm, &dev) {
+        if wgan::backend::cuda::collective::attach(be, c)? && lead {
+            eprintln!("gradients averaged with NCCL on the training stream; batch-norm statistics over MPI");
+        }
+    }
     let recorded = cfg.distributed.take();
     if let Some(c) = &comm {
         cfg.distributed = Some(distributed_record(c, &cfg, &dev, recorded.as_ref(), start)?);

@@ -163,6 +163,11 @@ fn tol(n_critic: u64) -> f64 {
     4.0 * (STEPS * (n_critic + 1)) as f64
 }
 
+fn set(f: &mut [String], flag: &str, value: &str) {
+    let i = f.iter().position(|a| a == flag).unwrap_or_else(|| panic!("no {flag}"));
+    f[i + 1] = value.into();
+}
+
 fn matches_one_process(kind: &str) {
     if !mpi_ready() {
         return;
@@ -273,8 +278,7 @@ fn a_run_resumes_with_another_number_of_ranks() {
     ok(&single(&flags("8g-gp", &one)), "the single-process run");
     let r = tmp("ws-r");
     let mut first = flags("8g-gp", &r);
-    let i = first.iter().position(|a| a == "--steps").unwrap();
-    first[i + 1] = "10".into();
+    set(&mut first, "--steps", "10");
     ok(&mpi(2, &first, &[]), "the first 10 steps on 2 ranks");
     let mut rest = flags("8g-gp", &r);
     rest.push("--resume".into());
@@ -296,8 +300,7 @@ fn a_bad_input_stops_every_rank_with_one_message() {
     }
     let out = tmp("bad");
     let mut f = flags("8g-gp", &out);
-    let i = f.iter().position(|a| a == "--batch-size").unwrap();
-    f[i + 1] = "15".into();
+    set(&mut f, "--batch-size", "15");
     let o = mpi(2, &f, &[]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -306,4 +309,38 @@ fn a_bad_input_stops_every_rank_with_one_message() {
     assert!(lines[0].contains("--batch-size 15") && lines[0].contains("multiple of 2"), "{}", lines[0]);
     assert!(!out.join("checkpoint").exists(), "a failed run left a checkpoint");
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `--device emulated` under mpirun: the CUDA backend's code path (its kernels on the host
+/// emulator) with the collectives over MPI on host memory, DCGAN-28 with synchronised batch norm;
+/// 2 ranks equal one emulated process. Everything but the NCCL call itself runs here.
+#[test]
+fn the_cuda_backend_on_the_emulator_trains_data_parallel() {
+    if !mpi_ready() {
+        return;
+    }
+    let steps = 2;
+    let args = |out: &Path| {
+        let mut f = flags("dcgan28", out);
+        set(&mut f, "--device", "emulated");
+        set(&mut f, "--width", "4");
+        set(&mut f, "--batch-size", "8");
+        set(&mut f, "--steps", &steps.to_string());
+        f
+    };
+    let (one, two) = (tmp("emu-1"), tmp("emu-2"));
+    let o = single(&args(&one));
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let required = std::env::var("WGAN_REQUIRE_EMULATOR").is_ok_and(|v| v == "1");
+        assert!(!required && err.contains("--device emulated"), "the emulated run failed: {err}");
+        eprintln!("skipping: no host emulator here ({err})");
+        return;
+    }
+    let o = mpi(2, &args(&two), &[]);
+    ok(&o, "mpirun -np 2 --device emulated");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("CUDA graphs are off under mpirun"));
+    compare(&one, &two, 4.0 * (steps * 6) as f64).unwrap_or_else(|e| panic!("emulated, 2 ranks: {e}"));
+    let _ = std::fs::remove_dir_all(&one);
+    let _ = std::fs::remove_dir_all(&two);
 }

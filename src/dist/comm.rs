@@ -42,11 +42,24 @@ pub struct Comm {
     pub deterministic: bool,
     nanos: AtomicU64,
     calls: AtomicU64,
+    /// A device library's communicator for the gradients (NCCL on GPUs:
+    /// src/backend/cuda/collective.rs); None: over this collective, on host memory.
+    device: std::sync::Mutex<Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl Comm {
     pub fn new(inner: Box<dyn Collective>, deterministic: bool) -> Comm {
-        Comm { inner, deterministic, nanos: AtomicU64::new(0), calls: AtomicU64::new(0) }
+        Comm { inner, deterministic, nanos: AtomicU64::new(0), calls: AtomicU64::new(0), device: Default::default() }
+    }
+
+    /// Keeps a device library's communicator (NCCL) for the gradient reduction.
+    pub fn set_device_collective(&self, c: std::sync::Arc<dyn std::any::Any + Send + Sync>) {
+        *self.device.lock().expect("device collective lock") = Some(c);
+    }
+
+    /// The device library's communicator, if one was set.
+    pub fn device_collective(&self) -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+        self.device.lock().ok().and_then(|d| d.clone())
     }
 
     pub fn rank(&self) -> usize {

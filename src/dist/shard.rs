@@ -71,6 +71,10 @@ impl Shard {
         if !self.reduce_grads || self.size == 1 {
             return;
         }
+        #[cfg(feature = "nccl")]
+        if crate::backend::cuda::collective::try_mean(be, &self.comm, grads) {
+            return;
+        }
         let mut g = be.to_f32(grads);
         self.comm.mean_f32(&mut g);
         be.write_f32(grads, &g);
