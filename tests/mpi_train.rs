@@ -146,7 +146,7 @@ fn compare(a: &Path, b: &Path, tol_units: f64) -> Result<(), String> {
                 if d > worst.0 {
                     worst = (d, name.clone());
                 }
-                if !(d <= tol) {
+                if d.is_nan() || d > tol {
                     return Err(format!("{name}: differs by {d:.3e}, more than the tolerance {tol:.3e}"));
                 }
             }
