@@ -142,7 +142,14 @@ fn compare(a: &Path, b: &Path, tol_units: f64) -> Result<(), String> {
                 }
                 let scale = x.iter().fold(1.0f64, |m, v| m.max(v.abs() as f64));
                 let tol = tol_units * u * scale;
-                let d = x.iter().zip(y).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, f64::max);
+                // NaN-propagating maximum (f64::max would skip a NaN).
+                let d = x.iter().zip(y).map(|(p, q)| (*p as f64 - *q as f64).abs()).fold(0.0, |m: f64, v| {
+                    if m.is_nan() || v.is_nan() {
+                        f64::NAN
+                    } else {
+                        m.max(v)
+                    }
+                });
                 if d > worst.0 {
                     worst = (d, name.clone());
                 }
