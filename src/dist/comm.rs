@@ -201,3 +201,42 @@ mod tests {
         assert_eq!(pieces(8, 2).iter().sum::<usize>(), 8);
     }
 }
+
+/// A world of one rank (every collective returns its input): for tests of what the ranks compute,
+/// and for code that takes a `Comm` in one process.
+pub struct Solo;
+
+impl Collective for Solo {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn local_rank(&self) -> usize {
+        0
+    }
+    fn local_size(&self) -> usize {
+        1
+    }
+    fn host(&self) -> String {
+        "localhost".into()
+    }
+    fn all_reduce_sum_f64(&self, _: &mut [f64]) {}
+    fn all_reduce_sum_f32(&self, _: &mut [f32]) {}
+    fn all_reduce_max_u64(&self, _: &mut [u64]) {}
+    fn all_gather_f64(&self, send: &[f64]) -> Vec<f64> {
+        send.to_vec()
+    }
+    fn all_to_all_f32(&self, send: &[f32], _: &[usize]) -> Vec<f32> {
+        send.to_vec()
+    }
+    fn all_gather_var_f32(&self, piece: &[f32], _: &[usize]) -> Vec<f32> {
+        piece.to_vec()
+    }
+    fn broadcast_bytes(&self, _: usize, _: &mut Vec<u8>) {}
+    fn barrier(&self) {}
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+}

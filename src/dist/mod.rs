@@ -35,7 +35,9 @@ pub const HAS_NCCL: bool = cfg!(feature = "nccl");
 /// one of several ranks. Read from the launchers' environment, before MPI is initialised.
 pub fn launched_by_mpi() -> Option<usize> {
     let num = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok());
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"]
+    // Not SLURM_NTASKS: a batch script run inside an allocation of several tasks has it without
+    // being one of them (srun sets PMI_SIZE or PMIX_RANK for the ranks it starts).
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"]
         .iter()
         .find_map(|k| num(k))
         .filter(|&n| n > 1)

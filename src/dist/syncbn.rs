@@ -89,3 +89,43 @@ pub fn backward<B: Backend>(be: &B, comm: &Comm, g: &B::Tensor, x: &B::Tensor, s
     let b = be.group_mul(&xh, &mgx, Group::Channel);
     be.group_mul(&be.sub(&a, &b), &r, Group::Channel)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::Cpu;
+    use crate::dist::comm::Solo;
+
+    /// In one rank, the synchronised forward, backward and running update are the CPU backend's
+    /// `normalize`, `normalize_backward` and `batch_norm_running_update`, bit for bit: the same
+    /// statistics rounded once and the same per-element operations in the same order. (Across
+    /// ranks only the order of the f64 sums changes: tests/mpi_train.rs.)
+    #[test]
+    fn one_rank_is_the_cpu_backend_bit_for_bit() {
+        let be = Cpu::<f32>::new();
+        let comm = Comm::new(Box::new(Solo), true);
+        for shape in [vec![6, 3, 4, 4], vec![5, 7]] {
+            let n: usize = shape.iter().product();
+            let c = shape[1];
+            let x = be.randn(&shape, 3, 1);
+            let x = be.add_scalar(&be.scale(&x, 1.7), 0.3);
+            let g = be.randn(&shape, 3, 2);
+            let (rm, rv) = (be.fill(&[c], 0.1), be.fill(&[c], 0.9));
+            let (rm2, rv2) = (be.fill(&[c], 0.1), be.fill(&[c], 0.9));
+            let (xh, stats) = forward(&be, &comm, &x, 1e-5, Some((&rm, &rv, 0.1)));
+            be.batch_norm_running_update(&x, &rm2, &rv2, 0.1);
+            let bits = |t: &<Cpu<f32> as Backend>::Tensor| be.to_f32(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&xh), bits(&be.normalize(&x, Group::Channel, 1e-5)), "forward {shape:?}");
+            assert_eq!(bits(&rm), bits(&rm2), "running mean {shape:?}");
+            assert_eq!(bits(&rv), bits(&rv2), "running variance {shape:?}");
+            let back = backward(&be, &comm, &g, &x, &stats);
+            let want = be.normalize_backward(&g, &x, Group::Channel, 1e-5);
+            let (a, b) = (be.to_f32(&back), be.to_f32(&want));
+            // The backward's sums of g·x̂ are taken in f64 of exact products (the CPU rounds each
+            // product to f32 first): equal up to the last bit of their mean.
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+            assert!(worst <= 4.0 * f32::EPSILON * scale, "backward {shape:?}: {worst} of {scale} ({n} values)");
+        }
+    }
+}
