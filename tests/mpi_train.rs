@@ -351,3 +351,23 @@ fn the_cuda_backend_on_the_emulator_trains_data_parallel() {
     let _ = std::fs::remove_dir_all(&one);
     let _ = std::fs::remove_dir_all(&two);
 }
+
+/// `--deterministic-reduce off` (MPI_Allreduce's order and f32 sums) also computes the
+/// single-process run, within the same tolerance, and records the mode in config.json.
+#[test]
+fn the_library_order_reduction_matches_too() {
+    if !mpi_ready() {
+        return;
+    }
+    let (one, two) = (tmp("lib-1"), tmp("lib-2"));
+    ok(&single(&flags("8g-gp", &one)), "the single-process run");
+    let mut f = flags("8g-gp", &two);
+    f.extend(["--deterministic-reduce".into(), "off".into()]);
+    ok(&mpi(2, &f, &[]), "mpirun -np 2 --deterministic-reduce off");
+    compare(&one, &two, tol(5)).unwrap_or_else(|e| panic!("--deterministic-reduce off: {e}"));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(two.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["distributed"]["deterministic_reduce"], false);
+    let _ = std::fs::remove_dir_all(&one);
+    let _ = std::fs::remove_dir_all(&two);
+}
