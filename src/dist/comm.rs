@@ -32,6 +32,11 @@ pub trait Collective: Send + Sync {
     fn barrier(&self);
     /// Ends every rank of the run now (MPI_Abort).
     fn abort(&self, code: i32) -> !;
+    /// A second world of the same ranks whose collectives may run on another thread while this
+    /// one's run (MPI_Comm_dup under MPI_THREAD_MULTIPLE); None where that is not allowed.
+    fn duplicate(&self) -> Option<Box<dyn Collective>> {
+        None
+    }
 }
 
 /// A collective with the deterministic mode and a clock.
@@ -87,6 +92,16 @@ impl Comm {
         self.nanos.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);
         r
+    }
+
+    /// Adds time spent waiting for collectives run elsewhere (the gradient buckets' thread).
+    pub fn add_wait(&self, secs: f64) {
+        self.nanos.fetch_add((secs * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    /// A `Comm` over a duplicate of this world, for another thread (None where not allowed).
+    pub fn duplicate(&self) -> Option<Comm> {
+        self.inner.duplicate().map(|c| Comm::new(c, self.deterministic))
     }
 
     /// Seconds spent in collectives so far, and how many were called.

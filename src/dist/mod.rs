@@ -20,6 +20,7 @@
 pub mod comm;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod overlap;
 pub mod shard;
 pub mod syncbn;
 

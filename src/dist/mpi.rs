@@ -14,24 +14,29 @@ pub struct Mpi {
     world: SimpleCommunicator,
     local: SimpleCommunicator,
     host: String,
-    /// Finalises MPI when dropped (after `world` and `local`, declared before it).
-    _universe: Universe,
+    /// MPI_THREAD_MULTIPLE was granted: a duplicate may run collectives on another thread.
+    multiple: bool,
+    /// Finalises MPI when dropped (after `world` and `local`, declared before it); None in a
+    /// duplicate.
+    _universe: Option<Universe>,
 }
 
-// SAFETY: MPI is initialised with MPI_THREAD_FUNNELED and only the training thread, which made
-// this value, calls into it (the CPU backend's worker threads never communicate).
+// SAFETY: each `Mpi` (a communicator) is used by one thread at a time: the world by the training
+// thread, a duplicate by the gradient buckets' thread (`overlap.rs`), which exists only when MPI
+// granted MPI_THREAD_MULTIPLE. The CPU backend's worker threads never communicate.
 unsafe impl Send for Mpi {}
 unsafe impl Sync for Mpi {}
 
 impl Mpi {
     /// Initialises MPI (once per process). Errors when MPI was already initialised.
     pub fn init() -> crate::Result<Mpi> {
-        let (universe, _threading) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+        let (universe, threading) = mpi::initialize_with_threading(mpi::Threading::Multiple)
             .ok_or_else(|| crate::Error("MPI: already initialised in this process".into()))?;
         let world = universe.world();
         let local = world.split_shared(world.rank());
         let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
-        Ok(Mpi { world, local, host, _universe: universe })
+        let multiple = threading == mpi::Threading::Multiple;
+        Ok(Mpi { world, local, host, multiple, _universe: Some(universe) })
     }
 }
 
@@ -120,5 +125,17 @@ impl Collective for Mpi {
     }
     fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
+    }
+    fn duplicate(&self) -> Option<Box<dyn Collective>> {
+        if !self.multiple || std::env::var("WGAN_DIST_NO_OVERLAP").is_ok_and(|v| v == "1") {
+            return None;
+        }
+        Some(Box::new(Mpi {
+            world: self.world.duplicate(),
+            local: self.local.duplicate(),
+            host: self.host.clone(),
+            multiple: true,
+            _universe: None,
+        }))
     }
 }

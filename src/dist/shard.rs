@@ -19,6 +19,9 @@ pub struct Shard {
     /// Average the gradients over ranks before each optimizer step. Off only to prove that the
     /// equality tests catch a missing reduction (`WGAN_DIST_SKIP_GRAD_REDUCE=1`, tests only).
     pub reduce_grads: bool,
+    /// The communication thread that averages buckets of gradients while the backward pass goes
+    /// on (`overlap.rs`); None: the gradients are averaged after the pass.
+    pub overlap: Option<Arc<super::overlap::Reducer>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -47,7 +50,13 @@ impl Shard {
         }
         let local_batch = global_batch / size;
         let reduce_grads = std::env::var("WGAN_DIST_SKIP_GRAD_REDUCE").map_or(true, |v| v != "1");
-        Ok(Shard { comm, rank, size, global_batch, offset: rank * local_batch, local_batch, reduce_grads })
+        // NCCL (on GPUs) averages the whole buffer on the training stream instead.
+        let overlap = if reduce_grads && size > 1 && comm.device_collective().is_none() {
+            super::overlap::Reducer::start(&comm)
+        } else {
+            None
+        };
+        Ok(Shard { comm, rank, size, global_batch, offset: rank * local_batch, local_batch, reduce_grads, overlap })
     }
 
     /// This rank's rows of a tensor holding the global batch along dim 0 (a view).

@@ -335,6 +335,37 @@ impl<B: Backend> Tape<B> {
 
     /// Like `grad` with explicit upstream gradients (`seeds[i]` has the shape of `outputs[i]`).
     pub fn grad_with_seeds(&mut self, outputs: &[Var], seeds: &[Var], inputs: &[Var], create_graph: bool) -> Vec<Var> {
+        self.grad_impl(outputs, seeds, inputs, create_graph, None)
+    }
+
+    /// `grad` (without create_graph) that also calls `ready(k, gradient)` for each input as soon as
+    /// the backward pass has finished its gradient, while the pass goes on: data-parallel training
+    /// starts reducing a bucket of gradients there (`crate::dist::overlap`). Each k once; the
+    /// gradients are those `grad` returns.
+    pub fn grad_with_ready(
+        &mut self,
+        outputs: &[Var],
+        inputs: &[Var],
+        ready: &mut dyn FnMut(usize, &B::Tensor),
+    ) -> Vec<Var> {
+        let seeds: Vec<Var> = outputs
+            .iter()
+            .map(|&o| {
+                let ones = self.backend.fill(&self.shape(o), 1.0);
+                self.constant(ones)
+            })
+            .collect();
+        self.grad_impl(outputs, &seeds, inputs, false, Some(ready))
+    }
+
+    fn grad_impl(
+        &mut self,
+        outputs: &[Var],
+        seeds: &[Var],
+        inputs: &[Var],
+        create_graph: bool,
+        mut ready: Option<&mut dyn FnMut(usize, &B::Tensor)>,
+    ) -> Vec<Var> {
         assert_eq!(outputs.len(), seeds.len(), "grad: one seed per output");
         let n0 = self.nodes.len();
         // needed[i]: node i is an input or depends on one, so gradient must flow through it.
@@ -361,7 +392,35 @@ impl<B: Backend> Tape<B> {
             }
         }
         let hi = outputs.iter().map(|v| v.0 + 1).max().unwrap_or(0);
+        // With `ready`: the lowest node that can send each input a contribution; once the pass is
+        // below it, that input's gradient is final.
+        let mut last_use: Vec<Option<usize>> = vec![None; inputs.len()];
+        if ready.is_some() {
+            for i in lo..hi {
+                if needed[i] && self.nodes[i].requires_grad {
+                    for v in self.nodes[i].op.inputs() {
+                        for (k, _) in inputs.iter().enumerate().filter(|(_, &u)| u == v) {
+                            last_use[k] = Some(last_use[k].map_or(i, |j: usize| j.min(i)));
+                        }
+                    }
+                }
+            }
+        }
+        let fire =
+            |t: &mut Self, grads: &[Option<Var>], k: usize, ready: &mut Option<&mut dyn FnMut(usize, &B::Tensor)>| {
+                if let Some(f) = ready.as_mut() {
+                    match grads[inputs[k].0] {
+                        Some(g) => f(k, t.value(g)),
+                        None => f(k, &t.backend.fill(&t.shape(inputs[k]), 0.0)),
+                    }
+                }
+            };
         for i in (lo..hi).rev() {
+            for k in 0..inputs.len() {
+                if last_use[k] == Some(i + 1) {
+                    fire(self, &grads, k, &mut ready);
+                }
+            }
             let Some(g) = grads[i] else { continue };
             if !needed[i] || !self.nodes[i].requires_grad {
                 continue;
@@ -376,6 +435,11 @@ impl<B: Backend> Tape<B> {
                     Some(acc) => self.add(acc, contribution),
                     None => contribution,
                 });
+            }
+        }
+        for k in 0..inputs.len() {
+            if ready.is_some() && last_use[k].map_or(true, |j| j == lo) {
+                fire(self, &grads, k, &mut ready);
             }
         }
         let result = inputs

@@ -4,7 +4,7 @@
 
 use super::gan::Gan;
 use crate::backend::Backend;
-use crate::tape::Tape;
+use crate::tape::{Tape, Var};
 
 /// Which network's gradients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,15 +40,49 @@ impl<B: Backend> Gan<B> {
         }
     }
 
-    /// Averages `role`'s gradients over ranks (before its optimizer step).
-    pub(crate) fn reduce_grads(&self, role: Role) {
-        if let Some(d) = &self.dist {
-            let grads = match role {
-                Role::Generator => &self.gen.grads,
-                Role::Critic => &self.critic.grads,
-            };
-            d.reduce_grads(&self.be, grads);
+    /// The gradients of `loss` with respect to `role`'s parameters (`params`, its leaves on `t`)
+    /// into its flat gradient buffer, averaged over ranks under data parallelism: bucket by bucket
+    /// while the backward pass goes on where a communication thread can run (`dist::overlap`),
+    /// otherwise after it. In one process, `grad` and `store_grads`.
+    pub(crate) fn backward_reduced(&self, t: &mut Tape<B>, loss: Var, params: &[Var], role: Role) {
+        let model = match role {
+            Role::Generator => &self.gen,
+            Role::Critic => &self.critic,
+        };
+        let Some(reducer) = self.dist.as_ref().and_then(|d| d.overlap.clone()) else {
+            let grads = t.grad(&[loss], params, false);
+            model.store_grads(t, &grads);
+            if let Some(d) = &self.dist {
+                d.reduce_grads(&self.be, &model.grads);
+            }
+            return;
+        };
+        let be = &self.be;
+        let slots = &model.net.params;
+        let buckets = crate::dist::overlap::buckets(slots, crate::dist::overlap::BUCKET_ELEMS);
+        let mut bucket_of = vec![0; slots.len()];
+        let mut left: Vec<usize> = buckets.iter().map(|b| b.slots.len()).collect();
+        for (i, b) in buckets.iter().enumerate() {
+            bucket_of[b.slots.clone()].iter_mut().for_each(|x| *x = i);
         }
+        let mut sent = 0;
+        t.grad_with_ready(&[loss], params, &mut |k, g| {
+            be.copy_into_inplace(&model.grads, slots[k].offset, g);
+            let i = bucket_of[k];
+            left[i] -= 1;
+            if left[i] == 0 {
+                let b = &buckets[i];
+                reducer.send(i, be.to_f32(&be.view(&model.grads, b.start, &[b.end - b.start])));
+                sent += 1;
+            }
+        });
+        let comm = &self.dist.as_ref().expect("overlap under data parallelism").comm;
+        for _ in 0..sent {
+            let (i, mean) = reducer.recv(comm);
+            let b = &buckets[i];
+            be.copy_into_inplace(&model.grads, b.start, &be.from_f32(&mean, &[b.end - b.start]));
+        }
+        assert_eq!(sent, buckets.len(), "every bucket of gradients is reduced");
     }
 
     /// A 64-bit hash of everything a checkpoint holds (parameters, running statistics, optimizer

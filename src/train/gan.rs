@@ -352,9 +352,7 @@ impl<B: Backend> Gan<B> {
             LossKind::Gan { .. } => discriminator_loss(&mut t, &self.critic.net, &params, real, fake),
             _ => critic_loss(&mut t, &self.critic.net, &params, real, fake, gp),
         };
-        let grads = t.grad(&[l.loss], &params, false);
-        self.critic.store_grads(&t, &grads);
-        self.reduce_grads(Role::Critic);
+        self.backward_reduced(&mut t, l.loss, &params, Role::Critic);
         self.opt_d.step(&self.be, &self.critic.params, &self.critic.grads);
         (t.value(l.loss).clone(), t.value(l.wdist).clone(), l.penalty.map(|p| t.value(p).clone()))
     }
@@ -371,9 +369,7 @@ impl<B: Backend> Gan<B> {
         let fake = self.gen.forward_train(&mut t, &gp, zv);
         let d = self.critic.net.forward(&mut t, &cp, fake, BatchNormMode::Train(None));
         let loss = generator_loss(&mut t, d, self.cfg.loss);
-        let grads = t.grad(&[loss], &gp, false);
-        self.gen.store_grads(&t, &grads);
-        self.reduce_grads(Role::Generator);
+        self.backward_reduced(&mut t, loss, &gp, Role::Generator);
         self.opt_g.step(&self.be, &self.gen.params, &self.gen.grads);
         self.gen_steps += 1;
         t.value(loss).clone()

@@ -326,9 +326,7 @@ impl<B: Backend> Gan<B> {
             LossKind::Gan { .. } => discriminator_loss(&mut t, &self.critic.net, &params, real, fake),
             _ => critic_loss(&mut t, &self.critic.net, &params, real, fake, gp),
         };
-        let grads = t.grad(&[l.loss], &params, false);
-        self.critic.store_grads(&t, &grads);
-        self.reduce_grads(Role::Critic);
+        self.backward_reduced(&mut t, l.loss, &params, Role::Critic);
         self.opt_d.step_at(&be, &self.critic.params, &self.critic.grads, &t_d);
         be.copy_into_inplace(&stats[0], 0, t.value(l.loss));
         be.copy_into_inplace(&stats[1], 0, t.value(l.wdist));
@@ -353,9 +351,7 @@ impl<B: Backend> Gan<B> {
         let fake = self.gen.forward_train(&mut t, &gp, zv);
         let d = self.critic.net.forward(&mut t, &cp, fake, crate::nn::BatchNormMode::Train(None));
         let loss = generator_loss(&mut t, d, self.cfg.loss);
-        let grads = t.grad(&[loss], &gp, false);
-        self.gen.store_grads(&t, &grads);
-        self.reduce_grads(Role::Generator);
+        self.backward_reduced(&mut t, loss, &gp, Role::Generator);
         self.opt_g.step_at(&be, &self.gen.params, &self.gen.grads, &t_g);
         be.copy_into_inplace(&stats[3], 0, t.value(loss));
         be.counter_add(&draws, 1);
