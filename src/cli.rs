@@ -175,6 +175,11 @@ struct TrainArgs {
     /// with the same number of ranks is bitwise identical (default on); off: MPI_Allreduce's order.
     #[arg(long, value_parser = parse_on_off)]
     deterministic_reduce: Option<bool>,
+    /// on | off: under mpirun, average gradients in 1 MiB buckets on a communication thread while
+    /// the backward pass goes on (default off: on the CPU it pays only where each rank has a core
+    /// to spare). Bitwise the same result either way.
+    #[arg(long, value_parser = parse_on_off)]
+    overlap_reduce: Option<bool>,
 }
 
 /// `--snapshot-at`'s list (one clap value, not several).
@@ -275,13 +280,14 @@ fn open_device(name: &str) -> Result<Device> {
 
 fn train(a: TrainArgs) -> Result<()> {
     let explicit_precision = a.precision.is_some();
-    let (threads, deterministic) = (a.threads, a.deterministic_reduce.unwrap_or(true));
+    let (threads, deterministic, overlap) =
+        (a.threads, a.deterministic_reduce.unwrap_or(true), a.overlap_reduce.unwrap_or(false));
     if threads == Some(0) {
         return Err(wgan::Error("--threads 0: expected at least 1 thread".into()));
     }
     let (mut cfg, start) = if a.resume { resume_config(a)? } else { (fresh_config(a)?, Start::Fresh) };
     // Under mpirun: this rank's place in the world (src/dist/); None in one process.
-    let comm = wgan::dist::init(deterministic)?;
+    let comm = wgan::dist::init(deterministic, overlap)?;
     let lead = comm.as_ref().map_or(true, |c| c.rank() == 0);
     set_threads(threads, comm.as_deref())?;
     if let Some(note) = cfg.preset.and_then(|p| p.note()).filter(|_| lead) {
@@ -453,6 +459,7 @@ fn distributed_record(
         rank_batch: cfg.batch_size / size,
         devices,
         deterministic_reduce: c.deterministic,
+        overlap_reduce: c.overlap,
     })
 }
 

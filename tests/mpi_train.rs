@@ -371,3 +371,26 @@ fn the_library_order_reduction_matches_too() {
     let _ = std::fs::remove_dir_all(&one);
     let _ = std::fs::remove_dir_all(&two);
 }
+
+/// `--overlap-reduce on`: gradients averaged in buckets (here of 4,096 values, so each network has
+/// several) on a communication thread during the backward pass, batch norm's collectives running
+/// beside them: bitwise the checkpoint of the reduction after the pass.
+#[test]
+fn the_overlapped_reduction_changes_no_bit() {
+    if !mpi_ready() {
+        return;
+    }
+    for kind in ["dcgan28", "8g-wgan"] {
+        let (after, during) = (tmp(&format!("ov-{kind}-after")), tmp(&format!("ov-{kind}-during")));
+        ok(&mpi(2, &flags(kind, &after), &[]), "the reduction after the pass");
+        let mut f = flags(kind, &during);
+        f.extend(["--overlap-reduce".into(), "on".into()]);
+        ok(&mpi(2, &f, &[("WGAN_DIST_BUCKET_ELEMS", "4096")]), "--overlap-reduce on");
+        compare(&after, &during, 0.0).unwrap_or_else(|e| panic!("{kind}: the overlapped reduction differs: {e}"));
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(during.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["distributed"]["overlap_reduce"], true);
+        let _ = std::fs::remove_dir_all(&after);
+        let _ = std::fs::remove_dir_all(&during);
+    }
+}

@@ -45,6 +45,9 @@ pub struct Comm {
     /// Sum in rank order (`--deterministic-reduce`, default on): bitwise the same result on every
     /// rank and in every rerun with the same number of ranks.
     pub deterministic: bool,
+    /// Average gradients in buckets on a communication thread while the backward pass goes on
+    /// (`--overlap-reduce`, `overlap.rs`).
+    pub overlap: bool,
     nanos: AtomicU64,
     calls: AtomicU64,
     /// A device library's communicator for the gradients (NCCL on GPUs:
@@ -54,7 +57,14 @@ pub struct Comm {
 
 impl Comm {
     pub fn new(inner: Box<dyn Collective>, deterministic: bool) -> Comm {
-        Comm { inner, deterministic, nanos: AtomicU64::new(0), calls: AtomicU64::new(0), device: Default::default() }
+        Comm {
+            inner,
+            deterministic,
+            overlap: false,
+            nanos: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            device: Default::default(),
+        }
     }
 
     /// Keeps a device library's communicator (NCCL) for the gradient reduction.

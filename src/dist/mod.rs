@@ -69,12 +69,14 @@ static WORLD: std::sync::Mutex<Option<std::sync::Arc<Comm>>> = std::sync::Mutex:
 /// the communicator (kept for `world`, `fail` and `finalize`), or None when this process runs
 /// alone. A binary built without MPI that an MPI launcher started as one of several ranks fails
 /// with what to do.
-pub fn init(deterministic: bool) -> crate::Result<Option<std::sync::Arc<Comm>>> {
+pub fn init(deterministic: bool, overlap: bool) -> crate::Result<Option<std::sync::Arc<Comm>>> {
     let Some(n) = launched_by_mpi() else { return Ok(None) };
     #[cfg(feature = "mpi")]
     {
         let _ = n;
-        let comm = std::sync::Arc::new(Comm::new(Box::new(mpi::Mpi::init()?), deterministic));
+        let mut comm = Comm::new(Box::new(mpi::Mpi::init()?), deterministic);
+        comm.overlap = overlap;
+        let comm = std::sync::Arc::new(comm);
         if comm.size() == 1 {
             *WORLD.lock().expect("world lock") = Some(comm);
             finalize();
@@ -85,7 +87,7 @@ pub fn init(deterministic: bool) -> crate::Result<Option<std::sync::Arc<Comm>>> 
     }
     #[cfg(not(feature = "mpi"))]
     {
-        let _ = deterministic;
+        let _ = (deterministic, overlap);
         crate::bail!(
             "this wgan was started by an MPI launcher as one of {n} ranks, but it was built without MPI: \
              build it with `cargo build --release --features mpi` (scripts/install-mpi installs OpenMPI and \

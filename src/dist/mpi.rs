@@ -127,7 +127,7 @@ impl Collective for Mpi {
         self.world.abort(code)
     }
     fn duplicate(&self) -> Option<Box<dyn Collective>> {
-        if !self.multiple || std::env::var("WGAN_DIST_NO_OVERLAP").is_ok_and(|v| v == "1") {
+        if !self.multiple {
             return None;
         }
         Some(Box::new(Mpi {

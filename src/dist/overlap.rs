@@ -8,8 +8,12 @@
 //!
 //! The mean of each element is the one `Comm::mean_f32` computes over the whole buffer (a
 //! deterministic reduction adds every element in rank order, whatever the bucket), so overlapping
-//! changes no bit of the result (`tests/mpi_train.rs` checks it). Where MPI does not grant
-//! MPI_THREAD_MULTIPLE, or with WGAN_DIST_NO_OVERLAP=1, the gradients are reduced after the pass.
+//! changes no bit of the result (`tests/mpi_train.rs` checks it).
+//!
+//! Opt-in (`--overlap-reduce on`): on the CPU with one core per rank the communication thread
+//! competes with the rank's compute thread for its core, and measured slower there (BENCHMARKS.md:
+//! 1.31× against 1.72× for the toy model on 2 cores); it pays where a rank has a core to spare for
+//! it. Where MPI does not grant MPI_THREAD_MULTIPLE the gradients are reduced after the pass.
 
 use super::Comm;
 use crate::nn::Slot;
@@ -21,6 +25,11 @@ use std::time::Instant;
 /// Elements per bucket (256 Ki f32 = 1 MiB: a few buckets per network of this crate; PyTorch DDP's
 /// default is 25 MiB, for larger models).
 pub const BUCKET_ELEMS: usize = 1 << 18;
+
+/// `BUCKET_ELEMS`, or WGAN_DIST_BUCKET_ELEMS (tests: many buckets on small networks).
+pub fn bucket_elems() -> usize {
+    std::env::var("WGAN_DIST_BUCKET_ELEMS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(BUCKET_ELEMS)
+}
 
 /// A bucket: parameter slots `slots` (indices into the network's slots), elements start..end of
 /// the flat buffer.
@@ -127,7 +136,8 @@ mod tests {
             vec![
                 Bucket { slots: 3..5, start: 18, end: 21 },
                 Bucket { slots: 2..3, start: 8, end: 18 },
-                Bucket { slots: 0..2, start: 0, end: 8 },
+                Bucket { slots: 1..2, start: 5, end: 8 },
+                Bucket { slots: 0..1, start: 0, end: 5 },
             ]
         );
     }

@@ -51,7 +51,7 @@ impl Shard {
         let local_batch = global_batch / size;
         let reduce_grads = std::env::var("WGAN_DIST_SKIP_GRAD_REDUCE").map_or(true, |v| v != "1");
         // NCCL (on GPUs) averages the whole buffer on the training stream instead.
-        let overlap = if reduce_grads && size > 1 && comm.device_collective().is_none() {
+        let overlap = if comm.overlap && reduce_grads && size > 1 && comm.device_collective().is_none() {
             super::overlap::Reducer::start(&comm)
         } else {
             None

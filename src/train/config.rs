@@ -313,6 +313,9 @@ pub struct Distributed {
     pub devices: Vec<String>,
     /// Gradients and statistics summed in rank order (`--deterministic-reduce`).
     pub deterministic_reduce: bool,
+    /// Gradients averaged in buckets during the backward pass (`--overlap-reduce`).
+    #[serde(default)]
+    pub overlap_reduce: bool,
 }
 
 /// The run folder when `--out` is not given (a fresh run and `--resume` alike).

@@ -59,7 +59,7 @@ impl<B: Backend> Gan<B> {
         };
         let be = &self.be;
         let slots = &model.net.params;
-        let buckets = crate::dist::overlap::buckets(slots, crate::dist::overlap::BUCKET_ELEMS);
+        let buckets = crate::dist::overlap::buckets(slots, crate::dist::overlap::bucket_elems());
         let mut bucket_of = vec![0; slots.len()];
         let mut left: Vec<usize> = buckets.iter().map(|b| b.slots.len()).collect();
         for (i, b) in buckets.iter().enumerate() {
