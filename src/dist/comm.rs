@@ -215,18 +215,6 @@ pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 /// The FNV-1a offset basis.
 pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pieces_cover_the_buffer() {
-        assert_eq!(pieces(10, 4), vec![3, 3, 2, 2]);
-        assert_eq!(pieces(3, 4), vec![1, 1, 1, 0]);
-        assert_eq!(pieces(8, 2).iter().sum::<usize>(), 8);
-    }
-}
-
 /// A world of one rank (every collective returns its input): for tests of what the ranks compute,
 /// and for code that takes a `Comm` in one process.
 pub struct Solo;
@@ -263,5 +251,17 @@ impl Collective for Solo {
     fn barrier(&self) {}
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_buffer() {
+        assert_eq!(pieces(10, 4), vec![3, 3, 2, 2]);
+        assert_eq!(pieces(3, 4), vec![1, 1, 1, 0]);
+        assert_eq!(pieces(8, 2).iter().sum::<usize>(), 8);
     }
 }

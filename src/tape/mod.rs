@@ -148,6 +148,9 @@ pub(crate) struct Node<B: Backend> {
     pub(crate) aux: Option<B::Tensor>,
 }
 
+/// `grad_with_ready`'s callback: (input index, its final gradient).
+type Ready<'a, B> = Option<&'a mut dyn FnMut(usize, &<B as Backend>::Tensor)>;
+
 /// The tape: a backend handle and the nodes recorded so far.
 pub struct Tape<B: Backend> {
     pub(crate) backend: B,
@@ -364,7 +367,7 @@ impl<B: Backend> Tape<B> {
         seeds: &[Var],
         inputs: &[Var],
         create_graph: bool,
-        mut ready: Option<&mut dyn FnMut(usize, &B::Tensor)>,
+        mut ready: Ready<'_, B>,
     ) -> Vec<Var> {
         assert_eq!(outputs.len(), seeds.len(), "grad: one seed per output");
         let n0 = self.nodes.len();
@@ -396,9 +399,9 @@ impl<B: Backend> Tape<B> {
         // below it, that input's gradient is final.
         let mut last_use: Vec<Option<usize>> = vec![None; inputs.len()];
         if ready.is_some() {
-            for i in lo..hi {
-                if needed[i] && self.nodes[i].requires_grad {
-                    for v in self.nodes[i].op.inputs() {
+            for (i, node) in self.nodes.iter().enumerate().take(hi).skip(lo) {
+                if needed[i] && node.requires_grad {
+                    for v in node.op.inputs() {
                         for (k, _) in inputs.iter().enumerate().filter(|(_, &u)| u == v) {
                             last_use[k] = Some(last_use[k].map_or(i, |j: usize| j.min(i)));
                         }
@@ -406,20 +409,17 @@ impl<B: Backend> Tape<B> {
                 }
             }
         }
-        let fire =
-            |t: &mut Self, grads: &[Option<Var>], k: usize, ready: &mut Option<&mut dyn FnMut(usize, &B::Tensor)>| {
-                if let Some(f) = ready.as_mut() {
-                    match grads[inputs[k].0] {
-                        Some(g) => f(k, t.value(g)),
-                        None => f(k, &t.backend.fill(&t.shape(inputs[k]), 0.0)),
-                    }
+        let fire = |t: &mut Self, grads: &[Option<Var>], k: usize, ready: &mut Ready<'_, B>| {
+            if let Some(f) = ready.as_mut() {
+                match grads[inputs[k].0] {
+                    Some(g) => f(k, t.value(g)),
+                    None => f(k, &t.backend.fill(&t.shape(inputs[k]), 0.0)),
                 }
-            };
+            }
+        };
         for i in (lo..hi).rev() {
-            for k in 0..inputs.len() {
-                if last_use[k] == Some(i + 1) {
-                    fire(self, &grads, k, &mut ready);
-                }
+            for (k, _) in last_use.iter().enumerate().filter(|(_, &u)| u == Some(i + 1)) {
+                fire(self, &grads, k, &mut ready);
             }
             let Some(g) = grads[i] else { continue };
             if !needed[i] || !self.nodes[i].requires_grad {
@@ -437,8 +437,8 @@ impl<B: Backend> Tape<B> {
                 });
             }
         }
-        for k in 0..inputs.len() {
-            if ready.is_some() && last_use[k].map_or(true, |j| j == lo) {
+        if ready.is_some() {
+            for (k, _) in last_use.iter().enumerate().filter(|(_, &u)| u.map_or(true, |j| j == lo)) {
                 fire(self, &grads, k, &mut ready);
             }
         }
