@@ -26,7 +26,7 @@ struct ConvShape {
     u32 co, k;         // weight [co, ci, k, k]
     u32 ho, wo;        // output y [n, co, ho, wo]
     u32 stride, pad;
-    u32 s_mul, s_shr;  // x / stride = (x · s_mul) >> s_shr for 0 ≤ x < 2^31 (src/backend/cuda/ops.rs)
+    u32 s_mul, s_shr;  // x / stride = (x · s_mul) >> s_shr for 0 ≤ x < 2^31 (ConvShape::stride_divisor, src/backend/cuda/params.rs)
 };
 
 struct ConvParams {

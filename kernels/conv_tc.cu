@@ -13,11 +13,11 @@
 //                   k runs over the live taps only, kh ≡ (ih + pad) mod s: (co, jh, jw) with
 //                   kh = rh + s·jh, so oh = i' + ch − jh exactly (no tap multiplies a zero, no
 //                   division). A 1×1 gy onto a K×K image with no padding is a plain GEMM
-//                   (the generator's first layer): tc.rs runs it as matmul_nn.
+//                   (the generator's first layer): ops/tc.rs runs it as matmul_nn.
 //   conv2d_wgrad_*  gw: M = Co, columns (ci, kh, kw), k (n, oh, ow), both operands k-fast; long
 //                   reductions split across blockIdx.z and added in order by splitk_reduce_f32.
 // The `_narrow` kernels use 16×128 tiles for at most 16 output rows (1 or 3 image channels).
-// All addressing comes in TcParams from src/backend/cuda/tc.rs.
+// All addressing comes in TcParams from src/backend/cuda/ops/tc.rs.
 
 #include "gemm_tc.cuh"
 

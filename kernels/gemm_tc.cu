@@ -2,7 +2,7 @@
 // accumulation (gemm_tc.cuh): matmul_{nn,nt,tn,tt}_{tf32,bf16} on 64×64 tiles and
 // matmul_*_narrow_* on 16×128 tiles for at most 16 rows. Same arguments and layouts as gemm.cu's
 // f32 kernels (A [M, K] or [K, M] when transposed, B [K, N] or [N, K], C [M, N]); the operands'
-// addressing comes in TcParams (src/backend/cuda/tc.rs). Each operand is staged along its
+// addressing comes in TcParams (src/backend/cuda/ops/tc.rs). Each operand is staged along its
 // contiguous axis: k for a plain A and a transposed B, the row/column index otherwise.
 
 #include "gemm_tc.cuh"

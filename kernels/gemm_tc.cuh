@@ -12,7 +12,7 @@
 //   image column x = m2·g2 + w3 + d2·e2,  valid iff 0 ≤ x < w
 // Out-of-image taps, k ≥ the block's k end and j ≥ ext read as zero (cp.async zero fill). The conv
 // passes, their stride phases and the four transposition cases of matmul are all such operands
-// (src/backend/cuda/tc.rs builds them). Divisions happen once per thread, before the main loop:
+// (src/backend/cuda/ops/tc.rs builds them). Divisions happen once per thread, before the main loop:
 // each thread owns fixed j's of the tile (decomposed once) and walks k by adding precomputed digit
 // steps with one compare-and-subtract carry per digit. The main loop has no integer division.
 //

@@ -68,13 +68,15 @@ inline u32 bf16x2_pack(float lo, float hi) { return bf16_round_bits(lo) | (bf16_
 // ---- the emulator's bodies of the warp collectives (runtime.hpp: WGEMU_RT, collective_*) ----
 #ifndef __CUDA_ARCH__
 namespace wgtc {
-inline float f32_of(u32 b) {
+// (Not instrumented, like the collectives that call them: so they are inlined there.)
+#define WGTC_EMU_INLINE __attribute__((no_sanitize("thread"))) inline
+WGTC_EMU_INLINE float f32_of(u32 b) {
     float f;
     std::memcpy(&f, &b, 4);
     return f;
 }
-inline double tf32_value(u32 b) { return (double)f32_of(b & 0xFFFFE000u); }
-inline double bf16_value(u32 reg, int half) { return (double)f32_of(((reg >> (16 * half)) & 0xFFFFu) << 16); }
+WGTC_EMU_INLINE double tf32_value(u32 b) { return (double)f32_of(b & 0xFFFFE000u); }
+WGTC_EMU_INLINE double bf16_value(u32 reg, int half) { return (double)f32_of(((reg >> (16 * half)) & 0xFFFFu) << 16); }
 
 // MI·NJ m16n8k8 TF32 (BF16: m16n8k16) MMAs as a warp collective: every lane publishes its
 // fragments, waits for the warp, and computes its own four D elements per tile by reading A and B
@@ -89,29 +91,27 @@ WGEMU_RT void mma_emu(float (&acc)[MI][NJ][4], const u32 (&a)[MI][4], const u32 
     //       B(k, n) in lane n·4 + k % 4, register (k ≥ 4).
     // BF16: A(r, k) in lane (r % 8)·4 + (k % 8) / 2, register (r ≥ 8) + 2·(k ≥ 8), half k % 2;
     //       B(k, n) in lane n·4 + (k % 8) / 2, register (k ≥ 8), half k % 2.
-    auto A = [&](int i, int r, int k) {
-        if (BF16) {
-            const u32(*fa)[4] = (const u32(*)[4])::wgemu::published((r & 7) * 4 + ((k & 7) >> 1), 0);
-            return bf16_value(fa[i][(r >> 3) + 2 * (k >> 3)], k & 1);
-        }
-        const u32(*fa)[4] = (const u32(*)[4])::wgemu::published((r & 7) * 4 + (k & 3), 0);
-        return tf32_value(fa[i][(r >> 3) + 2 * (k >> 2)]);
-    };
-    auto B = [&](int j, int k, int n) {
-        if (BF16) {
-            const u32(*fb)[2] = (const u32(*)[2])::wgemu::published(n * 4 + ((k & 7) >> 1), 1);
-            return bf16_value(fb[j][k >> 3], k & 1);
-        }
-        const u32(*fb)[2] = (const u32(*)[2])::wgemu::published(n * 4 + (k & 3), 1);
-        return tf32_value(fb[j][k >> 2]);
-    };
+    // The lanes this lane reads: rows g and g + 8 of A are in lanes g·4 + c, columns 2t and 2t + 1
+    // of B in lanes n·4 + c (c = 0…3; c = k % 4 for TF32, (k % 8) / 2 for BF16).
+    const u32(*fa[4])[4];
+    const u32(*fb[2][4])[2];
+    for (int c = 0; c < 4; ++c) {
+        fa[c] = (const u32(*)[4])::wgemu::published(g * 4 + c, 0);
+        for (int h = 0; h < 2; ++h) fb[h][c] = (const u32(*)[2])::wgemu::published((2 * t + h) * 4 + c, 1);
+    }
     float d[MI][NJ][4];
     for (int i = 0; i < MI; ++i)
         for (int j = 0; j < NJ; ++j)
             for (int e = 0; e < 4; ++e) {
-                const int r = g + 8 * (e >> 1), n = 2 * t + (e & 1);
+                const int r = g + 8 * (e >> 1), h = e & 1;  // D(r, n) with n = 2t + h
                 double s = (double)acc[i][j][e];
-                for (int k = 0; k < K; ++k) s += A(i, r, k) * B(j, k, n);
+                for (int k = 0; k < K; ++k) {
+                    const double av = BF16 ? bf16_value(fa[(k & 7) >> 1][i][(r >> 3) + 2 * (k >> 3)], k & 1)
+                                           : tf32_value(fa[k & 3][i][(r >> 3) + 2 * (k >> 2)]);
+                    const double bv = BF16 ? bf16_value(fb[h][(k & 7) >> 1][j][k >> 3], k & 1)
+                                           : tf32_value(fb[h][k & 3][j][k >> 2]);
+                    s += av * bv;
+                }
                 d[i][j][e] = (float)s;
             }
     ::wgemu::collective_done(pc);  // every lane has read before any fragment changes

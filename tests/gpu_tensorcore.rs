@@ -1,5 +1,5 @@
 //! The tensor-core path (`kernels/mma.cuh`, `gemm_tc.cuh`, `gemm_tc.cu`, `conv_tc.cu`,
-//! `src/backend/cuda/tc.rs`) at TF32 and BF16, on the emulator in every CI run and on a GPU when
+//! `src/backend/cuda/ops/tc.rs`) at TF32 and BF16, on the emulator in every CI run and on a GPU when
 //! there is one (ignored otherwise; see tests/cuda_devices).
 //!
 //! 1. The instructions: one warp's `mma.sync` against a CPU product of non-symmetric matrices with

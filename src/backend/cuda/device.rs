@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{result as drv, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
 
 use super::emu::{Emulator, HostStore};
+use super::issued::{Counters, GraphState};
 use super::kernels::{self, Module};
 use super::nvrtc;
-use super::ops::GemmTiles;
 use crate::{Error, Result};
 
 /// Makes [`Cuda::emulated`] stand for a device of this compute capability (e.g. `sm_75`).
@@ -20,6 +20,30 @@ pub const EMULATED_SM_ENV: &str = "WGAN_EMULATED_SM";
 
 /// Threads per block of the 1-D kernels (`WG_BLOCK` in common.cuh).
 pub const BLOCK: u32 = 256;
+
+/// Which tiles the convolutions use ([`Cuda::set_gemm_tiles`]): [`GemmTiles::Auto`] picks the
+/// narrow tile for at most 16 output rows; the forced choices are for tests and benchmarks that
+/// compare the two. A setting of the device, so it lives here; `ops/gemm.rs` and `ops/tc.rs` turn
+/// it into a tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmTiles {
+    Auto,
+    Square,
+    Narrow,
+}
+
+impl GemmTiles {
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+    pub(crate) fn from_code(c: u8) -> GemmTiles {
+        match c {
+            1 => GemmTiles::Square,
+            2 => GemmTiles::Narrow,
+            _ => GemmTiles::Auto,
+        }
+    }
+}
 
 /// The memory behind a tensor: device memory, or host memory under the emulator.
 pub(crate) enum Buffer {
@@ -133,10 +157,10 @@ pub(crate) struct Inner {
     tiles: AtomicU8,
     /// [`crate::backend::Precision`] of matrix products and convolutions, as its code.
     pub(crate) precision: AtomicU8,
-    /// The capture in progress and the instantiated graphs (`graph.rs`).
-    pub(crate) graphs: Mutex<super::graph::GraphState>,
-    /// Launches, allocations and copies issued (`graph.rs`).
-    pub(crate) counters: super::graph::Counters,
+    /// The capture in progress and the instantiated graphs (`issued.rs`, `graph.rs`).
+    pub(crate) graphs: Mutex<GraphState>,
+    /// Launches, allocations and copies issued (`issued.rs`).
+    pub(crate) counters: Counters,
     /// Use the one-launch layer norm where it applies (on by default; off for tests).
     pub(crate) fused_norm: AtomicBool,
 }
@@ -327,6 +351,18 @@ impl Cuda {
     /// element a kernel forgets to write shows up. Also switched on by `WGAN_CUDA_POISON=1`.
     pub fn set_poison(&self, on: bool) {
         self.inner.poison.store(on, Ordering::Relaxed);
+    }
+
+    /// Sets the precision of matrix products and convolutions (default [`Precision::Tf32`]).
+    ///
+    /// [`Precision::Tf32`]: crate::backend::Precision::Tf32
+    pub fn set_precision(&self, p: crate::backend::Precision) {
+        self.inner.precision.store(p.code(), Ordering::Relaxed);
+    }
+
+    /// The precision of matrix products and convolutions (`ops/gemm.rs`, `ops/conv.rs`, `ops/tc.rs`).
+    pub fn precision(&self) -> crate::backend::Precision {
+        crate::backend::Precision::from_code(self.inner.precision.load(Ordering::Relaxed))
     }
 
     /// Which tiles the convolutions use (default [`GemmTiles::Auto`]: 16×256 for at most 16 output
@@ -696,6 +732,62 @@ impl Cuda {
         }
         mods.insert(m, md.clone());
         Ok(md)
+    }
+}
+
+/// The hooks every launch, allocation and copy above goes through (`issued.rs`): counted, and
+/// recorded instead of run while a capture is in progress (`graph.rs` starts and ends captures).
+impl Cuda {
+    pub(crate) fn graph_state(&self) -> std::sync::MutexGuard<'_, GraphState> {
+        self.inner.graphs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True while a capture runs.
+    pub fn is_capturing(&self) -> bool {
+        self.graph_state().capture.is_some()
+    }
+
+    /// An error for `what` (a host copy or a synchronisation) when a capture runs.
+    pub(crate) fn not_capturing(&self, what: &str) -> Result<()> {
+        if self.is_capturing() {
+            return Err(Error(format!(
+                "CUDA {what} while a step is being captured into a graph: captured work may not touch host memory or wait for the device"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Called by every launch: records it when capturing. Returns true when the launch was
+    /// recorded by the emulator (and must not run now).
+    ///
+    /// # Safety
+    /// `args[i]` points to `sizes[i]` readable bytes.
+    pub(crate) unsafe fn note_launch(
+        &self,
+        m: Module,
+        name: &'static str,
+        grid: (u32, u32, u32),
+        block: u32,
+        args: &[*mut c_void],
+        sizes: &[usize],
+    ) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { self.graph_state().on_launch(&self.inner.counters, m, name, grid, block, args, sizes) }
+    }
+
+    /// Called by every allocation of `n` floats; under an emulated capture, the graph keeps it.
+    pub(crate) fn note_alloc(&self, n: usize, host: Option<&Arc<HostStore>>) {
+        self.graph_state().on_alloc(&self.inner.counters, n, host)
+    }
+
+    /// Called by every device-to-device copy; returns true when the emulator recorded it.
+    pub(crate) fn note_copy(&self, dst: u64, src: u64, n: usize) -> bool {
+        self.graph_state().on_copy(&self.inner.counters, dst, src, n)
+    }
+
+    /// Counts a host-device copy.
+    pub(crate) fn note_host_copy(&self) {
+        Counters::bump(&self.inner.counters.copies, 1);
     }
 }
 

@@ -19,12 +19,10 @@
 //! them, each apart (an upper bound: CUDA may let a graph reuse memory it freed earlier in it),
 //! and at least the most of them live at once (`MemoryUse::graph_live_peak`).
 
-use std::sync::{Arc, Weak};
-
 use cudarc::driver::{result as drv, sys};
 
 use super::device::{drv_err, Cuda, Exec};
-use super::emu::HostStore;
+use super::issued::PoolModel;
 use crate::Result;
 
 /// Bytes of device memory, from [`Cuda::memory`].
@@ -50,40 +48,6 @@ impl MemoryUse {
     /// Everything the backend holds: the pool's reserve and the graphs' memory.
     pub fn footprint(&self) -> u64 {
         self.pool_reserved + self.graph_reserved
-    }
-}
-
-/// The emulator's model of the default pool (see the module's documentation).
-#[derive(Default)]
-pub(crate) struct PoolModel {
-    /// Allocations made outside a capture that may still be alive, and their bytes.
-    live: Vec<(Weak<HostStore>, u64)>,
-    reserved: u64,
-    peak: u64,
-    /// The release threshold is 0: freed memory goes back at synchronisation.
-    release: bool,
-}
-
-impl PoolModel {
-    /// Bytes of live allocations (forgetting the freed ones).
-    fn used(&mut self) -> u64 {
-        self.live.retain(|(w, _)| w.strong_count() > 0);
-        self.live.iter().map(|(_, b)| b).sum()
-    }
-
-    /// An allocation outside a capture: the reserve grows to cover every live allocation.
-    pub fn on_alloc(&mut self, h: &Arc<HostStore>) {
-        self.live.push((Arc::downgrade(h), h.len() as u64 * 4));
-        let used = self.used();
-        self.reserved = self.reserved.max(used);
-        self.peak = self.peak.max(self.reserved);
-    }
-
-    /// A synchronisation point: with the threshold at 0 the freed memory goes back.
-    fn on_sync(&mut self) {
-        if self.release {
-            self.reserved = self.used();
-        }
     }
 }
 

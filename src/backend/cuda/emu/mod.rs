@@ -85,6 +85,18 @@ fn flags() -> Vec<&'static str> {
     f
 }
 
+/// The emulator's per-host-thread registers, shared by every module (runtime.hpp's `wgemu_tls_*`):
+/// initial-exec thread-locals, so a module reads them without a `__tls_get_addr` call. They live in
+/// their own library because a dlopen'ed module whose own TLS segment held them would have to be
+/// placed whole in static TLS, `__shared__` arrays and all.
+const TLS_SOURCE: &str = "extern \"C\" {\n\
+__attribute__((visibility(\"default\"), tls_model(\"initial-exec\"))) __thread void* wgemu_tls_cur = 0;\n\
+__attribute__((visibility(\"default\"), tls_model(\"initial-exec\"))) __thread void* wgemu_tls_chk = 0;\n\
+}\n";
+
+/// `dlopen`'s flag that makes a library's symbols resolve later libraries' references.
+const RTLD_GLOBAL: std::ffi::c_int = 0x100;
+
 /// Elements of NaN on each side of every buffer.
 const GUARD: usize = 16;
 /// The guard pattern: a quiet NaN with a payload no kernel produces, so it is told apart from a
@@ -336,6 +348,7 @@ impl Emulator {
     /// The compiled kernel file `file` (source text `source`), built on first use; instrumented
     /// for the checks and the profiler when the emulator has either.
     fn lib(&self, file: &'static str, source: &str) -> Result<Arc<Lib>> {
+        self.tls_library()?;
         let checked = self.opts.instrumented();
         let mut libs = self.libs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = libs.get(&(file, checked)) {
@@ -380,6 +393,47 @@ impl Emulator {
         }
         self.build(file, source, &so, checked)?;
         open(&so, checked).map_err(|e| Error(format!("CUDA host emulator: loading {}: {e}", so.display())))
+    }
+
+    /// Loads the `wgemu-tls` library (building it once per compiler), RTLD_GLOBAL, so that every
+    /// module binds its `wgemu_tls_*` references to it. Once per process.
+    fn tls_library(&self) -> Result<()> {
+        static LOADED: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+        LOADED.get_or_init(|| self.load_tls_library()).clone().map_err(Error)
+    }
+
+    fn load_tls_library(&self) -> std::result::Result<(), String> {
+        let key = fnv1a(&[TLS_SOURCE.as_bytes(), self.cxx_version.as_bytes()]);
+        let so = self.dir.join(format!("wgemu-tls-{key:016x}.so"));
+        if !so.exists() {
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let src = self.dir.join(format!("wgemu-tls-{}-{seq}.cpp", std::process::id()));
+            let tmp = src.with_extension("so");
+            std::fs::write(&src, TLS_SOURCE).map_err(|e| format!("writing {}: {e}", src.display()))?;
+            let out = Command::new(&self.cxx)
+                .args(os(&["-O2", "-fPIC", "-shared", "-x", "c++"]))
+                .arg(&src)
+                .arg("-o")
+                .arg(&tmp)
+                .output()
+                .map_err(|e| format!("CUDA host emulator: running {}: {e}", self.cxx))?;
+            let _ = std::fs::remove_file(&src);
+            if !out.status.success() {
+                return Err(format!(
+                    "CUDA host emulator: compiling its thread-local library failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            std::fs::rename(&tmp, &so).map_err(|e| format!("writing {}: {e}", so.display()))?;
+        }
+        let c = CString::new(so.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+        // SAFETY: loading the library built above; it only defines two thread-locals.
+        let h = unsafe { dlopen(c.as_ptr(), RTLD_NOW | RTLD_GLOBAL) };
+        if h.is_null() {
+            return Err(format!("CUDA host emulator: loading {}: {}", so.display(), last_dl_error()));
+        }
+        Ok(())
     }
 
     /// Compiles module `m` into the shared library `so` (through a private work folder and a rename).

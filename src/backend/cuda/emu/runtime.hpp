@@ -296,6 +296,8 @@ struct Fiber {
     uintptr_t site;
     alignas(8) unsigned char slot[8];  // a shuffle's or vote's outgoing value
     const void* pub[3];                // a collective's published operands
+    Fiber* warp0;                      // lane 0 of this fiber's warp
+    int warp_lanes;                    // threads in this fiber's warp (32 but in a block's last)
     std::vector<PendingCopy> copies;   // cp.async copies in flight
     unsigned committed;                // cp.async groups committed so far
 };
@@ -370,7 +372,17 @@ struct Checker {
     char init_msg[512];
 };
 
-static thread_local Fiber* t_cur = nullptr;
+} // namespace wgemu
+// The running fiber and the checker of the launch on this host thread, in initial-exec TLS of the
+// emulator's small `wgemu-tls` library (emu/mod.rs loads it, RTLD_GLOBAL, before any module): one
+// %fs-relative load, where a thread-local of this dlopen'ed module costs a __tls_get_addr call. The
+// kernels read `threadIdx` through the first and every checked access reads the second. One launch
+// runs at a time on a host thread, whichever module it belongs to, so the modules can share them.
+extern "C" __attribute__((tls_model("initial-exec"))) __thread wgemu::Fiber* wgemu_tls_cur;
+extern "C" __attribute__((tls_model("initial-exec"))) __thread wgemu::Checker* wgemu_tls_chk;
+namespace wgemu {
+using ::wgemu_tls_cur;  // `::wgemu::t_cur` in kernels/mma.cuh's emulation
+#define t_cur wgemu_tls_cur
 static thread_local Block* t_block = nullptr;
 static thread_local uint3 t_block_idx;
 static thread_local dim3 t_block_dim, t_grid_dim;
@@ -548,9 +560,8 @@ __attribute__((noinline, cold, no_sanitize("thread"))) static void note_uninit(u
 // Checks the shadow record of one word against an access of kind `k` to its bytes `m` (a mask) by
 // the running thread at code address `pc`, then records the access. `shared`: shared memory.
 __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec& r, uintptr_t a, u32 m, Access k,
-                                                                           uintptr_t pc, bool shared) {
-    Checker& c = t_chk;
-    const Fiber* me = t_cur;
+                                                                           uintptr_t pc, bool shared, Checker& c,
+                                                                           const Fiber* me) {
     const u32 t = (u32)me->tid, w = (u32)me->warp, B = c.blk, E = c.bep, W = c.wep[w];
     const u32 on = c.on;
     if (__builtin_expect(!(r.flags & FValid), 0) && (on & CheckAlign) && !shared) report_hazard(r, a, k, pc, shared, 0);
@@ -625,20 +636,34 @@ __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec&
     }
 }
 
-// The fast path: a read of bytes this thread's warp-epoch group of readers already read in this
-// interval needs no check. Sound because that group's first read of the word was checked against
-// the last write, and any write since by another thread was checked against that read (a
-// write-after-read finding), so nothing this read could find is new.
+// The fast paths, for reads of bytes already read in this block's interval (the same block epoch)
+// and not the target of a pending copy. Such a read needs no check when
+// - this thread's warp-epoch group of readers already read them: that group's first read was
+//   checked against the last write, and any write since by another thread was checked against
+//   that read (a write-after-read finding), so nothing this read could find is new; or
+// - two or more warps read them in this interval and the last write is older than the interval:
+//   the read cannot race with that write, and any write to come in this interval is already a
+//   write-after-read hazard against a warp other than the writer's, whoever writes. Only the
+//   reading warp's bit is recorded (it names the readers in a report). This is the common case of
+//   a tile staged in shared memory and then read by every warp (a GEMM's operand fragments).
+// The init check needs nothing either: its answer for these bytes was found by the first read.
+__attribute__((always_inline, no_sanitize("thread"))) static inline bool read_needs_no_check(Rec& r, u32 m, const Checker& c,
+                                                                                            const Fiber* me) {
+    if (r.r_blk != c.blk || r.r_bep != c.bep || ((r.masks >> 4) & m) != m || r.w_kind == KPending) return false;
+    const u32 t = (u32)me->tid, w = (u32)me->warp;
+    if (r.r_gwep == c.wep[w] && (u32)(r.r_gtid >> 5) == w && (r.r_gtid == t || r.r_gmulti)) return true;
+    if ((r.r_warps & (r.r_warps - 1)) && !(r.w_blk == c.blk && r.w_bep == c.bep)) {
+        r.r_warps |= 1u << w;
+        return true;
+    }
+    return false;
+}
+
 __attribute__((always_inline, no_sanitize("thread"))) static inline void check_rec(Rec& r, uintptr_t a, u32 m, Access k,
                                                                                    uintptr_t pc, bool shared,
-                                                                                   const Checker& c, const Fiber* me) {
-    if (k == ARead) {
-        const u32 t = (u32)me->tid, w = (u32)me->warp;
-        if (r.r_blk == c.blk && r.r_bep == c.bep && r.r_gwep == c.wep[w] && (u32)(r.r_gtid >> 5) == w &&
-            (r.r_gtid == t || r.r_gmulti) && ((r.masks >> 4) & m) == m && r.w_kind != KPending)
-            return;
-    }
-    check_rec_slow(r, a, m, k, pc, shared);
+                                                                                   Checker& c, const Fiber* me) {
+    if (k == ARead && read_needs_no_check(r, m, c, me)) return;
+    check_rec_slow(r, a, m, k, pc, shared, c, me);
 }
 
 __attribute__((noinline, cold, no_sanitize("thread"))) static void report_misaligned(uintptr_t a, size_t size,
@@ -661,16 +686,22 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
     // stack is FIBER_STACK bytes with a guard page below the next one, so [sp, sp + FIBER_STACK)
     // never reaches device or shared memory.
     if (a - (uintptr_t)__builtin_frame_address(0) < FIBER_STACK) return;
-    Checker& c = t_chk;
-    if (!c.on) return;
+    Checker* const cp = wgemu_tls_chk;  // null unless a checked launch runs on this host thread
+    if (!cp) return;
+    Checker& c = *cp;
     const bool shared = a - c.sh_lo < c.sh_span;
     if (!shared && a - c.ar_lo >= c.ar_span) return;  // a register spill, a parameter, host data
-    if (!t_cur) return;
+    const Fiber* const me = t_cur;
+    if (!me) return;
     if (__builtin_expect((c.on & CheckAlign) && natural && (a & (size - 1)), 0))
         report_misaligned(a, size, pc, shared, false);
     const uintptr_t base = shared ? c.sh_lo : c.ar_lo;
     Rec* sh = shared ? c.sh : c.gsh;
     const uintptr_t off = a - base, end = off + size;
+    // The common case first: a read within one word that needs no check (`size` is a constant).
+    if (k == ARead && size <= 4 && (off & 3) + size <= 4 &&
+        read_needs_no_check(sh[off >> 2], ((1u << size) - 1u) << (off & 3), c, me))
+        return;
     for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
         // (No std::min/max here: an instrumented template is not inlined into this function.)
         const uintptr_t lo = off > (wd << 2) ? off : wd << 2, hi = end < (wd << 2) + 4 ? end : (wd << 2) + 4;
@@ -682,7 +713,7 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
             if (r.flags & FRuntime) return;
             if (c.on & CheckAlign) report_misaligned(a, size, pc, true, true);
         }
-        check_rec(r, base + (wd << 2), m, k, pc, shared, c, t_cur);
+        check_rec(r, base + (wd << 2), m, k, pc, shared, c, me);
     }
 }
 
@@ -690,7 +721,7 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
 WGEMU_RT static void access_range(const void* p, size_t size, Access k, uintptr_t pc) {
     const uintptr_t a = (uintptr_t)p;
     for (size_t i = 0; i < size;) {
-        const size_t n = std::min<size_t>(size - i, 4 - ((a + i) & 3));
+        const size_t to_word_end = 4 - ((a + i) & 3), n = size - i < to_word_end ? size - i : to_word_end;
         access(a + i, n, k, pc, false);
         i += n;
     }
@@ -698,13 +729,14 @@ WGEMU_RT static void access_range(const void* p, size_t size, Access k, uintptr_
 
 // Marks the destination of a cp.async pending (after checking it as a write).
 WGEMU_RT static void mark_pending(uintptr_t a, size_t size, uintptr_t pc, bool pending) {
-    Checker& c = t_chk;
-    if (!c.on || a - c.sh_lo >= c.sh_span) return;
-    const uintptr_t off = a - c.sh_lo, end = std::min<uintptr_t>(off + size, c.sh_span);
+    Checker* const cp = wgemu_tls_chk;
+    if (!cp || a - cp->sh_lo >= cp->sh_span) return;
+    Checker& c = *cp;
+    const uintptr_t off = a - c.sh_lo, end = off + size < c.sh_span ? off + size : c.sh_span;
     for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
         Rec& r = c.sh[wd];
         if (pending) {
-            const uintptr_t lo = std::max<uintptr_t>(off, wd << 2), hi = std::min<uintptr_t>(end, (wd << 2) + 4);
+            const uintptr_t lo = off > wd << 2 ? off : wd << 2, hi = end < (wd << 2) + 4 ? end : (wd << 2) + 4;
             r.w_kind = KPending;
             r.w_tid = (u16)t_cur->tid;
             r.w_pc = (u32)code_off(pc);
@@ -731,15 +763,22 @@ WGEMU_RT static void fiber_main() {
 
 // The fiber of lane `lane` of the current fiber's warp, or null past the block's last thread.
 __attribute__((no_sanitize("thread"))) inline Fiber* lane_fiber(int lane) {
-    const size_t i = (size_t)t_cur->warp * 32 + (size_t)lane;
-    return i < t_block->fibers.size() ? &t_block->fibers[i] : nullptr;
+    const Fiber* me = t_cur;
+    return lane < me->warp_lanes ? me->warp0 + lane : nullptr;
+}
+
+// The checks of the launch running on this host thread (0: none), without a thread-local lookup
+// of this module.
+__attribute__((no_sanitize("thread"))) inline u32 checks_on() {
+    const Checker* c = wgemu_tls_chk;
+    return c ? c->on : 0;
 }
 
 // Waits at a warp operation `op` with `mask` until every lane the mask names is there.
 WGEMU_RT static void warp_wait(u32 mask, WarpOp op, uintptr_t pc) {
     Fiber* me = t_cur;
     if (!(mask >> me->lane & 1u)) {
-        if (t_chk.on & CheckSync)
+        if (checks_on() & CheckSync)
             report(CheckSync, pc, 0, "%s executes a warp operation at @0@ with mask %#x, which leaves out its own lane %d",
                    who(me->tid).s, mask, me->lane);
         mask |= 1u << me->lane;
@@ -759,7 +798,7 @@ WGEMU_RT T shuffle(u32 mask, T v, int src_lane, uintptr_t pc) {
     if (src_lane >= 0 && src_lane < 32 && src_lane != t_cur->lane) {
         Fiber* o = lane_fiber(src_lane);
         if (!o || !(mask >> src_lane & 1u)) {
-            if (t_chk.on & CheckSync)
+            if (checks_on() & CheckSync)
                 report(CheckSync, pc, 0, "%s shuffles at @0@ from lane %d, which the mask %#x does not name (undefined value)",
                        who(t_cur->tid).s, src_lane, mask);
         } else {
@@ -790,9 +829,9 @@ WGEMU_RT static void collective_publish(const void* a, const void* b, const void
     me->pub[0] = a;
     me->pub[1] = b;
     me->pub[2] = c;
-    if ((t_chk.on & CheckSync) && (size_t)me->warp * 32 + 32 > t_block->fibers.size())
-        report(CheckSync, pc, 0, "%s executes a warp-wide instruction (mma.sync or ldmatrix) at @0@ in warp %d, which has only %zu threads",
-               who(me->tid).s, me->warp, t_block->fibers.size() - (size_t)me->warp * 32);
+    if ((checks_on() & CheckSync) && me->warp_lanes < 32)
+        report(CheckSync, pc, 0, "%s executes a warp-wide instruction (mma.sync or ldmatrix) at @0@ in warp %d, which has only %d threads",
+               who(me->tid).s, me->warp, me->warp_lanes);
     warp_wait(0xffffffffu, OpCollective, pc);
 }
 __attribute__((no_sanitize("thread"))) inline const void* published(int lane, int i) { return lane_fiber(lane)->pub[i]; }
@@ -802,8 +841,8 @@ WGEMU_RT static void collective_done(uintptr_t pc) { warp_wait(0xffffffffu, OpCo
 // ldmatrix: this lane's row address, of shared memory and 16-byte aligned (the reads themselves are
 // checked as the receiving lanes': kernels/mma.cuh).
 WGEMU_RT static void ldmatrix_row_check(const void* row, uintptr_t pc) {
-    Checker& c = t_chk;
-    if (!c.on) return;
+    if (!wgemu_tls_chk) return;
+    const Checker& c = *wgemu_tls_chk;
     const uintptr_t a = (uintptr_t)row;
     if ((c.on & CheckAlign) && (a & 15))
         report(CheckAlign, pc, 0, "%s gives ldmatrix the row address %s at @0@, which is not 16-byte aligned",
@@ -952,7 +991,9 @@ WGEMU_RT static void check_begin(LaunchCtx* L, u32 nblocks, char* err, size_t er
     c.sh_lo = c.sh_span = c.ar_lo = c.ar_span = 0;
     c.gsh = nullptr;
     c.init_found = 0;
+    wgemu_tls_chk = nullptr;
     if (!c.on) return;
+    wgemu_tls_chk = &c;
     code_off((uintptr_t)&check_begin);  // finds this module's load address
     // The shared arrays of this module on this host thread: one contiguous span of the TLS block.
     const uintptr_t base = (uintptr_t)&t_anchor - L->anchor_off;
@@ -974,6 +1015,7 @@ WGEMU_RT static void check_begin(LaunchCtx* L, u32 nblocks, char* err, size_t er
             if (!c.sh) {
                 snprintf(err, err_len, "could not allocate the shadow of %zu bytes of shared memory", (size_t)c.sh_span);
                 c.on = 0;
+                wgemu_tls_chk = nullptr;
                 return;
             }
             for (u32 i = 0; i < L->n_shared; ++i) {
@@ -984,7 +1026,7 @@ WGEMU_RT static void check_begin(LaunchCtx* L, u32 nblocks, char* err, size_t er
             const struct {
                 const void* p;
                 size_t n;
-            } rt[] = {{&t_cur, sizeof t_cur},         {&t_block, sizeof t_block},
+            } rt[] = {{&t_block, sizeof t_block},
                       {&t_block_idx, sizeof t_block_idx}, {&t_block_dim, sizeof t_block_dim},
                       {&t_grid_dim, sizeof t_grid_dim},   {&t_stacks, sizeof t_stacks},
                       {&t_chk, sizeof t_chk},             {&t_anchor, sizeof t_anchor}};
@@ -1053,6 +1095,8 @@ WGEMU_RT static int run(const LaunchDims* d, void (*body)(void*), void* arg, cha
                     f.site = 0;
                     f.copies.clear();
                     f.committed = 0;
+                    f.warp0 = &b.fibers[i & ~(size_t)31];
+                    f.warp_lanes = (int)(nthreads - (i & ~(size_t)31) < 32 ? nthreads - (i & ~(size_t)31) : 32);
                     ctx_make(&f.ctx, t_stacks.get(i), t_stacks.usable(), fiber_main);
                 }
                 for (u64 round = 0;; ++round) {
@@ -1098,6 +1142,7 @@ WGEMU_RT static int run(const LaunchDims* d, void (*body)(void*), void* arg, cha
     }
     c.L = nullptr;
     c.on = 0;
+    wgemu_tls_chk = nullptr;
     return rc;
 }
 
@@ -1124,7 +1169,8 @@ inline int launch(const LaunchDims* d, void (*kernel)(A...), void** args, char* 
 // Queues a copy of `bytes` from global `src` to shared `dst` (`src_bytes` read, the rest zero).
 WGEMU_RT static void cp_async_issue(void* dst, const void* src, int bytes, int src_bytes, bool cg) {
     const uintptr_t pc = (uintptr_t)__builtin_return_address(0);
-    Checker& c = t_chk;
+    static const Checker none{};
+    const Checker& c = wgemu_tls_chk ? *wgemu_tls_chk : none;
     Fiber* me = t_cur;
     if (c.on & CheckAlign) {
         const uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
@@ -1167,8 +1213,8 @@ WGEMU_RT static void cp_async_wait(int n) {
         if (cp.group < me->committed && me->committed - cp.group > (unsigned)n) {
             unsigned char tmp[16] = {0};
             if (cp.src_bytes > 0) std::memcpy(tmp, cp.src, (size_t)std::min(cp.src_bytes, cp.bytes));
-            if (t_chk.on & CheckAsync) mark_pending((uintptr_t)cp.dst, (size_t)cp.bytes, pc, false);
-            if (t_chk.on) access_range(cp.dst, (size_t)cp.bytes, AWrite, pc);  // the copy lands now
+            if (checks_on() & CheckAsync) mark_pending((uintptr_t)cp.dst, (size_t)cp.bytes, pc, false);
+            if (checks_on()) access_range(cp.dst, (size_t)cp.bytes, AWrite, pc);  // the copy lands now
             std::memcpy(cp.dst, tmp, (size_t)cp.bytes);
         } else {
             q[keep++] = cp;
@@ -1180,7 +1226,7 @@ WGEMU_RT static void cp_async_wait(int n) {
 // ---- atomics: one indivisible step (fibers never interleave inside one) ----
 template <class T, class F>
 WGEMU_RT T atomic_rmw(T* p, uintptr_t pc, F f) {
-    if (t_chk.on) access((uintptr_t)p, sizeof(T), AAtomic, pc, true);
+    if (checks_on()) access((uintptr_t)p, sizeof(T), AAtomic, pc, true);
     const T old = *p;
     *p = f(old);
     return old;
@@ -1188,7 +1234,7 @@ WGEMU_RT T atomic_rmw(T* p, uintptr_t pc, F f) {
 
 }  // namespace wgemu
 
-#define threadIdx (::wgemu::t_cur->idx)
+#define threadIdx (::wgemu_tls_cur->idx)
 #define blockIdx (::wgemu::t_block_idx)
 #define blockDim (::wgemu::t_block_dim)
 #define gridDim (::wgemu::t_grid_dim)
@@ -1196,7 +1242,7 @@ WGEMU_RT T atomic_rmw(T* p, uintptr_t pc, F f) {
 
 // ---- barriers, warp operations ----
 WGEMU_RT static void __syncthreads() {
-    ::wgemu::t_cur->site = WGEMU_PC;
+    ::wgemu_tls_cur->site = WGEMU_PC;
     ::wgemu::park(::wgemu::WaitBlock);
 }
 WGEMU_RT static void __syncwarp(unsigned mask = 0xffffffffu) { ::wgemu::warp_wait(mask, ::wgemu::OpSyncwarp, WGEMU_PC); }
@@ -1208,24 +1254,24 @@ inline void __threadfence_block() {}
 inline int wgemu_seg(int width) { return (width <= 0 || width > 32) ? 32 : width; }
 template <class T>
 WGEMU_RT T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-    const int w = wgemu_seg(width), lane = ::wgemu::t_cur->lane;
+    const int w = wgemu_seg(width), lane = ::wgemu_tls_cur->lane;
     return ::wgemu::shuffle(mask, v, (lane & ~(w - 1)) + (src & (w - 1)), WGEMU_PC);
 }
 template <class T>
 WGEMU_RT T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    const int w = wgemu_seg(width), lane = ::wgemu::t_cur->lane;
+    const int w = wgemu_seg(width), lane = ::wgemu_tls_cur->lane;
     const int s = (lane & (w - 1)) + (int)delta < w ? lane + (int)delta : -1;
     return ::wgemu::shuffle(mask, v, s, WGEMU_PC);
 }
 template <class T>
 WGEMU_RT T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    const int w = wgemu_seg(width), lane = ::wgemu::t_cur->lane;
+    const int w = wgemu_seg(width), lane = ::wgemu_tls_cur->lane;
     const int s = (lane & (w - 1)) >= (int)delta ? lane - (int)delta : -1;
     return ::wgemu::shuffle(mask, v, s, WGEMU_PC);
 }
 template <class T>
 WGEMU_RT T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
-    const int w = wgemu_seg(width), lane = ::wgemu::t_cur->lane, s = lane ^ lane_mask;
+    const int w = wgemu_seg(width), lane = ::wgemu_tls_cur->lane, s = lane ^ lane_mask;
     return ::wgemu::shuffle(mask, v, s < (lane & ~(w - 1)) + w ? s : -1, WGEMU_PC);
 }
 WGEMU_RT static unsigned __ballot_sync(unsigned mask, int pred) { return ::wgemu::vote(mask, pred, WGEMU_PC); }

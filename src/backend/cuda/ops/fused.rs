@@ -1,13 +1,14 @@
 //! Host code of `kernels/fused.cu`: the Hessian–vector products of layer norm and of the penalty
 //! (two launches each, where the tape's composites took about 40 and 20), and batch norm's running
-//! statistics (one launch, where the composite took about ten).
+//! statistics (one launch, where the composite took about ten). CPU reference:
+//! `backend::cpu::fused`.
 
 use cudarc::driver::DeviceRepr;
 
-use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
-use super::kernels::Module;
-use super::ops::{i64_of, same_shape, segments};
-use super::params as P;
+use super::{i64_of, same_shape, segments};
+use crate::backend::cuda::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
+use crate::backend::cuda::kernels::Module;
+use crate::backend::cuda::params as P;
 use crate::backend::{Group, PenaltyKind};
 use crate::{bail, Result};
 

@@ -6,15 +6,17 @@
 //! The data gradient (the transposed convolution) runs as stride² phase GEMMs with only the live
 //! taps (see conv_tc.cu), launched together (one GEMM launch and at most one split-K scatter for
 //! strides up to 2); a 1×1 gy onto an unpadded K×K image is one plain GEMM.
+//!
+//! Called by `gemm.rs` and `conv.rs` when the precision is not f32; CPU reference: the same
+//! functions as theirs (`backend::cpu::conv`), at the precision's tolerance.
 
 use std::ffi::c_void;
 
 use cudarc::driver::DeviceRepr;
 
-use super::device::{arg_ptr, grid_1d, Cuda, CudaTensor, BLOCK};
-use super::kernels::Module;
-use super::ops::GemmTiles;
-use super::params::{GemmEpi, GemmShape, SplitKParams};
+use crate::backend::cuda::device::{arg_ptr, grid_1d, Cuda, CudaTensor, GemmTiles, BLOCK};
+use crate::backend::cuda::kernels::Module;
+use crate::backend::cuda::params::{GemmEpi, GemmShape, SplitKParams};
 use crate::backend::{ConvParams, Precision};
 use crate::{bail, Result};
 
@@ -222,15 +224,6 @@ fn plan(what: &str, m: usize, nc: usize, kd: usize, tile: TcTile, split: bool) -
 }
 
 impl Cuda {
-    /// Sets the precision of matrix products and convolutions (default [`Precision::Tf32`]).
-    pub fn set_precision(&self, p: Precision) {
-        self.inner.precision.store(p.code(), std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn precision(&self) -> Precision {
-        Precision::from_code(self.inner.precision.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
     /// Launches one tensor-core GEMM writing C through `c` into `out_ptr`; when the grid splits K,
     /// the slices go to a row-major workspace and `splitk_scatter_f32` adds them in order into
     /// the output's layout.
@@ -301,6 +294,7 @@ impl Cuda {
     }
 
     /// y = conv2d(x, w): x [n, ci, h, w], w [co, ci, k, k], y [n, co, ho, wo] (checked by the caller).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn tc_conv2d(
         &self,
         x: u64,
@@ -524,6 +518,7 @@ impl Cuda {
     }
 
     /// gw [co, ci, k, k] = conv2d_weight_grad(x [n, ci, h, w], gy [n, co, ho, wo]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn tc_conv2d_weight_grad(
         &self,
         x: u64,

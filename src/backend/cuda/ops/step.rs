@@ -4,13 +4,19 @@
 //!
 //! A counter is a 4-float buffer: a u64 in the first two floats and, for Adam, the step's
 //! `step_size` and `bc2_sqrt` in the other two (written by `adam_prepare_f32`).
+//!
+//! Also the step's other device-side inputs: host values written into a fixed buffer and batch
+//! rows gathered on the device. Kernels: `counter_add_u64`, `randn_at_f32`, `rand_uniform_at_f32`
+//! (`rng.cu`), `adam_prepare_f32`, `adam_at_f32` (`optim.cu`), `gather_rows_f32`
+//! (`elementwise.cu`). CPU reference: `Cpu`'s `counter*`, `*_at` and `gather_rows_inplace`
+//! (`backend::cpu`).
 
 use std::sync::Arc;
 
-use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
-use super::kernels::Module;
-use super::ops::same_shape;
-use super::params as P;
+use super::same_shape;
+use crate::backend::cuda::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
+use crate::backend::cuda::kernels::Module;
+use crate::backend::cuda::params as P;
 use crate::backend::AdamStep;
 use crate::{bail, Error, Result};
 
@@ -165,11 +171,11 @@ impl Cuda {
             return v;
         }
         match &self.inner.exec {
-            super::device::Exec::Gpu(g) => {
+            crate::backend::cuda::device::Exec::Gpu(g) => {
                 // SAFETY: a valid device handle of an open context.
                 unsafe { cudarc::driver::result::device::total_mem(g.ctx.cu_device()) }.map_or(0, |b| b as u64 / 4)
             }
-            super::device::Exec::Host(_) => 1 << 30,
+            crate::backend::cuda::device::Exec::Host(_) => 1 << 30,
         }
     }
 

@@ -1,8 +1,9 @@
 //! Host code of `kernels/logistic.cu`: `sigmoid` and `sigmoid_cross_entropy`, one launch each.
+//! CPU reference: `backend::cpu::elementwise::{sigmoid, sigmoid_cross_entropy}`.
 
-use super::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
-use super::kernels::Module;
-use super::params as P;
+use crate::backend::cuda::device::{grid_1d, launch, Cuda, CudaTensor, BLOCK};
+use crate::backend::cuda::kernels::Module;
+use crate::backend::cuda::params as P;
 use crate::{bail, Result};
 
 impl Cuda {
