@@ -33,19 +33,20 @@ pub const HAS_MPI: bool = cfg!(feature = "mpi");
 pub const HAS_NCCL: bool = cfg!(feature = "nccl");
 
 /// Whether this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI/PMIx) as
-/// one of several ranks. Read from the launchers' environment, before MPI is initialised.
+/// one of several ranks: Some(number of ranks), or Some(0) when the launcher gave a rank but not the
+/// number (PMIx alone; MPI will tell). Read from the launchers' environment, before MPI is
+/// initialised.
 pub fn launched_by_mpi() -> Option<usize> {
     let num = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok());
     // Not SLURM_NTASKS: a batch script run inside an allocation of several tasks has it without
-    // being one of them (srun sets PMI_SIZE or PMIX_RANK for the ranks it starts).
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"]
-        .iter()
-        .find_map(|k| num(k))
-        .filter(|&n| n > 1)
-        .or_else(|| {
-            // PMIx (OpenMPI 5, srun --mpi=pmix) sets the rank but not always the size.
-            std::env::var("PMIX_RANK").ok().map(|_| 2)
-        })
+    // being one of them (srun sets PMI_SIZE, or PMIX_RANK and SLURM_STEP_NUM_TASKS, for its ranks).
+    let size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"].iter().find_map(|k| num(k));
+    match size {
+        Some(n) if n > 1 => Some(n),
+        Some(_) => None,
+        None if num("PMIX_RANK").is_some() => Some(num("SLURM_STEP_NUM_TASKS").filter(|&n| n > 1).unwrap_or(0)),
+        None => None,
+    }
 }
 
 /// A line for `wgan info`.
@@ -56,6 +57,7 @@ pub fn info_line() -> String {
         yes(HAS_MPI),
         yes(HAS_NCCL),
         match launched_by_mpi() {
+            Some(0) => "; launched by an MPI launcher".to_string(),
             Some(n) => format!("; launched as one of {n} ranks"),
             None => String::new(),
         }
@@ -88,6 +90,9 @@ pub fn init(deterministic: bool, overlap: bool) -> crate::Result<Option<std::syn
     #[cfg(not(feature = "mpi"))]
     {
         let _ = (deterministic, overlap);
+        if n == 0 {
+            return Ok(None); // a rank of an unknown number: without MPI, this process runs alone
+        }
         crate::bail!(
             "this wgan was started by an MPI launcher as one of {n} ranks, but it was built without MPI: \
              build it with `cargo build --release --features mpi` (scripts/install-mpi installs OpenMPI and \
@@ -132,8 +137,9 @@ pub fn fail(message: &str) -> ! {
             if r != 0 {
                 std::thread::sleep(std::time::Duration::from_millis(700));
             }
-            let n = world().map(|c| c.size()).or_else(launched_by_mpi).unwrap_or(1);
-            eprintln!("error: rank {r} of {n}: {message}");
+            let n = world().map(|c| c.size()).or_else(launched_by_mpi).filter(|&n| n > 0);
+            let of = n.map(|n| format!(" of {n}")).unwrap_or_default();
+            eprintln!("error: rank {r}{of}: {message}");
             match world() {
                 Some(c) => c.abort(1),
                 None => std::process::exit(1),
