@@ -249,7 +249,7 @@ pub fn run() -> Result<()> {
         // Under mpirun every rank meets the same bad flag: rank 0 reports it, and its exit ends
         // the others before they do (src/dist/mod.rs, `fail`).
         if e.use_stderr() && wgan::dist::launched_by_mpi().is_some() && wgan::dist::env_rank() != Some(0) {
-            std::thread::sleep(std::time::Duration::from_millis(700));
+            std::thread::sleep(std::time::Duration::from_millis(2000));
         }
         e.exit()
     });

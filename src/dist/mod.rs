@@ -123,7 +123,7 @@ pub fn env_rank() -> Option<usize> {
 }
 
 /// Ends the run after an error on this rank: one message, and every rank stopped. Rank 0 reports
-/// at once; another rank waits a moment first, so that an error every rank meets (a bad flag, a
+/// at once; another rank waits 2 s first, so that an error every rank meets (a bad flag, a
 /// missing file) is reported once, by rank 0, whose exit ends the others. The world is aborted
 /// (MPI_Abort) so that ranks waiting in a collective stop too.
 pub fn fail(message: &str) -> ! {
@@ -135,7 +135,7 @@ pub fn fail(message: &str) -> ! {
         }
         Some(r) => {
             if r != 0 {
-                std::thread::sleep(std::time::Duration::from_millis(700));
+                std::thread::sleep(std::time::Duration::from_millis(2000));
             }
             let n = world().map(|c| c.size()).or_else(launched_by_mpi).filter(|&n| n > 0);
             let of = n.map(|n| format!(" of {n}")).unwrap_or_default();
