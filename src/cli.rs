@@ -167,6 +167,19 @@ struct TrainArgs {
     /// Print kernel launches, allocations and host time per step (also WGAN_PROFILE=1).
     #[arg(long)]
     profile: bool,
+    /// Threads of the CPU backend in this process (default: every core; under mpirun, the
+    /// machine's cores divided among its ranks).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// on | off: under mpirun, add up gradients and batch statistics in rank order, so that a rerun
+    /// with the same number of ranks is bitwise identical (default on); off: MPI_Allreduce's order.
+    #[arg(long, value_parser = parse_on_off)]
+    deterministic_reduce: Option<bool>,
+    /// on | off: under mpirun, average gradients in 1 MiB buckets on a communication thread while
+    /// the backward pass goes on (default off: on the CPU it pays only where each rank has a core
+    /// to spare). Bitwise the same result either way.
+    #[arg(long, value_parser = parse_on_off)]
+    overlap_reduce: Option<bool>,
 }
 
 /// `--snapshot-at`'s list (one clap value, not several).
@@ -232,7 +245,15 @@ fn parse_betas(s: &str) -> std::result::Result<(f64, f64), String> {
 }
 
 pub fn run() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // Under mpirun every rank meets the same bad flag: rank 0 reports it, and its exit ends
+        // the others before they do (src/dist/mod.rs, `fail`).
+        if e.use_stderr() && wgan::dist::launched_by_mpi().is_some() && wgan::dist::env_rank() != Some(0) {
+            std::thread::sleep(std::time::Duration::from_millis(2000));
+        }
+        e.exit()
+    });
+    match cli.command {
         Command::Train(a) => train(a),
         Command::Sample(a) => sample(a),
         Command::Info => info(),
@@ -259,11 +280,23 @@ fn open_device(name: &str) -> Result<Device> {
 
 fn train(a: TrainArgs) -> Result<()> {
     let explicit_precision = a.precision.is_some();
+    let (threads, deterministic, overlap) =
+        (a.threads, a.deterministic_reduce.unwrap_or(true), a.overlap_reduce.unwrap_or(false));
+    if threads == Some(0) {
+        return Err(wgan::Error("--threads 0: expected at least 1 thread".into()));
+    }
     let (mut cfg, start) = if a.resume { resume_config(a)? } else { (fresh_config(a)?, Start::Fresh) };
-    if let Some(note) = cfg.preset.and_then(|p| p.note()) {
+    // Under mpirun: this rank's place in the world (src/dist/); None in one process.
+    let comm = wgan::dist::init(deterministic, overlap)?;
+    let lead = comm.as_ref().map_or(true, |c| c.rank() == 0);
+    set_threads(threads, comm.as_deref())?;
+    if let Some(note) = cfg.preset.and_then(|p| p.note()).filter(|_| lead) {
         eprintln!("note: {note}");
     }
-    let dev = open_device(&cfg.device)?;
+    let dev = match &comm {
+        Some(c) => open_rank_device(&cfg.device, c)?,
+        None => open_device(&cfg.device)?,
+    };
     // config.json records the precision the run's matrix products really use.
     match &dev {
         Device::Cpu(_) => {
@@ -284,25 +317,61 @@ fn train(a: TrainArgs) -> Result<()> {
             cfg.precision = p;
         }
     }
+    // GPUs under mpirun: the gradients' all-reduce through NCCL on the training stream.
+    #[cfg(feature = "nccl")]
+    if let (Some(c), Device::Cuda(be)) = (&comm, &dev) {
+        if wgan::backend::cuda::collective::attach(be, c)? && lead {
+            eprintln!("gradients averaged with NCCL on the training stream; batch-norm statistics over MPI");
+        }
+    }
+    let recorded = cfg.distributed.take();
+    if let Some(c) = &comm {
+        cfg.distributed = Some(distributed_record(c, &cfg, &dev, recorded.as_ref(), start)?);
+        if matches!(dev, Device::Cuda(_)) && cfg.graph && lead {
+            eprintln!(
+                "note: CUDA graphs are off under mpirun: the step's gradient and batch-norm collectives run on the \
+                 host between kernels, where a replayed graph would skip them"
+            );
+        }
+    } else if let (Some(r), Start::Resume) = (&recorded, start) {
+        eprintln!(
+            "note: resuming a run of {} ranks in one process: the checkpoint holds no per-rank state, so training \
+             continues from it; it is bitwise the run it would have been only with the same number of ranks",
+            r.world_size
+        );
+    }
     let limit = cfg.time_limit.map(|t| format!(" (or {t} s of training)")).unwrap_or_default();
-    eprintln!(
-        "training {} on {} ({}), {} generator steps{limit}, device {}, output {}",
-        cfg.loss.title(),
-        cfg.dataset.name(),
-        if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist {
-            "embedded 10,000 digits".to_string()
-        } else {
-            cfg.data.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated".into())
-        },
-        cfg.steps,
-        dev.name(),
-        cfg.out.display()
-    );
+    if lead {
+        eprintln!(
+            "training {} on {} ({}), {} generator steps{limit}, device {}, output {}",
+            cfg.loss.title(),
+            cfg.dataset.name(),
+            if cfg.data.is_none() && cfg.dataset == DatasetKind::Mnist {
+                "embedded 10,000 digits".to_string()
+            } else {
+                cfg.data.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "generated".into())
+            },
+            cfg.steps,
+            dev.name(),
+            cfg.out.display()
+        );
+    }
     let summary = match dev {
-        Device::Cpu(be) => run::train(be, &cfg, start)?,
-        Device::Cuda(be) => run::train(be, &cfg, start)?,
+        Device::Cpu(be) => run::train_ranks(be, &cfg, start, comm.clone())?,
+        Device::Cuda(be) => run::train_ranks(be, &cfg, start, comm.clone())?,
     };
+    if !lead {
+        return Ok(());
+    }
     let mut msg = format!("done: {} steps in {:.1} s", summary.steps, summary.seconds);
+    if let Some(c) = &comm {
+        let (secs, calls) = c.spent();
+        msg += &format!(
+            " on {} ranks ({:.3} s per step communicating on rank 0, {calls} collectives)",
+            c.size(),
+            secs / summary.steps.max(1) as f64
+        );
+    }
     if let Some(v) = summary.last {
         msg += &format!("; Wasserstein estimate {:.4}", v.wdist);
     }
@@ -314,6 +383,84 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     eprintln!("{msg}\noutputs in {}", summary.out.display());
     Ok(())
+}
+
+/// The CPU backend's threads: `--threads`, or under mpirun the machine's cores divided among the
+/// ranks on it (so that N ranks do not oversubscribe the cores).
+fn set_threads(threads: Option<usize>, comm: Option<&wgan::dist::Comm>) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = match (threads, comm) {
+        (Some(n), _) => n,
+        (None, Some(c)) => (cores / c.local_size()).max(1),
+        (None, None) => return Ok(()),
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| wgan::Error(format!("--threads {n}: cannot start the thread pool: {e}")))
+}
+
+/// Under mpirun, one device per rank: `cuda` and `auto` take GPU `local rank` of the machine
+/// (`auto` falling back to the CPU); `cpu`, `emulated` and `cuda:N` are taken as given.
+fn open_rank_device(name: &str, c: &wgan::dist::Comm) -> Result<Device> {
+    let lr = c.local_rank();
+    match name {
+        "cuda" => open_device(&format!("cuda:{lr}")),
+        "auto" => match wgan::backend::cuda::Cuda::new(lr) {
+            Ok(be) => Ok(Device::Cuda(be)),
+            Err(e) => {
+                if c.rank() == 0 {
+                    eprintln!("note: no usable CUDA GPU {lr} ({e}); training on the CPU");
+                }
+                Ok(Device::Cpu(wgan::backend::cpu::Cpu::new()))
+            }
+        },
+        _ => open_device(name),
+    }
+}
+
+/// What config.json records of a data-parallel run: the world, each rank's rows and device. A run
+/// resumed with another number of ranks goes on from its checkpoint (which holds no per-rank state),
+/// with a note that bitwise equality with the uninterrupted run needs the same number of ranks.
+fn distributed_record(
+    c: &wgan::dist::Comm,
+    cfg: &TrainConfig,
+    dev: &Device,
+    recorded: Option<&wgan::train::config::Distributed>,
+    start: Start,
+) -> Result<wgan::train::config::Distributed> {
+    let size = c.size();
+    if cfg.batch_size % size != 0 {
+        return Err(wgan::Error(format!(
+            "--batch-size {}: the global batch must divide evenly among the {size} ranks (each takes an equal \
+             contiguous slice); choose a multiple of {size}",
+            cfg.batch_size
+        )));
+    }
+    let mut devices = Vec::with_capacity(size);
+    for r in 0..size {
+        let mut b = if r == c.rank() { format!("{}: {}", c.host(), dev.name()).into_bytes() } else { vec![] };
+        c.broadcast_bytes(r, &mut b);
+        devices.push(String::from_utf8_lossy(&b).into_owned());
+    }
+    let old = match (recorded, start) {
+        (Some(r), Start::Resume) => r.world_size,
+        (None, Start::Resume) => 1,
+        _ => size,
+    };
+    if old != size && c.rank() == 0 {
+        eprintln!(
+            "note: resuming a run of {old} rank(s) with {size}: the checkpoint holds no per-rank state, so training \
+             continues from it; it is bitwise the run it would have been only with the same number of ranks"
+        );
+    }
+    Ok(wgan::train::config::Distributed {
+        world_size: size,
+        rank_batch: cfg.batch_size / size,
+        devices,
+        deterministic_reduce: c.deterministic,
+        overlap_reduce: c.overlap,
+    })
 }
 
 fn fresh_config(a: TrainArgs) -> Result<TrainConfig> {
@@ -556,5 +703,6 @@ fn info() -> Result<()> {
     println!("wgan {}", env!("CARGO_PKG_VERSION"));
     println!("cpu: {}", wgan::backend::cpu::Cpu::<f32>::new().name());
     println!("{}", wgan::backend::cuda::system_report());
+    println!("{}", wgan::dist::info_line());
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod bench_util;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod flops;

@@ -4,8 +4,9 @@
 mod cli;
 
 fn main() {
-    if let Err(e) = cli::run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    match cli::run() {
+        // Under mpirun: one message, and every rank stopped (src/dist/mod.rs).
+        Err(e) => wgan::dist::fail(&e.to_string()),
+        Ok(()) => wgan::dist::finalize(),
     }
 }

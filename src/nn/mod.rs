@@ -324,6 +324,15 @@ impl Net {
                 Layer::BatchNorm { .. } => {
                     let [h] = h[..] else { unreachable!("batch norm runs one part at a time") };
                     let xh = match bn {
+                        // Data-parallel training: statistics over every rank's rows (src/dist/syncbn.rs).
+                        BatchNormMode::Train(running) if t.synced() => {
+                            let be = t.backend().clone();
+                            let sl = &self.buffers[bi..bi + 2];
+                            let views = running.map(|b| {
+                                (be.view(b, sl[0].offset, &sl[0].shape), be.view(b, sl[1].offset, &sl[1].shape))
+                            });
+                            t.sync_normalize(h, NORM_EPS, views.as_ref().map(|(m, v)| (m, v, BN_MOMENTUM)))
+                        }
                         BatchNormMode::Train(running) => {
                             if let Some(buffers) = running {
                                 update_running_stats(t, h, buffers, &self.buffers[bi..bi + 2]);

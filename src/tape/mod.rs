@@ -12,6 +12,7 @@
 
 mod epilogue;
 mod ops;
+mod sync;
 mod vjp;
 
 use crate::backend::{numel, Backend, ConvParams, Group, PenaltyKind};
@@ -83,6 +84,11 @@ pub(crate) enum Op {
     /// (a, b, y, ta, tb, slope): leaky_relu_backward(op(a)·op(b), y, slope), one GEMM with its
     /// epilogue (`Backend::matmul_gated`); y is piecewise constant (no gradient).
     MatMulGated(Var, Var, Var, bool, bool, f64),
+    /// (x, eps): batch norm's normalisation over every rank's rows (`Tape::sync_normalize`); the
+    /// node's `aux` holds the global statistics.
+    SyncNormalize(Var),
+    /// (g, x): its backward; the node's `aux` holds the statistics of the forward.
+    SyncNormalizeBackward(Var, Var),
 }
 
 impl Op {
@@ -104,6 +110,8 @@ impl Op {
             GroupAffineLeakyRelu(a, b, c, _, _) => vec![a, b, c],
             CriticInput(a, b, e) => [a, b].into_iter().chain(e).collect(),
             LinearAct(a, b, c, _) | MatMulGated(a, b, c, _, _, _) => vec![a, b, c],
+            SyncNormalize(a) => vec![a],
+            SyncNormalizeBackward(a, b) => vec![a, b],
         }
     }
 
@@ -140,16 +148,21 @@ pub(crate) struct Node<B: Backend> {
     pub(crate) aux: Option<B::Tensor>,
 }
 
+/// `grad_with_ready`'s callback: (input index, its final gradient).
+type Ready<'a, B> = Option<&'a mut dyn FnMut(usize, &<B as Backend>::Tensor)>;
+
 /// The tape: a backend handle and the nodes recorded so far.
 pub struct Tape<B: Backend> {
     pub(crate) backend: B,
     pub(crate) nodes: Vec<Node<B>>,
     grad_enabled: bool,
+    /// Batch norm over every rank's rows (data-parallel training, `sync.rs`); None: this rank's.
+    pub(crate) sync: Option<std::sync::Arc<crate::dist::Comm>>,
 }
 
 impl<B: Backend> Tape<B> {
     pub fn new(backend: B) -> Self {
-        Tape { backend, nodes: Vec::new(), grad_enabled: true }
+        Tape { backend, nodes: Vec::new(), grad_enabled: true, sync: None }
     }
 
     pub fn backend(&self) -> &B {
@@ -325,6 +338,37 @@ impl<B: Backend> Tape<B> {
 
     /// Like `grad` with explicit upstream gradients (`seeds[i]` has the shape of `outputs[i]`).
     pub fn grad_with_seeds(&mut self, outputs: &[Var], seeds: &[Var], inputs: &[Var], create_graph: bool) -> Vec<Var> {
+        self.grad_impl(outputs, seeds, inputs, create_graph, None)
+    }
+
+    /// `grad` (without create_graph) that also calls `ready(k, gradient)` for each input as soon as
+    /// the backward pass has finished its gradient, while the pass goes on: data-parallel training
+    /// starts reducing a bucket of gradients there (`crate::dist::overlap`). Each k once; the
+    /// gradients are those `grad` returns.
+    pub fn grad_with_ready(
+        &mut self,
+        outputs: &[Var],
+        inputs: &[Var],
+        ready: &mut dyn FnMut(usize, &B::Tensor),
+    ) -> Vec<Var> {
+        let seeds: Vec<Var> = outputs
+            .iter()
+            .map(|&o| {
+                let ones = self.backend.fill(&self.shape(o), 1.0);
+                self.constant(ones)
+            })
+            .collect();
+        self.grad_impl(outputs, &seeds, inputs, false, Some(ready))
+    }
+
+    fn grad_impl(
+        &mut self,
+        outputs: &[Var],
+        seeds: &[Var],
+        inputs: &[Var],
+        create_graph: bool,
+        mut ready: Ready<'_, B>,
+    ) -> Vec<Var> {
         assert_eq!(outputs.len(), seeds.len(), "grad: one seed per output");
         let n0 = self.nodes.len();
         // needed[i]: node i is an input or depends on one, so gradient must flow through it.
@@ -351,7 +395,32 @@ impl<B: Backend> Tape<B> {
             }
         }
         let hi = outputs.iter().map(|v| v.0 + 1).max().unwrap_or(0);
+        // With `ready`: the lowest node that can send each input a contribution; once the pass is
+        // below it, that input's gradient is final.
+        let mut last_use: Vec<Option<usize>> = vec![None; inputs.len()];
+        if ready.is_some() {
+            for (i, node) in self.nodes.iter().enumerate().take(hi).skip(lo) {
+                if needed[i] && node.requires_grad {
+                    for v in node.op.inputs() {
+                        for (k, _) in inputs.iter().enumerate().filter(|(_, &u)| u == v) {
+                            last_use[k] = Some(last_use[k].map_or(i, |j: usize| j.min(i)));
+                        }
+                    }
+                }
+            }
+        }
+        let fire = |t: &mut Self, grads: &[Option<Var>], k: usize, ready: &mut Ready<'_, B>| {
+            if let Some(f) = ready.as_mut() {
+                match grads[inputs[k].0] {
+                    Some(g) => f(k, t.value(g)),
+                    None => f(k, &t.backend.fill(&t.shape(inputs[k]), 0.0)),
+                }
+            }
+        };
         for i in (lo..hi).rev() {
+            for (k, _) in last_use.iter().enumerate().filter(|(_, &u)| u == Some(i + 1)) {
+                fire(self, &grads, k, &mut ready);
+            }
             let Some(g) = grads[i] else { continue };
             if !needed[i] || !self.nodes[i].requires_grad {
                 continue;
@@ -366,6 +435,11 @@ impl<B: Backend> Tape<B> {
                     Some(acc) => self.add(acc, contribution),
                     None => contribution,
                 });
+            }
+        }
+        if ready.is_some() {
+            for (k, _) in last_use.iter().enumerate().filter(|(_, &u)| u.map_or(true, |j| j == lo)) {
+                fire(self, &grads, k, &mut ready);
             }
         }
         let result = inputs

@@ -203,6 +203,14 @@ impl<B: Backend> Tape<B> {
                 }
             }
             Op::Normalize(x, grp, eps) => r.push((x, self.normalize_backward(g, x, grp, eps))),
+            Op::SyncNormalize(x) => {
+                let stats = self.nodes[out.0].aux.clone().expect("sync_normalize keeps its statistics");
+                r.push((x, self.sync_normalize_backward(g, x, stats)));
+            }
+            Op::SyncNormalizeBackward(..) => panic!(
+                "double backward through synchronised batch norm is not implemented (no critic of this crate \
+                 has batch norm, and the generator's gradient is taken once)"
+            ),
             Op::NormalizeBackward(gg, x, grp, eps) => {
                 // The Jacobian J of normalize is symmetric, so the rule in gg is normalize_backward
                 // again; the rule in x is the Hessian–vector product below.

@@ -297,6 +297,25 @@ pub struct TrainConfig {
     /// Print launches, allocations and host time per step (`--profile` or `WGAN_PROFILE=1`).
     #[serde(skip)]
     pub profile: bool,
+    /// How a data-parallel run (`mpirun -np N wgan train`, `crate::dist`) was launched; absent in
+    /// one process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<Distributed>,
+}
+
+/// The ranks of a data-parallel run, as config.json records them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Distributed {
+    pub world_size: usize,
+    /// Rows of the global batch (`batch_size`) each rank trains on.
+    pub rank_batch: usize,
+    /// Per rank, in rank order: "host: device".
+    pub devices: Vec<String>,
+    /// Gradients and statistics summed in rank order (`--deterministic-reduce`).
+    pub deterministic_reduce: bool,
+    /// Gradients averaged in buckets during the backward pass (`--overlap-reduce`).
+    #[serde(default)]
+    pub overlap_reduce: bool,
 }
 
 /// The run folder when `--out` is not given (a fresh run and `--resume` alike).
@@ -443,6 +462,7 @@ impl TrainOptions {
             version: env!("CARGO_PKG_VERSION").to_string(),
             graph: self.graph.unwrap_or(true),
             profile: self.profile || profile_from_env(),
+            distributed: None,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -5,6 +5,7 @@
 //! (`STREAM_DRAWS + draws`), so the whole run is a function of the seed and the draw counter, on the
 //! CPU and the GPU alike, and a checkpoint only needs the counter to resume exactly.
 
+use super::data_parallel::Role;
 use super::optim::{OptimKind, Optimizer};
 use crate::backend::{numel, Backend, Group, PenaltyKind};
 use crate::nn::{BatchNormMode, Model, Net};
@@ -268,6 +269,9 @@ pub struct Gan<B: Backend> {
     pub(crate) steps_in_process: u64,
     /// The step's fixed device state, made by the first step.
     pub(crate) dev: Option<super::step_graph::DeviceStep<B>>,
+    /// This rank's part of a data-parallel run (`crate::dist`; `data_parallel.rs`); None in one
+    /// process.
+    pub dist: Option<crate::dist::Shard>,
 }
 
 impl<B: Backend> Gan<B> {
@@ -281,7 +285,20 @@ impl<B: Backend> Gan<B> {
         }
         let opt_g = Optimizer::new(&be, opt_g, gen.net.num_params());
         let opt_d = Optimizer::new(&be, opt_d, critic.net.num_params());
-        Gan { be, cfg, gen, critic, opt_g, opt_d, draws: 0, gen_steps: 0, graph: false, steps_in_process: 0, dev: None }
+        Gan {
+            be,
+            cfg,
+            gen,
+            critic,
+            opt_g,
+            opt_d,
+            draws: 0,
+            gen_steps: 0,
+            graph: false,
+            steps_in_process: 0,
+            dev: None,
+            dist: None,
+        }
     }
 
     fn next_stream(&mut self) -> u64 {
@@ -292,7 +309,7 @@ impl<B: Backend> Gan<B> {
     /// Latent noise for `n` samples from the next draw.
     pub fn noise(&mut self, n: usize) -> B::Tensor {
         let s = self.next_stream();
-        self.be.randn(&[n, self.cfg.nz], self.cfg.seed, s)
+        self.my_rows(n, |rows| self.be.randn(&[rows, self.cfg.nz], self.cfg.seed, s))
     }
 
     /// Critic iterations before the next generator step.
@@ -309,7 +326,7 @@ impl<B: Backend> Gan<B> {
     /// PyTorch's `G(z).detach()` does), without recording a graph.
     fn generate_detached(&mut self, n: usize) -> B::Tensor {
         let z = self.noise(n);
-        let mut t = Tape::new(self.be.clone());
+        let mut t = self.step_tape();
         let zv = t.constant(z);
         let params = self.gen.param_consts(&mut t);
         let fake = self.gen.forward_train(&mut t, &params, zv);
@@ -320,13 +337,13 @@ impl<B: Backend> Gan<B> {
     pub fn critic_step(&mut self, real: &B::Tensor) -> (B::Tensor, B::Tensor, Option<B::Tensor>) {
         let n = self.be.shape(real)[0];
         let fake = self.generate_detached(n);
-        let mut t = Tape::new(self.be.clone());
+        let mut t = self.step_tape();
         let (real, fake) = (t.constant(real.clone()), t.constant(fake));
         let params = self.critic.param_leaves(&mut t);
         let gp = match self.cfg.loss {
             LossKind::WganGp { lambda, penalty } => {
                 let s = self.next_stream();
-                let eps = t.constant(self.be.rand_uniform(&[n], self.cfg.seed, s));
+                let eps = t.constant(self.my_rows(n, |rows| self.be.rand_uniform(&[rows], self.cfg.seed, s)));
                 Some((eps, lambda, penalty))
             }
             LossKind::Wgan { .. } | LossKind::Gan { .. } => None,
@@ -335,8 +352,7 @@ impl<B: Backend> Gan<B> {
             LossKind::Gan { .. } => discriminator_loss(&mut t, &self.critic.net, &params, real, fake),
             _ => critic_loss(&mut t, &self.critic.net, &params, real, fake, gp),
         };
-        let grads = t.grad(&[l.loss], &params, false);
-        self.critic.store_grads(&t, &grads);
+        self.backward_reduced(&mut t, l.loss, &params, Role::Critic);
         self.opt_d.step(&self.be, &self.critic.params, &self.critic.grads);
         (t.value(l.loss).clone(), t.value(l.wdist).clone(), l.penalty.map(|p| t.value(p).clone()))
     }
@@ -344,17 +360,16 @@ impl<B: Backend> Gan<B> {
     /// One generator iteration: minimise −mean D(G(z)) (or the standard GAN's generator loss);
     /// returns the loss.
     pub fn generator_step(&mut self) -> B::Tensor {
-        let n = self.cfg.batch;
+        let n = self.local_batch();
         let z = self.noise(n);
-        let mut t = Tape::new(self.be.clone());
+        let mut t = self.step_tape();
         let zv = t.constant(z);
         let gp = self.gen.param_leaves(&mut t);
         let cp = self.critic.param_consts(&mut t);
         let fake = self.gen.forward_train(&mut t, &gp, zv);
         let d = self.critic.net.forward(&mut t, &cp, fake, BatchNormMode::Train(None));
         let loss = generator_loss(&mut t, d, self.cfg.loss);
-        let grads = t.grad(&[loss], &gp, false);
-        self.gen.store_grads(&t, &grads);
+        self.backward_reduced(&mut t, loss, &gp, Role::Generator);
         self.opt_g.step(&self.be, &self.gen.params, &self.gen.grads);
         self.gen_steps += 1;
         t.value(loss).clone()

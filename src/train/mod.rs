@@ -2,6 +2,7 @@
 //! outputs (metrics, pictures, checkpoints).
 
 pub mod config;
+mod data_parallel;
 pub mod gan;
 pub mod optim;
 pub mod run;

@@ -65,6 +65,14 @@ impl Source {
         }
     }
 
+    /// The next real batch as host values (a data-parallel rank takes its slice of them).
+    pub fn next_host(&mut self, batch: usize) -> Vec<f32> {
+        match self {
+            Source::Toy { set, rng } => set.sample(rng, batch),
+            Source::Images { batches, .. } => batches.next().1,
+        }
+    }
+
     /// The shape of a batch of `batch` samples.
     pub fn batch_shape(&self, batch: usize) -> Vec<usize> {
         match self {
@@ -172,6 +180,20 @@ pub enum Start {
 
 /// Trains `cfg` on `be`, writing the run folder `cfg.out`.
 pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSummary> {
+    train_ranks(be, cfg, start, None)
+}
+
+/// `train` as one rank of a data-parallel run when `comm` is given (`crate::dist`): every rank
+/// trains on its slice of each global batch, and rank 0 alone writes the run folder.
+pub fn train_ranks<B: Backend>(
+    be: B,
+    cfg: &TrainConfig,
+    start: Start,
+    comm: Option<Arc<crate::dist::Comm>>,
+) -> Result<RunSummary> {
+    let shard = comm.map(|c| crate::dist::Shard::new(c, cfg.batch_size)).transpose()?;
+    // Rank 0 (or the one process) writes files, pictures and messages.
+    let lead = shard.as_ref().map_or(true, |d| d.rank == 0);
     let out = cfg.out.clone();
     let ckpt_dir = out.join("checkpoint");
     if start == Start::Fresh && snapshot::find(&ckpt_dir).is_some() {
@@ -180,50 +202,101 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             out.display()
         );
     }
-    ensure_writable_dir(&out)?;
+    if lead {
+        ensure_writable_dir(&out)?;
+    }
     be.set_precision(cfg.precision);
     let mut gan = cfg.build(be.clone())?;
+    gan.dist = shard.clone();
     let mut progress = Progress { step: 0, data_position: 0 };
     if start == Start::Resume {
         let dir = snapshot::find(&ckpt_dir)
             .ok_or_else(|| crate::Error(format!("--resume: no checkpoint in {}", ckpt_dir.display())))?;
         progress = snapshot::load(&dir, &mut gan)?;
     }
-    let mut feed = Feed::open(&be, Source::open(cfg, progress.data_position)?, progress.data_position);
+    if let Some(d) = &shard {
+        // Every rank starts from the same state (a fresh seed, or the same checkpoint).
+        check_ranks_agree(d, &gan, "at the start")?;
+    }
+    let source = Source::open(cfg, progress.data_position)?;
+    // A data-parallel rank reads the global batch on the host and takes its slice.
+    let mut feed = if shard.is_some() { Feed::Host(source) } else { Feed::open(&be, source, progress.data_position) };
     let samples_dir = out.join("samples");
-    std::fs::create_dir_all(&samples_dir).context(|| format!("cannot create {}", samples_dir.display()))?;
-    atomic_write(&out.join("config.json"), serde_json::to_string_pretty(cfg).expect("config serialises").as_bytes())?;
     let metrics_path = out.join("metrics.jsonl");
+    if lead {
+        std::fs::create_dir_all(&samples_dir).context(|| format!("cannot create {}", samples_dir.display()))?;
+        atomic_write(
+            &out.join("config.json"),
+            serde_json::to_string_pretty(cfg).expect("config serialises").as_bytes(),
+        )?;
+    }
     let mut history = read_history(&metrics_path, progress.step)?;
     // Training time so far (a resumed run goes on counting), and the snapshots still to keep.
     let mut train_secs = read_train_seconds(&metrics_path, progress.step);
     let mut snapshots: Vec<f64> = cfg.snapshot_at.iter().copied().filter(|&p| p > train_secs).collect();
     let mut fid_history = crate::eval::probe::read_fid_history(&metrics_path, progress.step);
-    let mut metrics = open_metrics(&metrics_path, &history)?;
+    let mut metrics = if lead { Some(open_metrics(&metrics_path, &history)?) } else { None };
     // MNIST runs: IS, FID and class coverage at each sample step (src/eval/probe.rs).
-    let probe = crate::eval::probe::Probe::for_run(cfg.dataset == DatasetKind::Mnist, cfg.channels, cfg.image_size)?;
+    // WGAN_SKIP_EVAL=1 (tests of the training itself): no exact W1, mode coverage or FID probe.
+    let skip_eval = std::env::var("WGAN_SKIP_EVAL").is_ok_and(|v| v == "1");
+    let probe = if lead && !skip_eval {
+        crate::eval::probe::Probe::for_run(cfg.dataset == DatasetKind::Mnist, cfg.channels, cfg.image_size)?
+    } else {
+        None
+    };
 
     let fixed_noise =
         be.randn(&[if cfg.dataset.is_toy() { 512 } else { GRID_SAMPLES }, cfg.nz], cfg.seed, STREAM_FIXED_NOISE);
-    let mut bar = crate::progress::Progress::new(cfg.steps, progress.step);
+    let mut bar = if lead {
+        crate::progress::Progress::new(cfg.steps, progress.step)
+    } else {
+        crate::progress::Progress::with_writer(cfg.steps, progress.step, false, Box::new(std::io::sink()))
+    };
     let t0 = Instant::now();
     let mut last = None;
     let mut done = progress.step;
     let abort_after: Option<u64> = std::env::var("WGAN_ABORT_AFTER_STEP").ok().and_then(|v| v.parse().ok());
+    // Under mpirun the test hook kills one rank only (WGAN_ABORT_RANK, default every rank).
+    let abort_here = std::env::var("WGAN_ABORT_RANK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(true, |r| shard.as_ref().map_or(0, |d| d.rank) == r);
+    let comm_before = |d: &Option<crate::dist::Shard>| d.as_ref().map(|d| d.comm.spent().0);
     for step in progress.step + 1..=cfg.steps {
         if cfg.time_limit.is_some_and(|limit| train_secs >= limit) {
             bar.message(&format!("time limit: the run already has {train_secs:.1} s of training"));
             break;
         }
         let ts = Instant::now();
-        let shape = feed.batch_shape(cfg.batch_size);
-        let (stats, prof) = gan.train_step_profiled(&shape, |be, dst| feed.fill(be, dst, cfg.batch_size));
+        let comm0 = comm_before(&shard);
+        let (stats, prof) = match &shard {
+            None => {
+                let shape = feed.batch_shape(cfg.batch_size);
+                gan.train_step_profiled(&shape, |be, dst| feed.fill(be, dst, cfg.batch_size))
+            }
+            Some(d) => {
+                let shape = feed.batch_shape(d.local_batch);
+                let Feed::Host(source) = &mut feed else { unreachable!("data-parallel ranks read on the host") };
+                gan.train_step_profiled(&shape, |be, dst| {
+                    be.write_f32(dst, d.slice_host(&source.next_host(cfg.batch_size)))
+                })
+            }
+        };
         be.check()?;
-        if cfg.profile {
+        if cfg.profile && lead {
             bar.message(&profile_line(step, &prof, stats.critic_iters));
         }
-        let v = stats.read(&be);
-        let secs = ts.elapsed().as_secs_f64();
+        let mut v = stats.read(&be);
+        let mut secs = ts.elapsed().as_secs_f64();
+        if let Some(d) = &shard {
+            // The global batch's losses (the mean of the ranks' means), and one step time for all
+            // ranks, so that every rank makes the same decisions (a NaN, the time limit).
+            let mut x = [v.critic_loss, v.wdist, v.penalty.unwrap_or(0.0), v.gen_loss, secs];
+            d.mean_scalars(&mut x);
+            v = StepValues { critic_loss: x[0], wdist: x[1], penalty: v.penalty.map(|_| x[2]), gen_loss: x[3] };
+            secs = x[4];
+        }
+        let comm_secs = comm_before(&shard).zip(comm0).map(|(a, b)| a - b);
         train_secs += secs;
         if let Some(what) = non_finite(&v) {
             bar.finish();
@@ -243,10 +316,14 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
             "seconds": secs,
             "samples_per_sec": (cfg.batch_size * stats.critic_iters) as f64 / secs.max(1e-9),
         });
+        if let (Some(d), Some(c)) = (&shard, comm_secs) {
+            line["world_size"] = d.size.into();
+            line["comm_seconds"] = c.into();
+        }
         let time_up = cfg.time_limit.is_some_and(|limit| train_secs >= limit);
         let last_step = step == cfg.steps || time_up;
-        if step % cfg.sample_every == 0 || last_step {
-            let ev = write_samples(&gan, cfg, &fixed_noise, &samples_dir, step)?;
+        if (step % cfg.sample_every == 0 || last_step) && lead {
+            let ev = write_samples(&gan, cfg, &fixed_noise, &samples_dir, step, !skip_eval)?;
             if let Some((w1, captured, total)) = ev {
                 line["w1"] = w1.into();
                 line["modes_captured"] = captured.into();
@@ -263,9 +340,11 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
                 ));
             }
         }
-        writeln!(metrics, "{line}")
-            .and_then(|_| metrics.flush())
-            .context(|| format!("cannot write {}", metrics_path.display()))?;
+        if let Some(metrics) = metrics.as_mut() {
+            writeln!(metrics, "{line}")
+                .and_then(|_| metrics.flush())
+                .context(|| format!("cannot write {}", metrics_path.display()))?;
+        }
         history.push((step, v.wdist));
         // MNIST runs: the FID of the latest sample step (also after a resume, from metrics.jsonl).
         let mut fields = vec![("W", v.wdist), ("loss_D", v.critic_loss), ("loss_G", v.gen_loss)];
@@ -274,14 +353,24 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
         }
         bar.update(step, &fields);
         if step % cfg.checkpoint_every == 0 || last_step {
-            snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
+            if let Some(d) = &shard {
+                check_ranks_agree(d, &gan, &format!("at step {step}"))?;
+            }
+            if lead {
+                snapshot::save(&ckpt_dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
+            }
         }
         while snapshots.first().is_some_and(|&p| train_secs >= p) {
             let dir = out.join("checkpoints").join(super::config::snapshot_name(snapshots.remove(0)));
-            snapshot::save(&dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
-            bar.message(&format!("kept {} (step {step}, {train_secs:.1} s of training)", dir.display()));
+            if let Some(d) = &shard {
+                check_ranks_agree(d, &gan, &format!("at step {step}"))?;
+            }
+            if lead {
+                snapshot::save(&dir, cfg, &gan, Progress { step, data_position: feed.position() })?;
+                bar.message(&format!("kept {} (step {step}, {train_secs:.1} s of training)", dir.display()));
+            }
         }
-        if step % cfg.sample_every == 0 || last_step {
+        if (step % cfg.sample_every == 0 || last_step) && lead {
             if fid_history.is_empty() {
                 write_loss_plot(&out.join("loss.png"), &history)?;
             } else {
@@ -290,7 +379,7 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
         }
         last = Some(v);
         done = step;
-        if abort_after == Some(step) {
+        if abort_after == Some(step) && abort_here {
             // Test hook: die like a killed process, without any cleanup.
             std::process::abort();
         }
@@ -300,8 +389,25 @@ pub fn train<B: Backend>(be: B, cfg: &TrainConfig, start: Start) -> Result<RunSu
         }
     }
     bar.finish();
-    let (w1, modes) = if cfg.dataset.is_toy() { final_eval(&gan, cfg)? } else { (None, None) };
+    let (w1, modes) = if cfg.dataset.is_toy() && lead && !skip_eval { final_eval(&gan, cfg)? } else { (None, None) };
     Ok(RunSummary { out, steps: done, last, seconds: t0.elapsed().as_secs_f64(), w1, modes })
+}
+
+/// Fails, on every rank alike, unless every rank holds the state rank 0 holds (a hash of all
+/// that a checkpoint stores): the ranks of a data-parallel run must stay identical.
+fn check_ranks_agree<B: Backend>(d: &crate::dist::Shard, gan: &Gan<B>, when: &str) -> Result<()> {
+    // WGAN_DIST_SKIP_STATE_CHECK=1: tests only, to show that the weight comparison of
+    // tests/mpi_train.rs alone catches a run without gradient reduction.
+    if std::env::var("WGAN_DIST_SKIP_STATE_CHECK").is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
+    match d.comm.agree(gan.state_hash()) {
+        Ok(()) => Ok(()),
+        Err(ranks) => crate::bail!(
+            "{when}: the model and optimizer state of rank(s) {ranks:?} differ from rank 0's; the ranks of a \
+             data-parallel run must hold identical state (were the gradients not averaged?); nothing was saved"
+        ),
+    }
 }
 
 /// `--profile`: what one step issued to the device and the host time it took.
@@ -418,6 +524,7 @@ fn write_samples<B: Backend>(
     fixed_noise: &B::Tensor,
     dir: &Path,
     step: u64,
+    evaluate: bool,
 ) -> Result<Option<(f64, usize, usize)>> {
     let be = &gan.be;
     let path = dir.join(format!("step_{step:06}.png"));
@@ -435,6 +542,9 @@ fn write_samples<B: Backend>(
     let pts = crate::plot::critic_grid_points(GRID, lo, hi);
     let d = be.to_f32(&gan.critic_values(&be.from_f32(&pts, &[GRID * GRID, 2])));
     crate::plot::toy_figure(&path, &real, &fake, Some(crate::plot::CriticMap { values: &d, n: GRID, lo, hi }))?;
+    if !evaluate {
+        return Ok(None);
+    }
     let (w1, captured, total) = evaluate_toy(gan, cfg, step)?;
     Ok(Some((w1, captured, total)))
 }

@@ -34,10 +34,10 @@
 //! eagerly. The result is bitwise that of `--graph off` (tests/gpu_graph.rs injects each failure
 //! with `Cuda::fail_graph`).
 
+use super::data_parallel::Role;
 use super::gan::{critic_loss, discriminator_loss, generator_loss, Gan, LossKind, StepStats, STREAM_DRAWS};
 use super::optim::OptimKind;
 use crate::backend::Backend;
-use crate::tape::Tape;
 
 /// Host copies of the counters one iteration advances.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -211,7 +211,9 @@ impl<B: Backend> Gan<B> {
 
     /// Runs one iteration: eagerly, or by capturing it into a graph, or by replaying that graph.
     fn run_phase(&mut self, phase: Phase) {
-        let use_graph = self.graph && self.be.supports_graphs() && self.steps_in_process >= 1;
+        // Data-parallel steps run eagerly: their collectives run on the host between kernels,
+        // which a replayed graph would skip (run.rs says so when the run starts).
+        let use_graph = self.graph && self.dist.is_none() && self.be.supports_graphs() && self.steps_in_process >= 1;
         if !use_graph {
             self.body(phase);
             return;
@@ -302,19 +304,20 @@ impl<B: Backend> Gan<B> {
         let (seed, nz) = (self.cfg.seed, self.cfg.nz);
         // Draw 0: the fakes' noise; draw 1: ε (WGAN-GP).
         let fake = {
-            let z = be.randn_at(&[n, nz], seed, STREAM_DRAWS, &draws);
-            let mut t = Tape::new(be.clone());
+            let z = self.my_rows(n, |rows| be.randn_at(&[rows, nz], seed, STREAM_DRAWS, &draws));
+            let mut t = self.step_tape();
             let zv = t.constant(z);
             let params = self.gen.param_consts(&mut t);
             let fake = self.gen.forward_train(&mut t, &params, zv);
             t.value(fake).clone()
         };
-        let mut t = Tape::new(be.clone());
+        let mut t = self.step_tape();
         let (real, fake) = (t.constant(real), t.constant(fake));
         let params = self.critic.param_leaves(&mut t);
         let (gp, draws_used) = match self.cfg.loss {
             LossKind::WganGp { lambda, penalty } => {
-                let eps = t.constant(be.rand_uniform_at(&[n], seed, STREAM_DRAWS + 1, &draws));
+                let eps =
+                    t.constant(self.my_rows(n, |rows| be.rand_uniform_at(&[rows], seed, STREAM_DRAWS + 1, &draws)));
                 (Some((eps, lambda, penalty)), 2)
             }
             LossKind::Wgan { .. } | LossKind::Gan { .. } => (None, 1),
@@ -323,8 +326,7 @@ impl<B: Backend> Gan<B> {
             LossKind::Gan { .. } => discriminator_loss(&mut t, &self.critic.net, &params, real, fake),
             _ => critic_loss(&mut t, &self.critic.net, &params, real, fake, gp),
         };
-        let grads = t.grad(&[l.loss], &params, false);
-        self.critic.store_grads(&t, &grads);
+        self.backward_reduced(&mut t, l.loss, &params, Role::Critic);
         self.opt_d.step_at(&be, &self.critic.params, &self.critic.grads, &t_d);
         be.copy_into_inplace(&stats[0], 0, t.value(l.loss));
         be.copy_into_inplace(&stats[1], 0, t.value(l.wdist));
@@ -340,17 +342,16 @@ impl<B: Backend> Gan<B> {
         let be = self.be.clone();
         let dev = self.dev.as_ref().expect("prepared");
         let (draws, t_g, stats) = (dev.draws.clone(), dev.t_g.clone(), dev.stats.clone());
-        let n = self.cfg.batch;
-        let z = be.randn_at(&[n, self.cfg.nz], self.cfg.seed, STREAM_DRAWS, &draws);
-        let mut t = Tape::new(be.clone());
+        let n = self.local_batch();
+        let z = self.my_rows(n, |rows| be.randn_at(&[rows, self.cfg.nz], self.cfg.seed, STREAM_DRAWS, &draws));
+        let mut t = self.step_tape();
         let zv = t.constant(z);
         let gp = self.gen.param_leaves(&mut t);
         let cp = self.critic.param_consts(&mut t);
         let fake = self.gen.forward_train(&mut t, &gp, zv);
         let d = self.critic.net.forward(&mut t, &cp, fake, crate::nn::BatchNormMode::Train(None));
         let loss = generator_loss(&mut t, d, self.cfg.loss);
-        let grads = t.grad(&[loss], &gp, false);
-        self.gen.store_grads(&t, &grads);
+        self.backward_reduced(&mut t, loss, &gp, Role::Generator);
         self.opt_g.step_at(&be, &self.gen.params, &self.gen.grads, &t_g);
         be.copy_into_inplace(&stats[3], 0, t.value(loss));
         be.counter_add(&draws, 1);

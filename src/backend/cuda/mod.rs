@@ -21,6 +21,8 @@
 //!
 //! See docs/CUDA.md for library discovery, the kernel cache and the allocator.
 
+#[cfg(feature = "nccl")]
+pub mod collective;
 mod device;
 pub mod emu;
 mod graph;

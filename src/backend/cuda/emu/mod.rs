@@ -27,12 +27,12 @@ pub mod check;
 mod graph;
 pub mod profile;
 mod runner;
+pub use check::kernel_inventory;
 pub use check::{Checks, EmuOptions, Schedule};
+use check::{LaunchCtx, SharedTable};
+pub(crate) use graph::{CaptureWatch, Recording};
 pub use profile::{Counts, KernelProfile, MemOp, Profile, SiteProfile};
 pub use runner::{Arg, DevBuf, SourceRunner};
-pub(crate) use graph::{CaptureWatch, Recording};
-use check::{LaunchCtx, SharedTable};
-pub use check::kernel_inventory;
 
 use super::kernels::{self, Module};
 use super::nvrtc::{dlopen, last_dl_error, sym, RTLD_NOW};

@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use super::{Emulator, EmuOptions, HostStore, Profile};
+use super::{EmuOptions, Emulator, HostStore, Profile};
 use crate::Result;
 
 /// An emulator for kernels given as source.
