@@ -302,13 +302,14 @@ fn warp_collectives_need_the_full_warp() {
 #[test]
 fn repeated_reads_keep_their_hazards() {
     let Some(r) = checked() else { return };
-    for (kernel, threads) in [("reread_collective", 32), ("reread_other_warp", 64)] {
+    for (kernel, threads) in [("reread_collective", 32), ("reread_other_warp", 64), ("reread_next_interval", 64)] {
         let o = out(&r, threads as usize);
         expect_finding(launch(&r, kernel, 1, threads, &[Arg::Buf(&o), Arg::I32(0)]), "race", kernel);
         let o = out(&r, threads as usize);
         launch(&r, kernel, 1, threads, &[Arg::Buf(&o), Arg::I32(1)]).unwrap_or_else(|e| panic!("{kernel}: {e}"));
         let want: Vec<f32> = match kernel {
             "reread_collective" => vec![1.0; 32],
+            "reread_next_interval" => (0..64).map(|t| if t < 32 { 2.0 } else { 1.0 }).collect(),
             _ => (0..64).map(|t| if t == 0 || t >= 32 { 5.0 } else { 0.0 }).collect(),
         };
         assert_eq!(r.read(&o), want, "{kernel}");

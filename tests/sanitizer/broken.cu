@@ -265,3 +265,25 @@ extern "C" __global__ void reread_pending(float* out, const float* in, int fix) 
     }
     out[t] = v;
 }
+// Word 0 is read by both warps in one interval (it becomes safe), then in the next interval warp 0
+// reads it and thread 63 writes it: a write-after-read race, found only if the safe mark ended
+// with the first interval.
+template <bool FIX>
+__device__ void reread_next_interval_body(float* out) {
+    __shared__ float s[64];
+    const int t = threadIdx.x;
+    s[t] = 1.0f;
+    __syncthreads();
+    float v = s[0];
+    __syncthreads();
+    if (t < 32) v += s[0];
+    if (FIX) __syncthreads();
+    if (t == 63) s[0] = 9.0f;
+    out[t] = v;
+}
+extern "C" __global__ void reread_next_interval(float* out, int fix) {
+    if (fix)
+        reread_next_interval_body<true>(out);
+    else
+        reread_next_interval_body<false>(out);
+}

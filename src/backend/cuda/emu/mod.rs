@@ -62,7 +62,9 @@ const FLAGS: &[&str] = &[
 /// Added for a checked module: ThreadSanitizer's instrumentation (the hooks are runtime.hpp's, its
 /// run-time library is never linked), line tables for reports, no auto-vectorisation (so a 16-byte
 /// access hook is a 16-byte access of the kernel, not four floats the compiler merged) and no
-/// scalar replacement of aggregates (so a float4 load stays one 16-byte access, alignment checked).
+/// scalar replacement of aggregates (so a float4 load stays one 16-byte access, alignment checked)
+/// and no jump threading (which copies a block, barrier and all, into each path that reaches it,
+/// so that one `__syncthreads` of the source became two call sites, reported as divergent).
 const CHECKED_FLAGS: &[&str] = &[
     "-fsanitize=thread",
     "--param",
@@ -71,6 +73,7 @@ const CHECKED_FLAGS: &[&str] = &[
     "-fno-tree-vectorize",
     "-fno-tree-slp-vectorize",
     "-fno-tree-sra",
+    "-fno-thread-jumps",
 ];
 
 /// FLAGS, plus `-mfma` where this CPU has FMA: the kernels' `fmaf` then becomes one instruction

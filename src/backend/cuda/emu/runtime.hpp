@@ -359,12 +359,11 @@ struct Checker {
     uintptr_t sh_lo, sh_span;   // the module's shared arrays on this host thread
     Rec* sh;                    // their shadow, one Rec per word (sh_cap bytes' worth)
     size_t sh_cap;
-    // Shared words every read of which needs no check in the current interval: `safe[word] == iv`
-    // (see read_inline). `iv` numbers the intervals of this host thread's blocks, never
-    // repeating, so nothing needs clearing at a barrier; a 4-byte entry per word keeps a staged
-    // tile's map in the L1 cache where its 48-byte records are not.
-    u32* safe;
-    u32 iv, iv_serial;
+    // Shared words every read of which needs no check in the current interval, a bit per word (see
+    // read_inline): a staged tile's map stays in the L1 cache, where its 48-byte records do not.
+    // [safe_lo, safe_hi) are the 64-bit words with bits set, cleared when the interval ends.
+    u64* safe;
+    size_t safe_lo, safe_hi;
     uintptr_t ar_lo, ar_span;   // device memory
     Rec* gsh;
     uintptr_t mod_base;         // load address of this module (code offsets in reports)
@@ -563,6 +562,26 @@ __attribute__((noinline, cold, no_sanitize("thread"))) static void note_uninit(u
              shared ? "no thread of this block has written" : "nothing has written since it was allocated");
 }
 
+// The `safe` map of shared words (Checker::safe); `sw` is a word's index, NO_WORD for device memory.
+constexpr uintptr_t NO_WORD = ~(uintptr_t)0;
+__attribute__((always_inline, no_sanitize("thread"))) static inline bool safe_test(const Checker& c, uintptr_t sw) {
+    return (c.safe[sw >> 6] >> (sw & 63)) & 1u;
+}
+__attribute__((always_inline, no_sanitize("thread"))) static inline void safe_set(Checker& c, uintptr_t sw) {
+    c.safe[sw >> 6] |= 1ull << (sw & 63);
+    if (sw >> 6 < c.safe_lo) c.safe_lo = sw >> 6;
+    if ((sw >> 6) + 1 > c.safe_hi) c.safe_hi = (sw >> 6) + 1;
+}
+__attribute__((always_inline, no_sanitize("thread"))) static inline void safe_clear(Checker& c, uintptr_t sw) {
+    c.safe[sw >> 6] &= ~(1ull << (sw & 63));
+}
+// At the end of an interval (a barrier, a block's end): no word is safe any more.
+__attribute__((no_sanitize("thread"))) inline void safe_reset(Checker& c) {
+    if (c.safe && c.safe_hi > c.safe_lo) std::memset(c.safe + c.safe_lo, 0, (c.safe_hi - c.safe_lo) * sizeof(u64));
+    c.safe_lo = SIZE_MAX;
+    c.safe_hi = 0;
+}
+
 // Checks the shadow record of one word against an access of kind `k` to its bytes `m` (a mask) by
 // the running thread at code address `pc`, then records the access. `shared`: shared memory.
 __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec& r, uintptr_t a, u32 m, Access k,
@@ -630,7 +649,7 @@ __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec&
     } else {
         if (shared) {
             r.flags = (u8)((r.w_blk == B ? r.flags : (r.flags & 15)) | (m << 4));
-            c.safe[(a - c.sh_lo) >> 2] = 0;  // its reads are checked again (a cp.async too: pending)
+            safe_clear(c, (a - c.sh_lo) >> 2);  // its reads are checked again (a cp.async too: pending)
         } else {
             r.flags |= FInit;
         }
@@ -660,8 +679,8 @@ __attribute__((noinline, no_sanitize("thread"))) static void check_rec_slow(Rec&
 // writer's, whoever writes, so no later read can add anything: `safe` (the word's entry in
 // Checker::safe, shared memory only) is then marked, and the next reads pass on it alone. This is
 // the common case of a tile staged in shared memory and read by every warp (GEMM operands).
-__attribute__((always_inline, no_sanitize("thread"))) static inline bool read_inline(Rec& r, u32 m, const Checker& c,
-                                                                                    const Fiber* me, u32* safe,
+__attribute__((always_inline, no_sanitize("thread"))) static inline bool read_inline(Rec& r, u32 m, Checker& c,
+                                                                                    const Fiber* me, uintptr_t sw,
                                                                                     uintptr_t pc) {
     if (r.r_blk != c.blk || r.r_bep != c.bep || ((r.masks >> 4) & m) != m || r.w_kind == KPending) return false;
     const u32 t = (u32)me->tid, w = (u32)me->warp, W = c.wep[w];
@@ -677,14 +696,14 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline bool read_in
         r.r_gmulti = 0;
         r.r_pc = (u32)(pc - c.mod_base - 1);
     }
-    if (safe && (r.r_warps & (r.r_warps - 1)) && (r.masks >> 4) == 15) *safe = c.iv;
+    if (sw != NO_WORD && (r.r_warps & (r.r_warps - 1)) && (r.masks >> 4) == 15) safe_set(c, sw);
     return true;
 }
 
 __attribute__((always_inline, no_sanitize("thread"))) static inline void check_rec(Rec& r, uintptr_t a, u32 m, Access k,
                                                                                    uintptr_t pc, bool shared,
                                                                                    Checker& c, const Fiber* me) {
-    if (k == ARead && read_inline(r, m, c, me, shared ? &c.safe[(a - c.sh_lo) >> 2] : nullptr, pc)) return;
+    if (k == ARead && read_inline(r, m, c, me, shared ? (a - c.sh_lo) >> 2 : NO_WORD, pc)) return;
     check_rec_slow(r, a, m, k, pc, shared, c, me);
 }
 
@@ -722,7 +741,7 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
     const uintptr_t off = a - base, end = off + size;
     // The common case first: a read within one word that needs no check (`size` is a constant).
     if (k == ARead && size <= 4 && (off & 3) + size <= 4 &&
-        read_inline(sh[off >> 2], ((1u << size) - 1u) << (off & 3), c, me, shared ? &c.safe[off >> 2] : nullptr, pc))
+        read_inline(sh[off >> 2], ((1u << size) - 1u) << (off & 3), c, me, shared ? off >> 2 : NO_WORD, pc))
         return;
     for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
         // (No std::min/max here: an instrumented template is not inlined into this function.)
@@ -963,7 +982,7 @@ WGEMU_RT static bool release(Block& b, size_t nthreads, bool* done, char* err, s
         for (Fiber& f : b.fibers)
             if (f.state == WaitBlock) f.state = Ready;
         c.bep = ++c.clock;
-        c.iv = ++c.iv_serial;
+        safe_reset(c);
         for (u32& e : c.wep) e = c.bep;
         return true;
     }
@@ -1035,7 +1054,9 @@ WGEMU_RT static void check_begin(LaunchCtx* L, u32 nblocks, char* err, size_t er
             std::free(c.sh);
             std::free(c.safe);
             c.sh = (Rec*)std::calloc(c.sh_span / 4, sizeof(Rec));
-            c.safe = (u32*)std::calloc(c.sh_span / 4, sizeof(u32));
+            c.safe = (u64*)std::calloc(c.sh_span / 4 / 64 + 1, sizeof(u64));
+            c.safe_lo = SIZE_MAX;
+            c.safe_hi = 0;
             if (!c.sh || !c.safe) {
                 std::free(c.sh);
                 std::free(c.safe);
@@ -1111,7 +1132,7 @@ WGEMU_RT static int run(const LaunchDims* d, void (*body)(void*), void* arg, cha
                 c.blk = L ? L->blk_base + (u32)serial : 0;
                 c.clock = 1;
                 c.bep = 1;
-                c.iv = ++c.iv_serial;
+                safe_reset(c);
                 for (u32& e : c.wep) e = 1;
                 b.abort = false;
                 for (size_t i = 0; i < nthreads; ++i) {
@@ -1361,10 +1382,10 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline bool read_do
     if (natural && (a & (n - 1))) return false;
     uintptr_t off = a - c.sh_lo;
     Rec* sh = c.sh;
-    u32* safe = nullptr;
+    uintptr_t sw = NO_WORD;
     if (off < c.sh_span) {
-        safe = &c.safe[off >> 2];
-        if (*safe == c.iv) return true;
+        sw = off >> 2;
+        if (safe_test(c, sw)) return true;
     } else {
         off = a - c.ar_lo;
         if (off >= c.ar_span) return true;  // a register spill, a parameter, host data
@@ -1373,7 +1394,7 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline bool read_do
     if ((off & 3) + n > 4) return false;
     const Fiber* const me = t_cur;
     if (!me) return true;
-    return read_inline(sh[off >> 2], ((1u << n) - 1u) << (off & 3), c, me, safe, pc);
+    return read_inline(sh[off >> 2], ((1u << n) - 1u) << (off & 3), c, me, sw, pc);
 }
 
 // A hook's body: the common cases inline (the fiber's own stack, an unchecked launch, a read that
