@@ -385,7 +385,10 @@ fn parts_on_cuda(on: On) {
         for (i, (p, q)) in x.iter().zip(y).enumerate() {
             let s = q.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
             let d = p.iter().zip(q).fold(0f64, |m, (u, v)| m.max((u - v).abs()));
-            assert!(d <= tol(1e-4) * s, "{what} {i} ({on:?}): joined CUDA and separate CPU differ by {d:e} (scale {s:e})");
+            assert!(
+                d <= tol(1e-4) * s,
+                "{what} {i} ({on:?}): joined CUDA and separate CPU differ by {d:e} (scale {s:e})"
+            );
         }
     }
     g.check().expect("CUDA");
