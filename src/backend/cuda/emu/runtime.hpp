@@ -739,10 +739,6 @@ __attribute__((always_inline, no_sanitize("thread"))) static inline void access(
     const uintptr_t base = shared ? c.sh_lo : c.ar_lo;
     Rec* sh = shared ? c.sh : c.gsh;
     const uintptr_t off = a - base, end = off + size;
-    // The common case first: a read within one word that needs no check (`size` is a constant).
-    if (k == ARead && size <= 4 && (off & 3) + size <= 4 &&
-        read_inline(sh[off >> 2], ((1u << size) - 1u) << (off & 3), c, me, shared ? off >> 2 : NO_WORD, pc))
-        return;
     for (uintptr_t wd = off >> 2; wd << 2 < end; ++wd) {
         // (No std::min/max here: an instrumented template is not inlined into this function.)
         const uintptr_t lo = off > (wd << 2) ? off : wd << 2, hi = end < (wd << 2) + 4 ? end : (wd << 2) + 4;
